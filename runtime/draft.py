@@ -1,0 +1,418 @@
+"""The edge draft client: a ZeroMQ DEALER that drafts γ tokens and has the cloud verify them.
+
+Modes: ``dsd`` (draft here, verify in the cloud), ``cloud`` (cloud-only: the target decodes
+and streams), ``fused`` (draft and target both in the cloud), ``edge-only`` (the draft
+alone, no server).
+
+Run: ``python -m runtime.draft --connect tcp://HOST:5555 [--mode dsd] [--policy fixed:4] ...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from runtime import protocol
+from runtime.drafting import DraftState
+from runtime.events import EventLog
+from runtime.models import (
+    DEFAULT_DRAFT,
+    DEFAULT_TARGET,
+    LoadedModel,
+    ModelError,
+    load_model,
+    make_draft,
+)
+from runtime.policies import RoundObservation, WindowPolicy, make_window_policy
+from runtime.process import configure, parse_cpus, resource_report
+from runtime.prompts import load_prompts
+from runtime.transport import wait_readable
+from runtime.verify import SamplingParams, truncate_emitted
+
+MODES = ("dsd", "cloud", "fused", "edge-only")
+
+
+class ServerError(RuntimeError):
+    """The server answered ``error`` or did not answer in time."""
+
+
+@dataclass
+class RequestResult:
+    prompt_ids: list[int]
+    output_ids: list[int]
+    rounds: int = 0
+    t_arrival: float = 0.0
+    t_first_token: float | None = None
+    t_done: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EdgeClient:
+    """Runs requests one after another (closed loop) against a target server."""
+
+    def __init__(
+        self,
+        connect: str | None,
+        draft: LoadedModel | None,
+        edge: str = "edge0",
+        policy: WindowPolicy | None = None,
+        params: SamplingParams | None = None,
+        log: EventLog | None = None,
+        timeout_s: float = 60.0,
+        context: zmq.Context | None = None,
+        spin_ms: float = 0.0,
+    ) -> None:
+        self.draft = draft
+        self.edge = edge
+        self.policy = policy or make_window_policy("fixed:4")
+        self.params = params or SamplingParams()
+        self.log = log or EventLog(None, edge)
+        self.timeout_ms = int(timeout_s * 1000)
+        self.spin_ms = spin_ms
+        self.eos_ids = draft.eos_ids if draft else set()
+        self._ids = itertools.count()
+        self.socket: zmq.Socket | None = None
+        if connect:
+            self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+            self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+            self.socket.connect(connect)
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close(0)
+
+    # -- transport -----------------------------------------------------------------------
+    def _send(self, message: dict[str, Any]) -> int:
+        payload = protocol.encode(message)
+        assert self.socket is not None
+        self.socket.send(payload)
+        return len(payload)
+
+    def _recv(self, session: str, types: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+        """Wait for this session's next reply of the given types; stale replies are skipped."""
+        assert self.socket is not None
+        deadline = time.monotonic() + self.timeout_ms / 1000.0
+        while True:
+            remaining = int((deadline - time.monotonic()) * 1000)
+            if remaining <= 0 or not wait_readable(self.socket, remaining, self.spin_ms):
+                raise ServerError(f"no reply from the server within {self.timeout_ms / 1000:.0f} s")
+            frame = self.socket.recv()
+            message = protocol.decode(frame)
+            if message["type"] == "error":
+                if message.get("session") in (None, session):
+                    raise ServerError(f"server error {message['code']}: {message['message']}")
+                continue
+            if message.get("session") == session and message["type"] in types:
+                return message, len(frame)
+
+    # -- requests ------------------------------------------------------------------------
+    def run(self, prompt_ids: list[int], max_tokens: int, mode: str = "dsd") -> RequestResult:
+        """Serve one request in the given mode and log its ``request`` event."""
+        session = f"{self.edge}-{os.getpid()}-{next(self._ids)}"
+        result = RequestResult(prompt_ids=list(prompt_ids), output_ids=[], t_arrival=time.time())
+        error = None
+        try:
+            if mode == "edge-only":
+                self._run_edge_only(result, max_tokens)
+            elif mode == "dsd":
+                self._run_dsd(session, result, max_tokens)
+            elif mode in ("cloud", "fused"):
+                self._run_streaming(session, result, max_tokens, mode)
+            else:
+                raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        except ServerError as exc:
+            error = str(exc)
+        self.log.write(
+            "request",
+            session=session,
+            edge=self.edge,
+            mode=mode,
+            prompt_tokens=len(prompt_ids),
+            output_tokens=len(result.output_ids),
+            rounds=result.rounds,
+            t_arrival=result.t_arrival,
+            t_first_token=result.t_first_token,
+            t_done=result.t_done,
+            **({"error": error} if error else {}),
+        )
+        if error:
+            raise ServerError(error)
+        return result
+
+    def _open(self, session: str, prompt: list[int], max_tokens: int, mode: str) -> int:
+        return self._send(
+            {
+                "type": "open",
+                "session": session,
+                "prompt": protocol.pack_ids(prompt),
+                "max_tokens": max_tokens,
+                "mode": mode,
+                "sampling": self.params.to_dict(),
+                "gamma": self.policy.next_gamma(len(prompt)),
+            }
+        )
+
+    def _finish(self, session: str) -> None:
+        self._send({"type": "close", "session": session})
+        self._recv(session, ("closed",))
+
+    def _run_dsd(self, session: str, result: RequestResult, max_tokens: int) -> None:
+        if self.draft is None:
+            raise ValueError("dsd mode needs a draft model")
+        committed = list(result.prompt_ids)
+        drafter = DraftState(self.draft, self.params, self.params.seed + 1)
+        self._open(session, committed, max_tokens, "dsd")
+        drafter.prefill(committed)  # overlaps with the server's prefill
+        opened, _ = self._recv(session, ("opened",))
+        result.t_first_token = time.time()
+        result.output_ids.append(opened["token"])
+        committed.append(opened["token"])
+        done = opened["done"]
+        while not done:
+            remaining = max_tokens - len(result.output_ids)
+            gamma = max(0, min(self.policy.next_gamma(len(committed)), remaining - 1))
+            proposal = drafter.propose(committed, gamma)
+            message: dict[str, Any] = {
+                "type": "verify",
+                "session": session,
+                "round": result.rounds,
+                "draft": protocol.pack_ids(proposal.tokens),
+            }
+            if proposal.q_ids is not None:
+                message["q_ids"] = protocol.pack_ids(proposal.q_ids.flatten().tolist())
+                message["q_probs"] = protocol.pack_probs(proposal.q_probs.flatten().numpy())
+            t_send = time.time()
+            message["t_send"] = t_send
+            bytes_up = self._send(message)
+            verdict, bytes_down = self._recv(session, ("verdict",))
+            t_recv = time.time()
+            accepted = verdict["accepted"]
+            emitted, done = truncate_emitted(
+                [*proposal.tokens[:accepted], verdict["token"]], remaining, self.eos_ids
+            )
+            done = done or verdict["done"]
+            committed.extend(emitted)
+            result.output_ids.extend(emitted)
+            drafter.accept(accepted)
+            self._log_round(
+                session,
+                result.rounds,
+                gamma,
+                accepted,
+                len(emitted),
+                len(committed),
+                proposal.draft_ms,
+                t_send,
+                t_recv,
+                verdict,
+                bytes_up,
+                bytes_down,
+            )
+            result.rounds += 1
+        result.t_done = time.time()
+        self._finish(session)
+
+    def _log_round(
+        self,
+        session: str,
+        index: int,
+        gamma: int,
+        accepted: int,
+        emitted: int,
+        context: int,
+        draft_ms: float,
+        t_send: float,
+        t_recv: float,
+        verdict: dict[str, Any],
+        bytes_up: int,
+        bytes_down: int,
+    ) -> None:
+        self.log.write(
+            "round",
+            session=session,
+            edge=self.edge,
+            round=index,
+            gamma=gamma,
+            drafted=gamma,
+            accepted=accepted,
+            emitted=emitted,
+            context_len=context,
+            draft_ms=draft_ms,
+            t_send=t_send,
+            t_recv=t_recv,
+            server_t_recv=verdict["t_recv"],
+            server_t_send=verdict["t_send"],
+            queue_ms=verdict["queue_ms"],
+            batch_size=verdict["batch_size"],
+            verify_ms=verdict["verify_ms"],
+            bytes_up=bytes_up,
+            bytes_down=bytes_down,
+        )
+        self.policy.observe(
+            RoundObservation(
+                gamma=gamma,
+                drafted=gamma,
+                accepted=accepted,
+                round_trip_ms=(t_recv - t_send) * 1000.0,
+                server_verify_ms=verdict["verify_ms"],
+                server_queue_ms=verdict["queue_ms"],
+                batch_size=verdict["batch_size"],
+                draft_step_ms=draft_ms / gamma if gamma else 0.0,
+                context_len=context,
+            )
+        )
+
+    def _run_streaming(
+        self, session: str, result: RequestResult, max_tokens: int, mode: str
+    ) -> None:
+        self._open(session, result.prompt_ids, max_tokens, mode)
+        opened, _ = self._recv(session, ("opened",))
+        result.t_first_token = time.time()
+        result.output_ids.append(opened["token"])
+        done = opened["done"]
+        while not done:
+            message, size = self._recv(session, ("tokens",))
+            t_recv = time.time()
+            tokens = protocol.unpack_ids(message["tokens"])
+            result.output_ids.extend(tokens)
+            done = message["done"]
+            self.log.write(
+                "round",
+                session=session,
+                edge=self.edge,
+                round=result.rounds,
+                gamma=message.get("drafted", 0),
+                drafted=message.get("drafted", 0),
+                accepted=message.get("accepted", 0),
+                emitted=len(tokens),
+                context_len=len(result.prompt_ids) + len(result.output_ids),
+                draft_ms=0.0,
+                t_send=None,
+                t_recv=t_recv,
+                server_t_recv=None,
+                server_t_send=message["t_send"],
+                queue_ms=0.0,
+                batch_size=message.get("batch_size", 1),
+                verify_ms=message.get("compute_ms", 0.0),
+                bytes_up=0,
+                bytes_down=size,
+            )
+            result.rounds += 1
+        result.t_done = time.time()
+        self._finish(session)
+
+    def _run_edge_only(self, result: RequestResult, max_tokens: int) -> None:
+        if self.draft is None:
+            raise ValueError("edge-only mode needs a draft model")
+        drafter = DraftState(self.draft, self.params, self.params.seed + 1)
+        committed = list(result.prompt_ids)
+        if len(committed) > 1:
+            drafter.prefill(committed[:-1])  # the last prompt token is fed by the first step
+        done = False
+        while not done:
+            token = drafter.propose(committed, 1).tokens[0]
+            drafter.accept(1)
+            emitted, done = truncate_emitted(
+                [token], max_tokens - len(result.output_ids), self.eos_ids
+            )
+            committed.extend(emitted)
+            result.output_ids.extend(emitted)
+            if result.t_first_token is None:
+                result.t_first_token = time.time()
+        result.t_done = time.time()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connect", default="tcp://127.0.0.1:5555", help="target server endpoint")
+    parser.add_argument("--mode", choices=MODES, default="dsd")
+    parser.add_argument(
+        "--base",
+        default=DEFAULT_TARGET,
+        help="model the draft is derived from (int8, bf16, ...); also its tokenizer",
+    )
+    parser.add_argument(
+        "--draft", default=DEFAULT_DRAFT, help="draft spec (int8, bf16, a model spec)"
+    )
+    parser.add_argument("--policy", default="fixed:4", help="window policy, e.g. fixed:4")
+    parser.add_argument("--edge", default="edge0", help="name of this edge in the event log")
+    parser.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    parser.add_argument("--prompts", help="file with one prompt per line")
+    parser.add_argument("--requests", type=int, default=1, help="requests to run, closed loop")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument(
+        "--draft-top-k",
+        type=int,
+        default=16,
+        help="the draft samples from its top-k, sent exactly to the target",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--cpus", help="pin to these CPUs, e.g. 0")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a reply")
+    parser.add_argument(
+        "--spin-ms",
+        type=float,
+        default=0.0,
+        help="busy-poll this long for a reply before blocking (burns CPU)",
+    )
+    parser.add_argument("--log", help="JSONL event log to append to")
+    parser.add_argument("--print", action="store_true", help="print each generated text")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = EventLog(args.log, args.edge)
+    try:
+        configure(args.threads, parse_cpus(args.cpus))
+        policy = make_window_policy(args.policy)
+        params = SamplingParams(
+            args.temperature, args.top_k, args.top_p, args.draft_top_k, args.seed
+        )
+        base = load_model(args.base, args.device, args.dtype, args.seed)
+        draft = make_draft(args.draft, base, args.device, args.dtype, args.seed)
+        prompts = load_prompts(args.prompt, args.prompts)
+    except (ModelError, ValueError, OSError) as exc:
+        print(f"draft: error: {exc}", file=sys.stderr)
+        return 2
+    connect = None if args.mode == "edge-only" else args.connect
+    client = EdgeClient(
+        connect, draft, args.edge, policy, params, log, args.timeout, spin_ms=args.spin_ms
+    )
+    status = 0
+    try:
+        for index in range(args.requests):
+            text = prompts[index % len(prompts)]
+            try:
+                result = client.run(draft.encode_prompt(text), args.max_new_tokens, args.mode)
+            except ServerError as exc:
+                print(f"draft: request {index} failed: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            if args.print:
+                print(draft.decode(result.output_ids), flush=True)
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        log.write("process", t=time.time(), **resource_report(f"draft:{args.edge}"))
+        client.close()
+        log.close()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

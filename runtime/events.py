@@ -1,0 +1,93 @@
+"""The event log: one JSON object per line, flushed as written so that a crash loses nothing.
+
+Both worlds (the real processes and the simulator) write this schema, and one summariser
+(``runtime.metrics``) reads it. Times are seconds on the writer's clock (``t_*`` fields,
+wall-clock epoch in the runtime, simulated seconds in the simulator); durations are ms.
+
+Event kinds and their fields:
+- ``round`` (edge): session, edge, round, gamma, drafted, accepted, emitted, context_len,
+  draft_ms, t_send, t_recv, server_t_recv, server_t_send, queue_ms, batch_size, verify_ms,
+  bytes_up, bytes_down.
+- ``request`` (edge): session, edge, mode, prompt_tokens, output_tokens, rounds, t_arrival,
+  t_first_token, t_done, error (absent when it succeeded).
+- ``batch`` (target): batch_size, tokens, verify_ms, t.
+- ``process`` (every process, at exit): role, pid, cpu_user_s, cpu_system_s, peak_rss_mb,
+  threads, torch_threads, affinity.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+SCHEMA_VERSION = 1
+ROUND_FIELDS = (
+    "session",
+    "edge",
+    "round",
+    "gamma",
+    "drafted",
+    "accepted",
+    "emitted",
+    "context_len",
+    "draft_ms",
+    "t_send",
+    "t_recv",
+    "server_t_recv",
+    "server_t_send",
+    "queue_ms",
+    "batch_size",
+    "verify_ms",
+    "bytes_up",
+    "bytes_down",
+)
+
+
+class EventLog:
+    """Append-only JSONL writer; thread-safe, flushed after each event.
+
+    ``keep`` also holds the events in memory (for in-process benchmarks and tests).
+    """
+
+    def __init__(self, path: str | Path | None, process: str, keep: bool = False) -> None:
+        self.process = process
+        self.keep = keep
+        self.path = Path(path) if path else None
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self.events: list[dict[str, Any]] = []
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = {"event": event, "proc": self.process, "schema": SCHEMA_VERSION, **fields}
+        line = json.dumps(record, separators=(",", ":"))
+        with self._lock:
+            if self.keep:
+                self.events.append(record)
+            if self._file is not None:
+                self._file.write(line + "\n")
+                self._file.flush()
+        return record
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def read_events(*paths: str | Path) -> list[dict[str, Any]]:
+    """Read one or more logs; a torn last line (a crash mid-write) is skipped."""
+    events: list[dict[str, Any]] = []
+    for path in paths:
+        with Path(path).open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return events

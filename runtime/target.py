@@ -1,0 +1,480 @@
+"""The cloud target server: a ZeroMQ ROUTER serving many edge sessions with batched verification.
+
+Each loop iteration drains the socket, answers ``open``/``close`` at once, queues
+``verify`` requests, and when the batching policy says so runs every queued verification
+(plus one decode step of each ``cloud`` session and one round of each ``fused`` session)
+in a single forward pass.
+
+Run: ``python -m runtime.target --bind tcp://0.0.0.0:5555 [--model smollm2] ...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import zmq
+
+from runtime import protocol
+from runtime.drafting import DraftState, Proposal
+from runtime.events import EventLog
+from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
+from runtime.models import DEFAULT_TARGET, LoadedModel, ModelError, load_model, make_draft
+from runtime.policies import BatchingPolicy
+from runtime.process import configure, parse_cpus, resource_report
+from runtime.transport import wait_readable
+from runtime.verify import (
+    SamplingParams,
+    greedy_verify,
+    stochastic_verify,
+    target_probs,
+    truncate_emitted,
+)
+
+POLL_IDLE_MS = 100
+DEFAULT_SESSION_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Session:
+    """Server-side state of one request: committed tokens and the target cache behind them.
+
+    The cache always holds every committed token but the last, which is fed next round.
+    """
+
+    identity: bytes
+    sid: str
+    mode: str
+    params: SamplingParams
+    generator: torch.Generator
+    committed: list[int]
+    prompt_len: int
+    max_tokens: int
+    cache: Any
+    gamma: int = 0
+    next_round: int = 0
+    done: bool = False
+    last_seen: float = field(default_factory=time.monotonic)
+    drafter: DraftState | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.max_tokens - (len(self.committed) - self.prompt_len)
+
+
+@dataclass
+class PendingVerify:
+    session: Session
+    round: int
+    proposal: Proposal
+    t_recv: float
+    queued_at: float
+
+
+class TargetServer:
+    """Serves verification for many sessions; call ``serve`` (blocking) and ``stop``."""
+
+    def __init__(
+        self,
+        target: LoadedModel,
+        bind: str,
+        batching: BatchingPolicy | None = None,
+        log: EventLog | None = None,
+        draft: LoadedModel | None = None,
+        session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S,
+        context: zmq.Context | None = None,
+        spin_ms: float = 0.0,
+    ) -> None:
+        self.target = target
+        self.draft = draft
+        self.batching = batching or BatchingPolicy()
+        self.log = log or EventLog(None, "target")
+        self.session_timeout_s = session_timeout_s
+        self.spin_ms = spin_ms
+        self.sessions: dict[tuple[bytes, str], Session] = {}
+        self.pending: collections.deque[PendingVerify] = collections.deque()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._context = context or zmq.Context.instance()
+        self.socket = self._context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(bind)
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.max_context = int(getattr(target.model.config, "max_position_embeddings", 1 << 30))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- main loop -----------------------------------------------------------------------
+    def serve(self) -> None:
+        last_sweep = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if wait_readable(self.socket, self._poll_timeout_ms(), self.spin_ms):
+                    self._drain()
+                if self._should_run_batch():
+                    self._run_batch()
+                if time.monotonic() - last_sweep > 1.0:
+                    self._expire_idle_sessions()
+                    last_sweep = time.monotonic()
+        finally:
+            self.log.write(
+                "process", t=time.time(), counters=dict(self.counters), **resource_report("target")
+            )
+            self.socket.close(0)
+
+    def _streaming_sessions(self) -> list[Session]:
+        return [s for s in self.sessions.values() if s.mode != "dsd" and not s.done]
+
+    def _active_dsd_sessions(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.mode == "dsd" and not s.done)
+
+    def _oldest_wait_ms(self) -> float:
+        return (time.monotonic() - self.pending[0].queued_at) * 1000.0 if self.pending else 0.0
+
+    def _poll_timeout_ms(self) -> float:
+        if self._streaming_sessions():
+            return 0
+        if self.pending:
+            return self.batching.wait_budget_ms(self._oldest_wait_ms())
+        return POLL_IDLE_MS
+
+    def _should_run_batch(self) -> bool:
+        if self._streaming_sessions():
+            return True
+        return self.batching.should_dispatch(
+            len(self.pending), self._active_dsd_sessions(), self._oldest_wait_ms()
+        )
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.counters["messages"] += 1
+            self._handle(frames)
+
+    # -- messages ------------------------------------------------------------------------
+    def _reply(self, identity: bytes, message: dict[str, Any]) -> None:
+        self.socket.send_multipart([identity, protocol.encode(message)])
+
+    def _error(self, identity: bytes, code: str, text: str, session: str | None = None) -> None:
+        self.counters[f"error:{code}"] += 1
+        self._reply(identity, {"type": "error", "code": code, "message": text, "session": session})
+
+    def _handle(self, frames: list[bytes]) -> None:
+        identity = frames[0]
+        if len(frames) != 2:
+            self._error(identity, "bad_message", f"expected one frame, got {len(frames) - 1}")
+            return
+        t_recv = time.time()
+        try:
+            message = protocol.decode(frames[1], expect=("open", "verify", "close"))
+        except protocol.ProtocolError as exc:
+            self._error(identity, exc.code, str(exc))
+            return
+        handler = {"open": self._open, "verify": self._verify, "close": self._close}
+        try:
+            handler[message["type"]](identity, message, t_recv)
+        except protocol.ProtocolError as exc:
+            self._error(identity, exc.code, str(exc), message.get("session"))
+
+    def _check_tokens(self, ids: list[int], what: str) -> None:
+        vocab = self.target.vocab_size
+        if any(not 0 <= i < vocab for i in ids):
+            raise protocol.ProtocolError(
+                f"{what} holds token ids outside 0..{vocab - 1}", "bad_token"
+            )
+
+    def _open(self, identity: bytes, message: dict[str, Any], t_recv: float) -> None:
+        key = (identity, message["session"])
+        if key in self.sessions:
+            raise protocol.ProtocolError("session already open", "session_exists")
+        prompt = protocol.unpack_ids(message["prompt"])
+        self._check_tokens(prompt, "prompt")
+        if len(prompt) + message["max_tokens"] > self.max_context:
+            raise protocol.ProtocolError(
+                f"prompt + max_tokens exceeds the model's context of {self.max_context}",
+                "context_limit",
+            )
+        mode = message["mode"]
+        if mode == "fused" and self.draft is None:
+            raise protocol.ProtocolError(
+                "this server has no draft model for fused mode", "no_draft"
+            )
+        params = SamplingParams(**message["sampling"])
+        session = Session(
+            identity=identity,
+            sid=message["session"],
+            mode=mode,
+            params=params,
+            generator=torch.Generator().manual_seed(params.seed),
+            committed=list(prompt),
+            prompt_len=len(prompt),
+            max_tokens=message["max_tokens"],
+            cache=new_cache(),
+            gamma=message.get("gamma", 4),
+        )
+        start = time.perf_counter()
+        logits = forward_one(self.target.model, session.cache, prompt, 1)
+        first = self._choose(session, logits)
+        if mode == "fused":
+            session.drafter = DraftState(self.draft, params, params.seed + 1)
+            session.drafter.prefill(prompt)
+        prefill_ms = (time.perf_counter() - start) * 1000.0
+        emitted, session.done = truncate_emitted([first], session.remaining, self.target.eos_ids)
+        session.committed.extend(emitted)
+        self.sessions[key] = session
+        self.counters["opened"] += 1
+        self._reply(
+            identity,
+            {
+                "type": "opened",
+                "session": session.sid,
+                "token": first,
+                "done": session.done,
+                "prefill_ms": prefill_ms,
+                "t_recv": t_recv,
+                "t_send": time.time(),
+            },
+        )
+
+    def _choose(self, session: Session, logits: torch.Tensor) -> int:
+        """Pick one token from the target's own distribution (greedy or sampled)."""
+        if session.params.greedy:
+            return int(logits[-1].argmax())
+        probs = target_probs(logits[-1], session.params)
+        return int(torch.multinomial(probs, 1, generator=session.generator))
+
+    def _verify(self, identity: bytes, message: dict[str, Any], t_recv: float) -> None:
+        session = self.sessions.get((identity, message["session"]))
+        if session is None:
+            raise protocol.ProtocolError("unknown session", "unknown_session")
+        session.last_seen = time.monotonic()
+        if session.mode != "dsd":
+            raise protocol.ProtocolError("verify is only valid in dsd mode", "bad_mode")
+        if session.done:
+            raise protocol.ProtocolError("session is already done", "session_done")
+        if any(p.session is session for p in self.pending):
+            raise protocol.ProtocolError("a verify for this session is already queued", "busy")
+        if message["round"] != session.next_round:
+            raise protocol.ProtocolError(
+                f"expected round {session.next_round}, got {message['round']}", "bad_round"
+            )
+        draft = protocol.unpack_ids(message["draft"])
+        self._check_tokens(draft, "draft")
+        if len(session.committed) + len(draft) + 1 > self.max_context:
+            raise protocol.ProtocolError("context limit reached", "context_limit")
+        q_ids = q_probs = None
+        if not session.params.greedy and draft:
+            if "q_ids" not in message:
+                raise protocol.ProtocolError("sampling needs q_ids and q_probs", "bad_message")
+            ids = protocol.unpack_ids(message["q_ids"])
+            probs = protocol.unpack_probs(message["q_probs"])
+            if len(ids) % len(draft) or not len(ids):
+                raise protocol.ProtocolError(
+                    "q must hold the same k entries per token", "bad_message"
+                )
+            self._check_tokens(ids, "q_ids")
+            if not (probs >= 0).all() or not torch.isfinite(torch.from_numpy(probs.copy())).all():
+                raise protocol.ProtocolError("q_probs must be finite and >= 0", "bad_message")
+            q_ids = torch.tensor(ids, dtype=torch.long).view(len(draft), -1)
+            q_probs = torch.from_numpy(probs.copy()).view(len(draft), -1)
+        proposal = Proposal(draft, q_ids, q_probs, 0.0)
+        self.pending.append(
+            PendingVerify(session, message["round"], proposal, t_recv, time.monotonic())
+        )
+
+    def _close(self, identity: bytes, message: dict[str, Any], t_recv: float) -> None:
+        session = self.sessions.pop((identity, message["session"]), None)
+        if session is None:
+            raise protocol.ProtocolError("unknown session", "unknown_session")
+        self.pending = collections.deque(p for p in self.pending if p.session is not session)
+        self._reply(identity, {"type": "closed", "session": session.sid})
+
+    def _expire_idle_sessions(self) -> None:
+        now = time.monotonic()
+        busy = {id(p.session) for p in self.pending}
+        for key, session in list(self.sessions.items()):
+            idle = session.mode == "dsd" or session.done
+            if (
+                idle
+                and id(session) not in busy
+                and now - session.last_seen > self.session_timeout_s
+            ):
+                del self.sessions[key]
+                self.counters["expired"] += 1
+
+    # -- batched work --------------------------------------------------------------------
+    def _run_batch(self) -> None:
+        verifies = [
+            self.pending.popleft() for _ in range(min(len(self.pending), self.batching.max_batch))
+        ]
+        streaming = self._streaming_sessions()[: max(0, self.batching.max_batch - len(verifies))]
+        rows: list[Row] = []
+        work: list[tuple[Session, Proposal, PendingVerify | None]] = []
+        for item in verifies:
+            rows.append(
+                Row(item.session.cache, [item.session.committed[-1], *item.proposal.tokens])
+            )
+            work.append((item.session, item.proposal, item))
+        for session in streaming:
+            proposal = Proposal([], None, None, 0.0)
+            if session.mode == "fused" and session.drafter is not None:
+                gamma = max(0, min(session.gamma, session.remaining - 1))
+                proposal = session.drafter.propose(session.committed, gamma)
+            rows.append(Row(session.cache, [session.committed[-1], *proposal.tokens]))
+            work.append((session, proposal, None))
+        if not rows:
+            return
+        started = time.perf_counter()
+        dispatched = time.monotonic()
+        logits = forward_rows(self.target.model, rows)
+        outcomes = [self._decide(s, p, lg) for (s, p, _), lg in zip(work, logits, strict=True)]
+        verify_ms = (time.perf_counter() - started) * 1000.0
+        for (session, proposal, item), (accepted, token) in zip(work, outcomes, strict=True):
+            emitted = self._commit(session, proposal, accepted, token)
+            if item is not None:
+                session.next_round += 1
+                self._reply(
+                    session.identity,
+                    {
+                        "type": "verdict",
+                        "session": session.sid,
+                        "round": item.round,
+                        "accepted": accepted,
+                        "token": token,
+                        "done": session.done,
+                        "queue_ms": (dispatched - item.queued_at) * 1000.0,
+                        "batch_size": len(rows),
+                        "verify_ms": verify_ms,
+                        "t_recv": item.t_recv,
+                        "t_send": time.time(),
+                    },
+                )
+            else:
+                self._reply(
+                    session.identity,
+                    {
+                        "type": "tokens",
+                        "session": session.sid,
+                        "tokens": protocol.pack_ids(emitted),
+                        "done": session.done,
+                        "drafted": len(proposal.tokens),
+                        "accepted": accepted,
+                        "batch_size": len(rows),
+                        "compute_ms": verify_ms + proposal.draft_ms,
+                        "t_send": time.time(),
+                    },
+                )
+        self.log.write(
+            "batch",
+            t=time.time(),
+            batch_size=len(rows),
+            tokens=sum(len(r.tokens) for r in rows),
+            verify_ms=verify_ms,
+        )
+
+    def _decide(
+        self, session: Session, proposal: Proposal, logits: torch.Tensor
+    ) -> tuple[int, int]:
+        if session.params.greedy:
+            return greedy_verify(proposal.tokens, logits)
+        probs = target_probs(logits, session.params)
+        if not proposal.tokens:
+            return 0, int(torch.multinomial(probs[0], 1, generator=session.generator))
+        return stochastic_verify(
+            proposal.tokens, proposal.q_ids, proposal.q_probs, probs, session.generator
+        )
+
+    def _commit(self, session: Session, proposal: Proposal, accepted: int, token: int) -> list[int]:
+        """Append the round's tokens and roll the cache back past rejected drafts."""
+        base = len(session.committed)
+        crop_to(session.cache, base + accepted)
+        emitted, session.done = truncate_emitted(
+            [*proposal.tokens[:accepted], token], session.remaining, self.target.eos_ids
+        )
+        session.committed.extend(emitted)
+        session.last_seen = time.monotonic()
+        if session.drafter is not None:
+            session.drafter.accept(accepted)
+        return emitted
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind")
+    parser.add_argument("--model", default=DEFAULT_TARGET, help="target model spec")
+    parser.add_argument("--draft", help="draft spec for fused mode (e.g. int8); off by default")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--cpus", help="pin to these CPUs, e.g. 1 or 0-1")
+    parser.add_argument("--max-batch", type=int, default=8, help="largest verification batch")
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="longest a verify request waits for others to batch with",
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=DEFAULT_SESSION_TIMEOUT_S,
+        help="free a session whose edge is silent this long (s)",
+    )
+    parser.add_argument(
+        "--spin-ms",
+        type=float,
+        default=0.0,
+        help="busy-poll this long before blocking (lower latency, burns CPU)",
+    )
+    parser.add_argument("--log", help="JSONL event log to append to")
+    parser.add_argument("--seed", type=int, default=0, help="seed for tiny/perturbed models")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        configure(args.threads, parse_cpus(args.cpus))
+        batching = BatchingPolicy(args.max_batch, args.max_wait_ms)
+        target = load_model(args.model, args.device, args.dtype, args.seed)
+        draft = (
+            make_draft(args.draft, target, args.device, args.dtype, args.seed)
+            if args.draft
+            else None
+        )
+        server = TargetServer(
+            target,
+            args.bind,
+            batching,
+            EventLog(args.log, "target"),
+            draft,
+            args.session_timeout,
+            spin_ms=args.spin_ms,
+        )
+    except (ModelError, ValueError, zmq.ZMQError) as exc:
+        print(f"target: error: {exc}", flush=True)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    print(
+        f"target: serving {target.name} on {server.endpoint} "
+        f"(threads={args.threads}, max_batch={args.max_batch})",
+        flush=True,
+    )
+    server.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Model loading, draft variants and clear errors for bad model specs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from runtime.models import (
+    ByteTokenizer,
+    LoadedModel,
+    ModelError,
+    build_tiny_model,
+    cache_dir,
+    check_compatible,
+    load_model,
+    make_draft,
+)
+
+
+def test_missing_gguf_and_bad_paths_raise_model_error(tmp_path) -> None:
+    with pytest.raises(ModelError, match="GGUF file not found"):
+        load_model(str(tmp_path / "absent.gguf"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="cannot load model"):
+        load_model(str(tmp_path / "empty"))
+    with pytest.raises(ModelError):
+        load_model("./no/such/model")
+    with pytest.raises(ModelError, match="unknown dtype"):
+        load_model("tiny", dtype="int3")
+
+
+def test_tokenizer_mismatch_is_refused(tiny_target) -> None:
+    class Other(ByteTokenizer):
+        def get_vocab(self) -> dict[str, int]:
+            return {"x": 0}
+
+    other = LoadedModel(build_tiny_model(seed=5), Other(), "other")
+    with pytest.raises(ModelError, match="different tokenizers"):
+        check_compatible(tiny_target, other)
+
+
+def test_disagreeing_draft_controls_acceptance(tiny_target) -> None:
+    ids = torch.tensor([list(range(1, 200))])
+    with torch.inference_mode():
+        reference = tiny_target.model(input_ids=ids).logits.argmax(-1)
+        always = make_draft("disagree:1.0", tiny_target).model(input_ids=ids).logits.argmax(-1)
+        never = make_draft("disagree:0.0", tiny_target).model(input_ids=ids).logits.argmax(-1)
+    assert torch.equal(never, reference)
+    assert (always == reference).float().mean() < 0.05
+    with pytest.raises(ModelError):
+        make_draft("disagree:lots", tiny_target)
+
+
+@pytest.mark.model
+def test_bundled_model_is_cached_as_safetensors(default_pair) -> None:
+    target, draft = default_pair
+    assert (cache_dir() / "smollm2-135m-instruct" / "model.safetensors").is_file()
+    assert target.vocab_size == draft.vocab_size == 49152 and target.eos_ids
+    mlp = draft.model.model.layers[0].mlp
+    assert "quantized" in type(mlp.down_proj).__module__
+    text = target.decode(target.encode_prompt("Hello"))
+    assert "Hello" in text
+
+
+def test_cli_reports_a_missing_model_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime.draft", "--base", "/nonexistent/model.gguf"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "draft: error: GGUF file not found: /nonexistent/model.gguf"
+    ]
