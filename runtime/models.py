@@ -16,6 +16,7 @@ probability P: a controllable acceptance rate).
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import os
 import shutil
@@ -47,7 +48,7 @@ class ByteTokenizer:
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
 
-    def decode(self, ids: list[int]) -> str:
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
 
     def get_vocab(self) -> dict[str, int]:
@@ -63,7 +64,7 @@ class LoadedModel:
     name: str
     eos_ids: set[int] = field(default_factory=set)
 
-    @property
+    @functools.cached_property
     def vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
@@ -80,7 +81,7 @@ class LoadedModel:
         return [int(i) for i in self.tokenizer.encode(text)]
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 def cache_dir() -> Path:
@@ -106,13 +107,22 @@ def bundled_gguf_path() -> Path:
 
 def _from_pretrained(source: str | Path, **kwargs: Any) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    # A cached checkpoint loads in a second: its progress bar would only clutter the logs.
+    # GGUF conversion takes ~20 s and keeps its bar.
+    quiet = "gguf_file" not in kwargs
+    if quiet:
+        hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {source!s}: {first_line}") from exc
+    finally:
+        if quiet:
+            hf_logging.enable_progress_bar()
     return model, tokenizer
 
 
@@ -255,9 +265,11 @@ def quantize_mlp_int8(model: nn.Module) -> nn.Module:
 
     quantized = copy.deepcopy(model).float()
     with warnings.catch_warnings():
-        # torch flags its quantised tensor types as deprecated; they still work and are the
-        # measured default draft (DESIGN.md), so keep the log readable.
+        # torch flags eager-mode quantisation as deprecated (moving to torchao); it still
+        # works and is the measured default draft (DESIGN.md), so keep the log readable.
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         for layer in quantized.model.layers:
             layer.mlp = quantize_dynamic(layer.mlp, {nn.Linear}, dtype=torch.qint8)
     return quantized.eval()

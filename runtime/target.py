@@ -154,11 +154,8 @@ class TargetServer:
         )
 
     def _drain(self) -> None:
-        while True:
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            frames = self.socket.recv_multipart(zmq.NOBLOCK)
             self.counters["messages"] += 1
             self._handle(frames)
 

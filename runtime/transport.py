@@ -8,6 +8,7 @@ CPU-limited edge, so it is a setting (off by default).
 
 from __future__ import annotations
 
+import os
 import time
 
 import zmq
@@ -20,4 +21,5 @@ def wait_readable(socket: zmq.Socket, timeout_ms: float, spin_ms: float = 0.0) -
         while time.perf_counter() < deadline:
             if socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 return True
+            os.sched_yield()  # let ZeroMQ's I/O thread run when it shares our pinned core
     return bool(socket.poll(max(0, round(timeout_ms))))

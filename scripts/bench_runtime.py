@@ -129,11 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--spin-ms",
         type=float,
-        default=200.0,
+        default=1000.0,
         help="busy-poll before blocking, server and single edge (both have a core of their own)",
+    )
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=None,
+        help="how long the batched server waits for peers (default: 20 tiny, 250 default pair)",
     )
     args = parser.parse_args(argv)
     tokens = args.tokens or (48 if args.tiny else 64)
+    max_wait_ms = args.max_wait_ms if args.max_wait_ms is not None else (20 if args.tiny else 250)
     target_spec, draft_spec = pair(args.tiny)
     two_cpus = len(os.sched_getaffinity(0)) >= 2
     configure(1, [0] if two_cpus else None)
@@ -176,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{EDGES_FOR_BATCHING} edges, max batch {max_batch} ...")
         log = EventLog(tmp / f"edges-b{max_batch}.jsonl", "bench", keep=True)
         server_log = tmp / f"target-b{max_batch}.jsonl"
-        with ServerProcess([*server_args, "--max-batch", str(max_batch)], server_log) as server:
+        batching = ["--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
+        with ServerProcess([*server_args, *batching], server_log) as server:
             outs = run_edges(
                 server.endpoint, draft, prompts, tokens, args.gamma, EDGES_FOR_BATCHING, log
             )
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompts": len(prompts),
         "threads": {"target": 1, "edge": 1, "hf_assisted": 1, "pinned": two_cpus},
         "spin_ms": args.spin_ms,
+        "batching_max_wait_ms": max_wait_ms,
         "lossless_greedy": lossless,
         "hf_assisted_matches_reference": hf_outputs == references,
         "overhead_ms_p50": float(np.percentile(overhead, 50)),

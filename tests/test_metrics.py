@@ -10,7 +10,7 @@ from runtime.metrics import format_table, summarise
 
 def round_event(edge: str, gamma: int, accepted: int, t_send: float) -> dict:
     return {
-        "event": "round", "edge": edge, "session": "s", "round": 0, "gamma": gamma,
+        "edge": edge, "session": "s", "round": 0, "gamma": gamma,
         "drafted": gamma, "accepted": accepted, "emitted": accepted + 1, "context_len": 10,
         "draft_ms": 4.0, "t_send": t_send, "t_recv": t_send + 0.010, "server_t_recv": None,
         "server_t_send": None, "queue_ms": 1.0, "batch_size": 2, "verify_ms": 5.0,
@@ -44,9 +44,12 @@ def test_summary_of_a_known_log(tmp_path) -> None:
         t_first_token=100.6,
         t_done=102.0,
     )
-    log.write("round", **round_event("a", 4, 4, 100.3))
-    log.write("round", **round_event("a", 4, 0, 100.4))
-    log.write("round", **round_event("b", 2, 1, 100.7))
+    for edge, gamma, accepted, t_send in (
+        ("a", 4, 4, 100.3),
+        ("a", 4, 0, 100.4),
+        ("b", 2, 1, 100.7),
+    ):
+        log.write("round", **round_event(edge, gamma, accepted, t_send))
     log.close()
     (tmp_path / "log.jsonl").open("a").write('{"event": "round", "torn')  # a crash mid-line
     summary = summarise(read_events(tmp_path / "log.jsonl"))

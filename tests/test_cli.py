@@ -1,0 +1,68 @@
+"""The runtime's command-line programs as separate processes, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from runtime.events import read_events
+from runtime.metrics import summarise
+from runtime.serverproc import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
+    target_log, edge_log = tmp_path / "target.jsonl", tmp_path / "edge.jsonl"
+    with ServerProcess(["--model", "tiny", "--threads", "1"], target_log) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "runtime.draft", "--connect", server.endpoint,
+             "--base", "tiny", "--draft", "perturbed:0.1", "--policy", "fixed:3",
+             "--requests", "3", "--max-new-tokens", "12", "--log", str(edge_log)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = read_events(target_log, edge_log)
+    summary = summarise(events)
+    assert summary["requests"] == 3 and summary["output_tokens"] == 36
+    roles = {e["role"] for e in events if e["event"] == "process"}
+    assert roles == {"target", "draft:edge0"}  # the server wrote its record on SIGTERM
+    target_record = next(e for e in events if e.get("role") == "target")
+    assert target_record["counters"]["opened"] == 3 and target_record["torch_threads"] == 1
+    table = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(target_log), str(edge_log)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert table.returncode == 0 and table.stdout.splitlines()[2].split()[:3] == [
+        "overall",
+        "3",
+        "36",
+    ]
+
+
+def test_draft_reports_an_unreachable_server_without_traceback(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime.draft", "--connect", "tcp://127.0.0.1:9",
+         "--base", "tiny", "--draft", "copy", "--timeout", "1", "--max-new-tokens", "4"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "no reply from the server within 1 s" in result.stderr
+
+
+def test_bench_runtime_tiny_prints_json_summary() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_runtime.py"), "--tiny", "--json",
+         "--prompts", "1", "--tokens", "16"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("overhead_ms_p50", "tokens_per_s_dsd", "tokens_per_s_hf_assisted",
+                "ratio_vs_hf_assisted", "batched_throughput_ratio", "acceptance_rate",
+                "model_pair", "threads"):  # fmt: skip
+        assert key in summary
+    assert summary["lossless_greedy"] is True
