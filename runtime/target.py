@@ -337,6 +337,7 @@ class TargetServer:
         logits = forward_rows(self.target.model, rows)
         outcomes = [self._decide(s, p, lg) for (s, p, _), lg in zip(work, logits, strict=True)]
         verify_ms = (time.perf_counter() - started) * 1000.0
+        bases = [len(session.committed) for session, _, _ in work]
         for (session, proposal, item), (accepted, token) in zip(work, outcomes, strict=True):
             emitted = self._commit(session, proposal, accepted, token)
             if item is not None:
@@ -372,6 +373,8 @@ class TargetServer:
                         "t_send": time.time(),
                     },
                 )
+        for (session, _, _), base, (accepted, _) in zip(work, bases, outcomes, strict=True):
+            self._roll_back(session, base, accepted)
         self.log.write(
             "batch",
             t=time.time(),
@@ -393,17 +396,24 @@ class TargetServer:
         )
 
     def _commit(self, session: Session, proposal: Proposal, accepted: int, token: int) -> list[int]:
-        """Append the round's tokens and roll the cache back past rejected drafts."""
-        base = len(session.committed)
-        crop_to(session.cache, base + accepted)
+        """Append the round's tokens; the cache is rolled back later, by ``_roll_back``."""
         emitted, session.done = truncate_emitted(
             [*proposal.tokens[:accepted], token], session.remaining, self.target.eos_ids
         )
         session.committed.extend(emitted)
         session.last_seen = time.monotonic()
+        return emitted
+
+    @staticmethod
+    def _roll_back(session: Session, base: int, accepted: int) -> None:
+        """Drop the cache entries of rejected drafts (``base``: committed length before the round).
+
+        Runs after the replies are sent: a crop costs ~0.3 ms on a 30-layer model here and
+        nobody waits on it, since the session's next verify needs the edge's next draft first.
+        """
+        crop_to(session.cache, base + accepted)
         if session.drafter is not None:
             session.drafter.accept(accepted)
-        return emitted
 
 
 def build_parser() -> argparse.ArgumentParser:
