@@ -14,7 +14,7 @@ import itertools
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
@@ -51,7 +51,6 @@ class RequestResult:
     t_arrival: float = 0.0
     t_first_token: float | None = None
     t_done: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EdgeClient:
@@ -105,7 +104,10 @@ class EdgeClient:
             if remaining <= 0 or not wait_readable(self.socket, remaining, self.spin_ms):
                 raise ServerError(f"no reply from the server within {self.timeout_ms / 1000:.0f} s")
             frame = self.socket.recv()
-            message = protocol.decode(frame)
+            try:
+                message = protocol.decode(frame)
+            except protocol.ProtocolError as exc:
+                raise ServerError(f"malformed reply from the server: {exc}") from exc
             if message["type"] == "error":
                 if message.get("session") in (None, session):
                     raise ServerError(f"server error {message['code']}: {message['message']}")

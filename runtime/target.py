@@ -183,6 +183,10 @@ class TargetServer:
             handler[message["type"]](identity, message, t_recv)
         except protocol.ProtocolError as exc:
             self._error(identity, exc.code, str(exc), message.get("session"))
+        except Exception as exc:  # a bug must cost one request, never the server
+            self._error(
+                identity, "internal", f"{type(exc).__name__}: {exc}", message.get("session")
+            )
 
     def _check_tokens(self, ids: list[int], what: str) -> None:
         vocab = self.target.vocab_size

@@ -1,0 +1,28 @@
+"""The runtime is the base layer: nothing in runtime/ may import the emulator."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime"
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_runtime_never_imports_emulator() -> None:
+    files = sorted(RUNTIME.glob("*.py"))
+    assert len(files) > 5
+    offenders = {
+        f.name: sorted(m for m in imported_modules(f) if m.split(".")[0] == "emulator")
+        for f in files
+    }
+    assert not {name: mods for name, mods in offenders.items() if mods}
