@@ -7,7 +7,8 @@
     0.0,1.5,,,,4.2,,,
 
 Numbers are written with Python's shortest round-trip repr, so reading a written file gives
-back exactly the same floats; an empty cell is NaN (unspecified).
+back exactly the same floats; an empty cell is NaN (unspecified). Metadata lines may come
+anywhere: a capture writes rows as it measures and ``# duration_s:`` when it ends.
 """
 
 from __future__ import annotations
@@ -89,11 +90,17 @@ def read_trace(path: str | Path) -> LinkTrace:
             raise TraceError(f"{path}:{number}: {exc}") from exc
     if not rows:
         raise TraceError(f"{path}: the trace has no rows")
+    data = np.asarray(rows)
+    if "duration_s" not in meta and len(rows) > 1:
+        # A capture that was killed before writing its closing line: the last row lasts
+        # one typical step. Recorded in the metadata, so the file stays honest.
+        step = float(np.median(np.diff(data[:, 0])))
+        meta["duration_s"] = repr(float(data[-1, 0] + step))
+        meta["note"] = "duration inferred (no closing '# duration_s:' line)"
     try:
         duration = float(meta.pop("duration_s"))
     except (KeyError, ValueError) as exc:
         raise TraceError(f"{path}: missing or bad '# duration_s:' metadata") from exc
-    data = np.asarray(rows)
     columns = {name: data[:, i] for i, name in enumerate(COLUMNS)}
     series = {d: {q: columns[f"{d}_{q}"] for q in QUANTITIES} for d in DIRECTIONS}
     try:
