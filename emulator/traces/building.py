@@ -130,3 +130,24 @@ def parse_float(path: str | Path, number: int, text: str, what: str) -> float:
     if not np.isfinite(value):
         raise TraceError(f"{path}:{number}: {what} {text.strip()!r} is not finite")
     return value
+
+
+def read_two_columns(
+    path: str | Path, separator: str | None, expected: str, value_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``time value`` rows (``separator`` None = whitespace), tidied as documented above."""
+    times, values = [], []
+    for number, line in enumerate(read_text_lines(path), start=1):
+        if not line.strip():
+            continue
+        cells = line.split(separator)
+        if len(cells) != 2:
+            raise TraceError(f"{path}:{number}: expected '{expected}', got {line.strip()!r}")
+        times.append(parse_float(path, number, cells[0], "time"))
+        values.append(parse_float(path, number, cells[1], value_name))
+    return tidy_samples(np.asarray(times), np.asarray(values))
+
+
+def typical_step(times: np.ndarray) -> float:
+    """How long the last sample holds: the median spacing (1 s for a single sample)."""
+    return float(np.median(np.diff(times))) if times.size > 1 else 1.0

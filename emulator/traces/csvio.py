@@ -20,6 +20,7 @@ from typing import TextIO
 
 import numpy as np
 
+from emulator.traces.building import typical_step
 from emulator.traces.linktrace import DIRECTIONS, QUANTITIES, LinkTrace, TraceError
 
 MAGIC = "# dsd-emu link trace v1"
@@ -94,7 +95,7 @@ def read_trace(path: str | Path) -> LinkTrace:
     if "duration_s" not in meta and len(rows) > 1:
         # A capture that was killed before writing its closing line: the last row lasts
         # one typical step. Recorded in the metadata, so the file stays honest.
-        step = float(np.median(np.diff(data[:, 0])))
+        step = typical_step(data[:, 0])
         meta["duration_s"] = repr(float(data[-1, 0] + step))
         meta["note"] = "duration inferred (no closing '# duration_s:' line)"
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emulator.traces.building import parse_float, read_text_lines
+from emulator.traces.building import parse_float, read_text_lines, typical_step
 from emulator.traces.linktrace import LinkTrace, TraceError
 
 LICENCE = "GPL-3.0 (dataset repository)"
@@ -57,7 +57,7 @@ def import_ucc(path: str | Path) -> LinkTrace:
         merged = np.asarray([np.nanmean(np.asarray(rows[s]), axis=0) for s in stamps])
     down_rate, up_rate, rtt, rtt_std, loss = (_hold(merged[:, i]) for i in range(5))
     times = stamps - stamps[0]
-    step = float(np.median(np.diff(times))) if times.size > 1 else 1.0
+    step = typical_step(times)
 
     def direction(rate: np.ndarray) -> dict[str, np.ndarray]:
         return {"rate_mbps": rate, "delay_ms": rtt / 2, "jitter_ms": rtt_std / 2, "loss_pct": loss}
