@@ -104,8 +104,9 @@ class ProbeServer:
             del self.bursts[key]
             seconds = state[1] - state[0]
             payload = int(state[2] - state[3])
-            self._send(identity, {"type": "up_done", "burst": key[1], "bytes": payload,
-                                  "seconds": seconds})  # fmt: skip
+            self._send(
+                identity, {"type": "up_done", "burst": key[1], "bytes": payload, "seconds": seconds}
+            )
         if len(self.bursts) > 64:  # abandoned bursts (a client gone mid-transfer)
             self.bursts.pop(next(iter(self.bursts)))
 
@@ -117,8 +118,15 @@ class ProbeServer:
         payload = bytes(chunk)
         count = max(1, math.ceil(total / chunk))
         for index in range(count):
-            self._send(identity, {"type": "data", "burst": int(message["burst"]),
-                                  "last": index == count - 1, "data": payload})  # fmt: skip
+            self._send(
+                identity,
+                {
+                    "type": "data",
+                    "burst": int(message["burst"]),
+                    "last": index == count - 1,
+                    "data": payload,
+                },
+            )
 
 
 @dataclass
@@ -136,8 +144,12 @@ class CaptureSettings:
 class ProbeClient:
     """Measures one path each interval and appends the result to a canonical CSV."""
 
-    def __init__(self, connect: str, settings: CaptureSettings | None = None,
-                 context: zmq.Context | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        connect: str,
+        settings: CaptureSettings | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
         self.settings = settings or CaptureSettings()
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
@@ -174,8 +186,9 @@ class ProbeClient:
             return math.nan, math.nan, loss
         return float(np.median(rtts)), float(np.std(rtts)), loss
 
-    def _collect_pongs(self, sent: dict[int, float], rtts: list[float], deadline: float,
-                       until_all: bool = False) -> None:  # fmt: skip
+    def _collect_pongs(
+        self, sent: dict[int, float], rtts: list[float], deadline: float, until_all: bool = False
+    ) -> None:
         while time.perf_counter() < deadline and not (until_all and len(rtts) == len(sent)):
             message = self._recv(deadline)
             if message is None:
@@ -199,8 +212,11 @@ class ProbeClient:
         count = max(2, math.ceil(total / s.chunk_bytes))
         payload = bytes(s.chunk_bytes)
         for index in range(count):
-            self.socket.send(_pack({"type": "up", "burst": self.burst, "last": index == count - 1,
-                                    "data": payload}))  # fmt: skip
+            self.socket.send(
+                _pack(
+                    {"type": "up", "burst": self.burst, "last": index == count - 1, "data": payload}
+                )
+            )
         deadline = time.perf_counter() + timeout_s
         while time.perf_counter() < deadline:
             message = self._recv(deadline)
@@ -218,8 +234,9 @@ class ProbeClient:
         s = self.settings
         self.burst += 1
         total = self._burst_bytes("down")
-        self.socket.send(_pack({"type": "down", "burst": self.burst, "bytes": total,
-                                "chunk": s.chunk_bytes}))  # fmt: skip
+        self.socket.send(
+            _pack({"type": "down", "burst": self.burst, "bytes": total, "chunk": s.chunk_bytes})
+        )
         deadline = time.perf_counter() + timeout_s
         first = last = None
         received = 0
@@ -242,8 +259,9 @@ class ProbeClient:
         self.estimate_mbps["down"] = rate
         return rate
 
-    def capture(self, duration_s: float, out: Path, meta: dict[str, str],
-                progress: bool = False) -> LinkTrace:  # fmt: skip
+    def capture(
+        self, duration_s: float, out: Path, meta: dict[str, str], progress: bool = False
+    ) -> LinkTrace:
         """Measure for ``duration_s``, writing each interval to ``out`` as it goes."""
         s = self.settings
         start = time.perf_counter()
@@ -270,5 +288,8 @@ class ProbeClient:
         handle.write(format_row(t, [up, delay, jitter, loss, down, delay, jitter, loss]) + "\n")
         handle.flush()
         if progress:
-            print(f"t={t:7.1f} s  RTT {rtt:8.2f} ms  up {up:8.2f} Mbit/s  down {down:8.2f} "
-                  f"Mbit/s  loss {loss:5.1f} %", flush=True)  # fmt: skip
+            print(
+                f"t={t:7.1f} s  RTT {rtt:8.2f} ms  up {up:8.2f} Mbit/s  down {down:8.2f} "
+                f"Mbit/s  loss {loss:5.1f} %",
+                flush=True,
+            )

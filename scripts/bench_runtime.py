@@ -41,9 +41,13 @@ def reference_greedy(target: LoadedModel, prompt: list[int], tokens: int) -> lis
     """The target's own greedy decode, by transformers' generate (independent of our code)."""
     ids = torch.tensor([prompt])
     out = target.model.generate(
-        ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=tokens,
-        min_new_tokens=tokens if not target.eos_ids else 0, pad_token_id=0,
-    )  # fmt: skip
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=False,
+        max_new_tokens=tokens,
+        min_new_tokens=tokens if not target.eos_ids else 0,
+        pad_token_id=0,
+    )
     result = out[0, len(prompt) :].tolist()
     for index, token in enumerate(result):
         if token in target.eos_ids:
@@ -63,9 +67,13 @@ def hf_assisted(
         ids = torch.tensor([prompt])
         start = time.perf_counter()
         out = target.model.generate(
-            ids, attention_mask=torch.ones_like(ids), assistant_model=draft.model,
-            do_sample=False, max_new_tokens=tokens, pad_token_id=0,
-        )  # fmt: skip
+            ids,
+            attention_mask=torch.ones_like(ids),
+            assistant_model=draft.model,
+            do_sample=False,
+            max_new_tokens=tokens,
+            pad_token_id=0,
+        )
         elapsed += time.perf_counter() - start
         new = out[0, len(prompt) :].tolist()
         outputs.append(new)
@@ -211,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         "acceptance_rate": acceptance,
         "batched_throughput_ratio": capacity[EDGES_FOR_BATCHING][0] / capacity[1][0],
         "batched_wall_throughput_ratio": capacity[EDGES_FOR_BATCHING][1] / capacity[1][1],
-        "server_tokens_per_compute_s": {"batched": capacity[EDGES_FOR_BATCHING][0],
-                                        "batch_1": capacity[1][0]},
+        "server_tokens_per_compute_s": {
+            "batched": capacity[EDGES_FOR_BATCHING][0],
+            "batch_1": capacity[1][0],
+        },
         "logs": str(tmp),
-    }  # fmt: skip
+    }
     if not args.json:
         for key, value in result.items():
             say(f"  {key}: {value}")

@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 server.serve()
             return 0
-        settings = CaptureSettings(interval_s=args.interval, pings=args.pings, mtu=args.mtu,
-                                   mss=args.mss)  # fmt: skip
+        settings = CaptureSettings(
+            interval_s=args.interval, pings=args.pings, mtu=args.mtu, mss=args.mss
+        )
         client = ProbeClient(args.connect, settings)
         meta = {
             "source": "capture",
@@ -78,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             trace = client.capture(args.duration, Path(args.output), meta, not args.quiet)
         except KeyboardInterrupt:
-            print(f"capture_trace: interrupted; {args.output} keeps what was measured",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"capture_trace: interrupted; {args.output} keeps what was measured",
+                file=sys.stderr,
+            )
             return 130
         finally:
             client.close()

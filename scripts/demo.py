@@ -72,12 +72,31 @@ def main(argv: list[str] | None = None) -> int:
         with ServerProcess(server_args, out / "target.jsonl") as server:
             for index in range(args.edges):
                 command = [
-                    sys.executable, "-m", "runtime.draft", "--connect", server.endpoint,
-                    "--base", args.target, "--draft", args.draft, "--policy", args.policy,
-                    "--edge", f"edge{index}", "--requests", str(args.requests),
-                    "--max-new-tokens", str(args.max_new_tokens), "--threads", "1",
-                    "--cpus", edge_cpu, "--log", str(out / f"edge{index}.jsonl"), "--print",
-                ]  # fmt: skip
+                    sys.executable,
+                    "-m",
+                    "runtime.draft",
+                    "--connect",
+                    server.endpoint,
+                    "--base",
+                    args.target,
+                    "--draft",
+                    args.draft,
+                    "--policy",
+                    args.policy,
+                    "--edge",
+                    f"edge{index}",
+                    "--requests",
+                    str(args.requests),
+                    "--max-new-tokens",
+                    str(args.max_new_tokens),
+                    "--threads",
+                    "1",
+                    "--cpus",
+                    edge_cpu,
+                    "--log",
+                    str(out / f"edge{index}.jsonl"),
+                    "--print",
+                ]
                 output = (out / f"edge{index}.txt").open("w")
                 edges.append(subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT))
             for index, edge in enumerate(edges):

@@ -34,8 +34,21 @@ def shaped_path():
     try:
         sh("ip", "netns", "add", edge)
         sh("ip", "netns", "add", cloud)
-        sh("ip", "link", "add", "ve", "netns", edge, "type", "veth", "peer", "name", "vc",
-           "netns", cloud)  # fmt: skip
+        sh(
+            "ip",
+            "link",
+            "add",
+            "ve",
+            "netns",
+            edge,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vc",
+            "netns",
+            cloud,
+        )
         for ns, dev, ip, rate in (
             (edge, "ve", EDGE_IP, UP_MBIT),
             (cloud, "vc", CLOUD_IP, DOWN_MBIT),
@@ -47,14 +60,71 @@ def shaped_path():
             # 18.5-18.9 of 20 Mbit/s). The capture records the congestion control it ran with.
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=reno")
             if shutil.which("ethtool"):
-                subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", "off",
-                                "gso", "off", "gro", "off"], capture_output=True)  # fmt: skip
-            sh("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb",
-               "default", "10")  # fmt: skip
-            sh("tc", "-n", ns, "class", "add", "dev", dev, "parent", "1:", "classid", "1:10",
-               "htb", "rate", f"{rate}mbit", "ceil", f"{rate}mbit")  # fmt: skip
-            sh("tc", "-n", ns, "qdisc", "add", "dev", dev, "parent", "1:10", "pfifo",
-               "limit", "200")  # fmt: skip
+                subprocess.run(
+                    [
+                        "ip",
+                        "netns",
+                        "exec",
+                        ns,
+                        "ethtool",
+                        "-K",
+                        dev,
+                        "tso",
+                        "off",
+                        "gso",
+                        "off",
+                        "gro",
+                        "off",
+                    ],
+                    capture_output=True,
+                )
+            sh(
+                "tc",
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "root",
+                "handle",
+                "1:",
+                "htb",
+                "default",
+                "10",
+            )
+            sh(
+                "tc",
+                "-n",
+                ns,
+                "class",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:",
+                "classid",
+                "1:10",
+                "htb",
+                "rate",
+                f"{rate}mbit",
+                "ceil",
+                f"{rate}mbit",
+            )
+            sh(
+                "tc",
+                "-n",
+                ns,
+                "qdisc",
+                "add",
+                "dev",
+                dev,
+                "parent",
+                "1:10",
+                "pfifo",
+                "limit",
+                "200",
+            )
         yield edge, cloud
     finally:
         for ns in (edge, cloud):
@@ -64,19 +134,45 @@ def shaped_path():
 def test_capture_matches_htb_rates_and_ping_rtt(shaped_path, tmp_path) -> None:
     edge, cloud = shaped_path
     server = subprocess.Popen(
-        ["ip", "netns", "exec", cloud, sys.executable, str(ROOT / "scripts" / "capture_trace.py"),
-         "server", "--bind", f"tcp://{CLOUD_IP}:5600"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            "ip",
+            "netns",
+            "exec",
+            cloud,
+            sys.executable,
+            str(ROOT / "scripts" / "capture_trace.py"),
+            "server",
+            "--bind",
+            f"tcp://{CLOUD_IP}:5600",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert "probe server" in server.stdout.readline()
         out = tmp_path / "captured.csv"
         client = subprocess.run(
-            ["ip", "netns", "exec", edge, sys.executable,
-             str(ROOT / "scripts" / "capture_trace.py"), "client", "--connect",
-             f"tcp://{CLOUD_IP}:5600", "--duration", "6", "--quiet", "-o", str(out)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                "ip",
+                "netns",
+                "exec",
+                edge,
+                sys.executable,
+                str(ROOT / "scripts" / "capture_trace.py"),
+                "client",
+                "--connect",
+                f"tcp://{CLOUD_IP}:5600",
+                "--duration",
+                "6",
+                "--quiet",
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert client.returncode == 0, client.stderr
         ping = sh("ip", "netns", "exec", edge, "ping", "-c", "20", "-i", "0.05", CLOUD_IP)
     finally:

@@ -18,11 +18,29 @@ def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
     target_log, edge_log = tmp_path / "target.jsonl", tmp_path / "edge.jsonl"
     with ServerProcess(["--model", "tiny", "--threads", "1"], target_log) as server:
         result = subprocess.run(
-            [sys.executable, "-m", "runtime.draft", "--connect", server.endpoint,
-             "--base", "tiny", "--draft", "perturbed:0.1", "--policy", "fixed:3",
-             "--requests", "3", "--max-new-tokens", "12", "--log", str(edge_log)],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "runtime.draft",
+                "--connect",
+                server.endpoint,
+                "--base",
+                "tiny",
+                "--draft",
+                "perturbed:0.1",
+                "--policy",
+                "fixed:3",
+                "--requests",
+                "3",
+                "--max-new-tokens",
+                "12",
+                "--log",
+                str(edge_log),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert result.returncode == 0, result.stderr
     events = read_events(target_log, edge_log)
     summary = summarise(events)
@@ -33,8 +51,10 @@ def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
     assert target_record["counters"]["opened"] == 3 and target_record["torch_threads"] == 1
     table = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(target_log), str(edge_log)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert table.returncode == 0 and table.stdout.splitlines()[2].split()[:3] == [
         "overall",
         "3",
@@ -44,10 +64,25 @@ def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
 
 def test_draft_reports_an_unreachable_server_without_traceback(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "runtime.draft", "--connect", "tcp://127.0.0.1:9",
-         "--base", "tiny", "--draft", "copy", "--timeout", "1", "--max-new-tokens", "4"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "runtime.draft",
+            "--connect",
+            "tcp://127.0.0.1:9",
+            "--base",
+            "tiny",
+            "--draft",
+            "copy",
+            "--timeout",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "no reply from the server within 1 s" in result.stderr
@@ -55,14 +90,32 @@ def test_draft_reports_an_unreachable_server_without_traceback(tmp_path) -> None
 
 def test_bench_runtime_tiny_prints_json_summary() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_runtime.py"), "--tiny", "--json",
-         "--prompts", "1", "--tokens", "16"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_runtime.py"),
+            "--tiny",
+            "--json",
+            "--prompts",
+            "1",
+            "--tokens",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("overhead_ms_p50", "tokens_per_s_dsd", "tokens_per_s_hf_assisted",
-                "ratio_vs_hf_assisted", "batched_throughput_ratio", "acceptance_rate",
-                "model_pair", "threads"):  # fmt: skip
+    for key in (
+        "overhead_ms_p50",
+        "tokens_per_s_dsd",
+        "tokens_per_s_hf_assisted",
+        "ratio_vs_hf_assisted",
+        "batched_throughput_ratio",
+        "acceptance_rate",
+        "model_pair",
+        "threads",
+    ):
         assert key in summary
     assert summary["lossless_greedy"] is True

@@ -19,12 +19,16 @@ FUZZ_MESSAGES = 3000
 def valid_messages(session: str) -> list[dict]:
     return [
         {
-            "type": "open", "session": session, "prompt": protocol.pack_ids([1, 2, 3]),
-            "max_tokens": 5, "mode": "dsd", "sampling": SamplingParams().to_dict(),
+            "type": "open",
+            "session": session,
+            "prompt": protocol.pack_ids([1, 2, 3]),
+            "max_tokens": 5,
+            "mode": "dsd",
+            "sampling": SamplingParams().to_dict(),
         },
         {"type": "verify", "session": session, "round": 0, "draft": protocol.pack_ids([4, 5])},
         {"type": "close", "session": session},
-    ]  # fmt: skip
+    ]
 
 
 def mutate(rng: random.Random, message: dict) -> bytes:

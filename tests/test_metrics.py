@@ -10,12 +10,25 @@ from runtime.metrics import format_table, summarise
 
 def round_event(edge: str, gamma: int, accepted: int, t_send: float) -> dict:
     return {
-        "edge": edge, "session": "s", "round": 0, "gamma": gamma,
-        "drafted": gamma, "accepted": accepted, "emitted": accepted + 1, "context_len": 10,
-        "draft_ms": 4.0, "t_send": t_send, "t_recv": t_send + 0.010, "server_t_recv": None,
-        "server_t_send": None, "queue_ms": 1.0, "batch_size": 2, "verify_ms": 5.0,
-        "bytes_up": 100, "bytes_down": 50,
-    }  # fmt: skip
+        "edge": edge,
+        "session": "s",
+        "round": 0,
+        "gamma": gamma,
+        "drafted": gamma,
+        "accepted": accepted,
+        "emitted": accepted + 1,
+        "context_len": 10,
+        "draft_ms": 4.0,
+        "t_send": t_send,
+        "t_recv": t_send + 0.010,
+        "server_t_recv": None,
+        "server_t_send": None,
+        "queue_ms": 1.0,
+        "batch_size": 2,
+        "verify_ms": 5.0,
+        "bytes_up": 100,
+        "bytes_down": 50,
+    }
 
 
 def test_summary_of_a_known_log(tmp_path) -> None:

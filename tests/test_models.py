@@ -68,8 +68,10 @@ def test_bundled_model_is_cached_as_safetensors(default_pair) -> None:
 def test_cli_reports_a_missing_model_in_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "runtime.draft", "--base", "/nonexistent/model.gguf"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [

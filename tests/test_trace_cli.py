@@ -16,8 +16,11 @@ SHARED = ROOT.parent / "shared" / "traces"
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), *args],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def test_generate_stats_and_plot(tmp_path) -> None:
@@ -26,8 +29,14 @@ def test_generate_stats_and_plot(tmp_path) -> None:
     result = run("trace_stats.py", str(out), "--json", "--plot", str(tmp_path / "lte.png"))
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("duration_s", "up_mbps_mean", "down_mbps_mean", "rtt_ms_mean", "rtt_ms_p95",
-                "outage_s"):  # fmt: skip
+    for key in (
+        "duration_s",
+        "up_mbps_mean",
+        "down_mbps_mean",
+        "rtt_ms_mean",
+        "rtt_ms_p95",
+        "outage_s",
+    ):
         assert key in stats
     assert stats["duration_s"] == 60.0
     assert (tmp_path / "lte.png").read_bytes()[:4] == b"\x89PNG"
@@ -37,10 +46,14 @@ def test_generate_stats_and_plot(tmp_path) -> None:
 def test_import_bandwidth_with_rtt_then_stats(tmp_path) -> None:
     out = tmp_path / "att.csv"
     result = run(
-        "import_trace.py", "mahimahi", str(SHARED / "mahimahi" / "ATT-LTE-driving-2016.down"),
-        "--rtt", f"mecperf:{SHARED / 'mecperf' / 'lte-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
-        "-o", str(out),
-    )  # fmt: skip
+        "import_trace.py",
+        "mahimahi",
+        str(SHARED / "mahimahi" / "ATT-LTE-driving-2016.down"),
+        "--rtt",
+        f"mecperf:{SHARED / 'mecperf' / 'lte-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
+        "-o",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     stats = json.loads(run("trace_stats.py", str(out), "--json").stdout.splitlines()[-1])
     assert stats["down_mbps_mean"] == pytest.approx(4.56, rel=0.02)
@@ -59,8 +72,9 @@ def test_import_bandwidth_with_rtt_then_stats(tmp_path) -> None:
 def test_import_errors_are_one_line(tmp_path, args, message) -> None:
     (tmp_path / "empty").write_text("")
     (tmp_path / "bad").write_text("0 1\n1 x\n")
-    result = run("import_trace.py", *(a.format(tmp=tmp_path) for a in args), "-o",
-                 str(tmp_path / "out.csv"))  # fmt: skip
+    result = run(
+        "import_trace.py", *(a.format(tmp=tmp_path) for a in args), "-o", str(tmp_path / "out.csv")
+    )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert not (tmp_path / "out.csv").exists()

@@ -24,10 +24,18 @@ needs_shared = pytest.mark.skipif(
 
 def step_trace() -> LinkTrace:
     nan = np.full(3, np.nan)
-    up = {"rate_mbps": np.array([1.0, 2.0, 0.0]), "delay_ms": np.array([5.0, 10.0, 20.0]),
-          "jitter_ms": nan, "loss_pct": np.array([0.0, 1.0, 0.0])}  # fmt: skip
-    down = {"rate_mbps": np.array([10.0, 20.0, 0.0]), "delay_ms": np.array([5.0, 10.0, 20.0]),
-            "jitter_ms": nan, "loss_pct": nan}  # fmt: skip
+    up = {
+        "rate_mbps": np.array([1.0, 2.0, 0.0]),
+        "delay_ms": np.array([5.0, 10.0, 20.0]),
+        "jitter_ms": nan,
+        "loss_pct": np.array([0.0, 1.0, 0.0]),
+    }
+    down = {
+        "rate_mbps": np.array([10.0, 20.0, 0.0]),
+        "delay_ms": np.array([5.0, 10.0, 20.0]),
+        "jitter_ms": nan,
+        "loss_pct": nan,
+    }
     return LinkTrace(np.array([0.0, 2.0, 3.0]), 4.0, up, down, {"source": "test"})
 
 

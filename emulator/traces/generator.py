@@ -38,21 +38,36 @@ class Profile:
 
 PROFILES = {
     "lte": Profile(
-        "lte", 7.9, 0.7, 78.0, 0.39, 0.012,
+        "lte",
+        7.9,
+        0.7,
+        78.0,
+        0.39,
+        0.012,
         "rates: Mahimahi LTE traces (down mean 7.9 Mbit/s, up/down 0.7, 1.2% outage); "
         "RTT: MECPerf LTE to cloud (median 78 ms, p95 149 ms)",
     ),
     "wifi": Profile(
-        "wifi", 26.6, 0.5, 40.0, 0.05, 0.09,
+        "wifi",
+        26.6,
+        0.5,
+        40.0,
+        0.05,
+        0.09,
         "rates: WiFi/cellular campus WiFi traces (down mean 26.6 Mbit/s, 9% outage; uplink "
         "assumed half); RTT: MECPerf WiFi to cloud (median 40 ms, p95 42 ms)",
     ),
     "5g": Profile(
-        "5g", 41.7, 0.25, 49.0, 0.1, 0.05,
+        "5g",
+        41.7,
+        0.25,
+        49.0,
+        0.1,
+        0.05,
         "rates: UCC 5G traces (down mean 41.7 Mbit/s, 5% outage; uplink assumed a quarter, "
         "UCC's UL_bitrate being only acks); RTT: 5Gophers mmWave pings (median 49 ms, p95 58 ms)",
     ),
-}  # fmt: skip
+}
 
 
 def generate(
@@ -97,5 +112,6 @@ def generate(
         f"{profile.basis}",
     }
     times = np.arange(steps) * step_s
-    return LinkTrace(times, steps * step_s, direction(down_rate * profile.up_ratio),
-                     direction(down_rate), meta)  # fmt: skip
+    return LinkTrace(
+        times, steps * step_s, direction(down_rate * profile.up_ratio), direction(down_rate), meta
+    )

@@ -130,8 +130,7 @@ class LinkTrace:
         if factor <= 0:
             raise TraceError("time-scale factor must be positive")
         index = np.arange(self.pieces)
-        return self._with(self.times * factor, self.duration_s * factor, index,
-                          f"time x{factor:g}")  # fmt: skip
+        return self._with(self.times * factor, self.duration_s * factor, index, f"time x{factor:g}")
 
     def resampled(self, step: float) -> LinkTrace:
         """Regular pieces of ``step`` seconds, each the time-weighted mean of what it covers.
@@ -206,5 +205,6 @@ def combine(bandwidth: LinkTrace, rtt: LinkTrace, up_share: float = 0.5) -> Link
             f"[{rtt.meta.get('derived', '')}], RTT split {up_share:g} up"
         ),
     }
-    return LinkTrace(times, duration, directions["up"], directions["down"], meta,
-                     dict(bandwidth.deliveries_ms))  # fmt: skip
+    return LinkTrace(
+        times, duration, directions["up"], directions["down"], meta, dict(bandwidth.deliveries_ms)
+    )

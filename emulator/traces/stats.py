@@ -75,8 +75,15 @@ def plot_trace(trace: LinkTrace, path: str | Path, title: str | None = None) -> 
         rtt_ax.stairs(rtt, times, color="tab:green", label="RTT")
         jitter = trace.up["jitter_ms"] + trace.down["jitter_ms"]
         if not np.isnan(jitter).all():
-            rtt_ax.stairs(rtt + jitter, times, baseline=rtt - jitter, fill=True, alpha=0.2,
-                          color="tab:green", label="± jitter")  # fmt: skip
+            rtt_ax.stairs(
+                rtt + jitter,
+                times,
+                baseline=rtt - jitter,
+                fill=True,
+                alpha=0.2,
+                color="tab:green",
+                label="± jitter",
+            )
         rtt_ax.legend(loc="upper right")
     else:
         rtt_ax.text(0.5, 0.5, "no RTT in this trace", ha="center", transform=rtt_ax.transAxes)

@@ -1,0 +1,117 @@
+"""Start a delay line in a network namespace and drive it: the ``delayline`` LinkShaper."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from emulator.shaping.base import ShapeParams
+
+Launcher = Callable[[list[str]], subprocess.Popen]
+READY_TIMEOUT_S = 20.0
+REPLY_TIMEOUT_S = 2.0
+
+
+class ShaperError(RuntimeError):
+    """The shaper could not start or refused a setting."""
+
+
+def netns_launcher(namespace: str) -> Launcher:
+    """Run commands inside a named network namespace (``ip netns exec``)."""
+
+    def launch(command: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["ip", "netns", "exec", namespace, *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    return launch
+
+
+class DelayLineShaper:
+    """A delay-line process forwarding between ``up_in`` and ``down_in``, set live over a socket."""
+
+    backend = "delayline"
+
+    def __init__(
+        self,
+        launch: Launcher,
+        up_in: str,
+        down_in: str,
+        name: str,
+        seed: int = 0,
+        priority: int = 50,
+    ) -> None:
+        self.folder = tempfile.mkdtemp(prefix=f"dsdemu-{name}-")
+        self.control_path = os.path.join(self.folder, "control.sock")
+        self.process = launch(
+            [
+                sys.executable,
+                "-m",
+                "emulator.shaping.delayline",
+                "--up-in",
+                up_in,
+                "--down-in",
+                down_in,
+                "--control",
+                self.control_path,
+                "--seed",
+                str(seed),
+                "--priority",
+                str(priority),
+            ]
+        )
+        self.client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.client.bind(os.path.join(self.folder, "client.sock"))
+        self.client.settimeout(REPLY_TIMEOUT_S)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not os.path.exists(self.control_path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                output = self.process.stdout.read() if self.process.stdout else ""
+                self.close()
+                raise ShaperError(f"delay line did not start: {output.strip()[-500:]}")
+            time.sleep(0.02)
+
+    def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.client.sendto(msgpack.packb(message), self.control_path)
+        try:
+            reply = msgpack.unpackb(self.client.recv(65536), raw=False)
+        except TimeoutError as exc:
+            raise ShaperError("the delay line did not answer") from exc
+        if not reply.get("ok"):
+            raise ShaperError(f"the delay line refused {message}: {reply.get('error')}")
+        return reply
+
+    def set(self, direction: str, params: ShapeParams) -> None:
+        self._ask({"direction": direction, **params.to_dict()})
+
+    def stats(self) -> dict[str, Any]:
+        return self._ask({"stats": True})
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.client.close()
+        for name in ("control.sock", "client.sock"):
+            path = os.path.join(self.folder, name)
+            if os.path.exists(path):
+                os.unlink(path)
+        os.rmdir(self.folder)

@@ -1,0 +1,228 @@
+"""Shaping backends, for real: a delay line between network namespaces; netem where it exists."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from emulator.shaping.base import ShapeParams
+from emulator.shaping.control import DelayLineShaper, ShaperError, netns_launcher
+from emulator.shaping.netem import tc_commands
+from emulator.shaping.probe import choose_backend, netem_available
+
+EDGE_IP, CLOUD_IP = "10.79.0.1", "10.79.0.2"
+
+
+def sh(*command: str) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def ping(namespace: str, count: int, interval: float = 0.05) -> tuple[float, float]:
+    """(average RTT ms, loss %) from the edge to the cloud."""
+    out = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            namespace,
+            "ping",
+            "-q",
+            "-c",
+            str(count),
+            "-i",
+            str(interval),
+            "-W",
+            "1",
+            CLOUD_IP,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    loss = float(re.search(r"([\d.]+)% packet loss", out.stdout).group(1))
+    match = re.search(r"= [\d.]+/([\d.]+)/", out.stdout)
+    return (float(match.group(1)) if match else float("nan")), loss
+
+
+@pytest.fixture
+def delay_line():
+    """edge --veth-- middle (delay line, no IP) --veth-- cloud, in three namespaces."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root with iproute2 to build network namespaces")
+    tag = os.getpid()
+    edge, middle, cloud = (f"dsdsh-{r}{tag}" for r in "emc")
+    shaper = None
+    try:
+        for ns in (edge, middle, cloud):
+            sh("ip", "netns", "add", ns)
+        sh(
+            "ip",
+            "link",
+            "add",
+            "ve",
+            "netns",
+            edge,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "me",
+            "netns",
+            middle,
+        )
+        sh(
+            "ip",
+            "link",
+            "add",
+            "mc",
+            "netns",
+            middle,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vc",
+            "netns",
+            cloud,
+        )
+        sh("ip", "-n", edge, "addr", "add", f"{EDGE_IP}/24", "dev", "ve")
+        sh("ip", "-n", cloud, "addr", "add", f"{CLOUD_IP}/24", "dev", "vc")
+        for ns, dev in ((edge, "ve"), (middle, "me"), (middle, "mc"), (cloud, "vc")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "ethtool",
+                    "-K",
+                    dev,
+                    "tx",
+                    "off",
+                    "tso",
+                    "off",
+                    "gso",
+                    "off",
+                    "gro",
+                    "off",
+                ],
+                capture_output=True,
+            )
+        shaper = DelayLineShaper(netns_launcher(middle), "me", "mc", f"test{tag}")
+        yield shaper, edge, cloud
+    finally:
+        if shaper is not None:
+            shaper.close()
+        for ns in (edge, middle, cloud):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_delay_line_adds_the_set_delay(delay_line) -> None:
+    shaper, edge, _ = delay_line
+    base, _ = ping(edge, 10)
+    shaper.set("up", ShapeParams(delay_ms=10.0))
+    shaper.set("down", ShapeParams(delay_ms=30.0))
+    rtt, loss = ping(edge, 20)
+    assert loss == 0
+    assert abs(rtt - 40.0 - base) < 1.0, (rtt, base)
+
+
+def test_live_change_settles_fast_and_outage_holds_traffic(delay_line) -> None:
+    shaper, edge, _ = delay_line
+    shaper.set("up", ShapeParams(delay_ms=5.0))
+    rtt, _ = ping(edge, 5)
+    assert 4.5 < rtt < 7
+    start = time.monotonic()
+    shaper.set("down", ShapeParams(delay_ms=50.0))
+    assert time.monotonic() - start < 0.02
+    rtt, _ = ping(edge, 5)
+    assert 54 < rtt < 57
+    shaper.set("up", ShapeParams(rate_mbps=0.0))
+    _, loss = ping(edge, 5, interval=0.2)
+    assert loss == 100.0
+    shaper.set("up", ShapeParams(rate_mbps=10.0, delay_ms=5.0))
+    _, loss = ping(edge, 5)
+    assert loss == 0
+
+
+def test_loss_rate_matches_setting(delay_line) -> None:
+    shaper, edge, _ = delay_line
+    shaper.set("up", ShapeParams(loss_pct=20.0))
+    _, loss = ping(edge, 400, interval=0.005)
+    assert 14.0 < loss < 26.0  # 400 trials: 3 standard deviations of a 20% binomial
+    stats = shaper.stats()
+    assert stats["up"]["lost"] > 0 and stats["down"].get("lost", 0) == 0
+
+
+def test_rate_limit_serialises_frames(delay_line) -> None:
+    shaper, edge, cloud = delay_line
+    shaper.set("up", ShapeParams(rate_mbps=20.0))
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", cloud, "iperf3", "-s", "-1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        out = sh("ip", "netns", "exec", edge, "iperf3", "-c", CLOUD_IP, "-t", "4", "-J")
+    finally:
+        server.wait(timeout=20)
+
+    goodput = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    assert 20.0 * 1448 / 1514 * 0.9 < goodput < 20.0 * 1.02, goodput
+
+
+def test_bad_settings_are_refused_and_forwarding_goes_on(delay_line) -> None:
+    shaper, edge, _ = delay_line
+    with pytest.raises(ShaperError, match="refused"):
+        shaper.set("sideways", ShapeParams())
+    with pytest.raises(ShaperError, match="refused"):
+        shaper.set("up", ShapeParams(queue_packets=0))
+    assert ping(edge, 3)[1] == 0
+
+
+def test_probe_picks_a_backend_this_kernel_has() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the netem probe creates a network namespace: needs root")
+    backend, why = choose_backend()
+    assert backend == ("netem" if netem_available() else "delayline") and why
+    with pytest.raises(ValueError, match="unknown shaper"):
+        choose_backend("carrier-pigeon")
+
+
+def test_netem_commands_bound_the_queue() -> None:
+    """Command generation only: this kernel may lack sch_netem (the live test is below)."""
+    first = tc_commands(
+        "eth0",
+        ShapeParams(rate_mbps=1.0, delay_ms=10, jitter_ms=2, loss_pct=1, queue_packets=50),
+        True,
+        ["tc"],
+    )
+    assert first[0][:6] == ["tc", "qdisc", "add", "dev", "eth0", "root"]
+    assert "1000kbit" in first[1] and first[2][-2:] == ["limit", "50"]
+    outage = tc_commands("eth0", ShapeParams(rate_mbps=0.0), False, ["tc"])
+    assert all(c[1] != "qdisc" or c[2] == "change" for c in outage)
+    assert "100.0000%" in outage[-1]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not netem_available(),
+    reason="this kernel has no sch_netem (the delay line covers it)",
+)
+def test_netem_backend_live() -> None:
+    subprocess.run(["ip", "netns", "add", "dsdsh-netem"], check=True)
+    try:
+        sh("ip", "-n", "dsdsh-netem", "link", "add", "d0", "type", "dummy")
+        for command in tc_commands(
+            "d0", ShapeParams(rate_mbps=5, delay_ms=10), True, ["tc", "-n", "dsdsh-netem"]
+        ):
+            sh(*command)
+        assert "netem" in sh("tc", "-n", "dsdsh-netem", "qdisc", "show", "dev", "d0")
+    finally:
+        subprocess.run(["ip", "netns", "del", "dsdsh-netem"], capture_output=True)
