@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import heapq
 import math
 import os
 import random
@@ -45,14 +46,16 @@ class Pipe:
 
     The rate stage is one FIFO server: the head frame starts when the link is free, it has
     arrived, and the current rate is in force (so an outage's backlog is not "served" in
-    the past), and takes size x 8 / rate. Then it waits delay + jitter, never overtaking.
+    the past), and takes size x 8 / rate. Then it waits delay + jitter, never overtaking a
+    frame delayed under the same setting.
     """
 
     out: socket.socket
     params: ShapeParams = field(default_factory=ShapeParams)
     rng: random.Random = field(default_factory=random.Random)
     waiting: collections.deque = field(default_factory=collections.deque)  # (arrival, frame)
-    in_flight: collections.deque = field(default_factory=collections.deque)  # (release, frame)
+    in_flight: list = field(default_factory=list)  # heap of (release, sequence, frame)
+    sequence: int = 0
     link_free_at: float = 0.0
     rate_since: float = 0.0
     last_release: float = 0.0
@@ -61,6 +64,10 @@ class Pipe:
     def update(self, params: ShapeParams, now: float) -> None:
         if params.rate_mbps != self.params.rate_mbps:
             self.rate_since = now
+        if params.delay_ms != self.params.delay_ms:
+            # Order is kept within one setting (jitter never reorders), but frames sent after
+            # a delay drop may overtake older ones, as in netem: the new delay shows at once.
+            self.last_release = 0.0
         self.params = params
 
     def arrive(self, frame: bytes, now: float) -> None:
@@ -96,9 +103,10 @@ class Pipe:
             self.link_free_at = finish
             release = max(finish + self._delay_s(), self.last_release)
             self.last_release = release
-            self.in_flight.append((release, frame))
+            self.sequence += 1
+            heapq.heappush(self.in_flight, (release, self.sequence, frame))
         while self.in_flight and self.in_flight[0][0] <= now:
-            _, frame = self.in_flight.popleft()
+            _, _, frame = heapq.heappop(self.in_flight)
             try:
                 self.out.send(frame)
                 self.counters["sent"] += 1

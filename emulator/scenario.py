@@ -1,0 +1,359 @@
+"""Scenario files: one YAML file describes a run for the emulator and the simulator alike.
+
+    name: default
+    seed: 1
+    shaper: null                     # netem | delayline | null = probe
+    cloud: {model: smollm2, cpu: 1.0, threads: 1, batching: {max_batch: 8, max_wait_ms: 20}}
+    edges:
+      - name: lte                    # group name; hosts lte1, lte2, ...
+        count: 1
+        draft: int8
+        cpu: 0.5                     # share of ONE core per edge host
+        threads: 1
+        policy: fixed:4
+        link:                        # the access link
+          trace: ../traces/lte-like.csv          # canonical CSV or FORMAT:PATH
+          # or up: FORMAT:PATH and down: FORMAT:PATH (rates), rtt: FORMAT:PATH (delays)
+          # or constant: {rate_mbps: 20, delay_ms: 10, jitter_ms: 0, loss_pct: 0}
+          queue_packets: 100
+    wan: {constant: {rate_mbps: 1000, delay_ms: 2}}   # optional, shared by all edges
+    workload: {requests_per_edge: 2, max_new_tokens: 48, arrival: closed, prompts: default}
+
+Relative paths are relative to the scenario file. Everything is validated on load, before
+any namespace exists; errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from emulator.traces.importers import FORMATS, load_trace
+from emulator.traces.linktrace import LinkTrace, TraceError, combine
+from runtime.policies import make_window_policy
+from runtime.prompts import load_prompts
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid; the message names the file and the key."""
+
+
+@dataclass
+class LinkSpec:
+    trace: LinkTrace
+    description: str
+    queue_packets: int = 100
+
+
+@dataclass
+class EdgeGroup:
+    name: str
+    count: int
+    draft: str
+    cpu: float
+    threads: int
+    policy: str
+    link: LinkSpec
+
+    def host_names(self) -> list[str]:
+        return [f"{self.name}{i + 1}" for i in range(self.count)]
+
+
+@dataclass
+class CloudSpec:
+    model: str = "smollm2"
+    draft: str | None = None
+    cpu: float = 1.0
+    threads: int = 1
+    max_batch: int = 8
+    max_wait_ms: float = 20.0
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+@dataclass
+class Workload:
+    requests_per_edge: int = 2
+    max_new_tokens: int = 48
+    arrival: str = "closed"
+    poisson_per_s: float | None = None
+    prompts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    seed: int
+    shaper: str | None
+    cloud: CloudSpec
+    edges: list[EdgeGroup]
+    wan: LinkSpec | None
+    workload: Workload
+    raw: dict[str, Any]
+
+    def edge_hosts(self) -> list[tuple[str, EdgeGroup]]:
+        return [(host, group) for group in self.edges for host in group.host_names()]
+
+
+class _Reader:
+    """Typed access to one mapping of the YAML, with errors that name the key path."""
+
+    def __init__(self, data: Any, where: str, file: Path) -> None:
+        if not isinstance(data, dict):
+            raise ScenarioError(f"{file}: {where or 'the file'} must be a mapping")
+        self.data, self.where, self.file = data, where, file
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, name: str, message: str) -> ScenarioError:
+        return ScenarioError(f"{self.file}: {self.key(name)}: {message}")
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        self.used.add(name)
+        if name not in self.data or self.data[name] is None:
+            if default is ...:
+                raise self.fail(name, "is required")
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(name, f"must be {_kind_name(kind)}, not a boolean")
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            raise self.fail(name, f"must be {_kind_name(kind)}, got {value!r}")
+        return value
+
+    def number(
+        self,
+        name: str,
+        default: Any = ...,
+        low: float = -math.inf,
+        high: float = math.inf,
+        integer: bool = False,
+    ) -> Any:
+        value = self.get(name, int if integer else (int, float), default)
+        if value is not None and not low <= value <= high:
+            raise self.fail(name, f"must be in [{low}, {high}], got {value}")
+        return value
+
+    def child(self, name: str, default: Any = ...) -> _Reader | None:
+        value = self.get(name, dict, default)
+        return None if value is None else _Reader(value, self.key(name), self.file)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            known = ", ".join(sorted(self.used))
+            raise self.fail(unknown[0], f"unknown key (known here: {known})")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        dict: "a mapping",
+        list: "a list",
+        bool: "true or false",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _resolve(spec: str, base: Path) -> str:
+    """FORMAT:PATH or PATH, with a relative path taken from the scenario's folder."""
+    fmt, sep, rest = spec.partition(":")
+    if sep and fmt in FORMATS:
+        return f"{fmt}:{base / rest}"
+    return str(base / spec)
+
+
+def _constant_trace(reader: _Reader) -> LinkTrace:
+    values = {
+        q: reader.number(q, default, 0, high)
+        for q, default, high in (
+            ("rate_mbps", None, 1e6),
+            ("delay_ms", 0.0, 1e5),
+            ("jitter_ms", 0.0, 1e5),
+            ("loss_pct", 0.0, 100.0),
+        )
+    }
+    reader.finish()
+    series = {q: np.array([np.nan if v is None else float(v)]) for q, v in values.items()}
+    return LinkTrace(
+        np.array([0.0]),
+        3600.0,
+        series,
+        {k: v.copy() for k, v in series.items()},
+        {"source": "constant", "derived": str(values)},
+    )
+
+
+def _link(reader: _Reader, base: Path) -> LinkSpec:
+    queue = reader.number("queue_packets", 100, 1, 100_000, integer=True)
+    try:
+        constant = reader.child("constant", None)
+        if constant is not None:
+            trace, text = _constant_trace(constant), "constant"
+        else:
+            single = reader.get("trace", str, None)
+            up, down = reader.get("up", str, None), reader.get("down", str, None)
+            rtt = reader.get("rtt", str, None)
+            if single and (up or down):
+                raise reader.fail("trace", "give either trace or up/down, not both")
+            if single:
+                trace, text = load_trace(_resolve(single, base)), single
+            elif up and down:
+                trace = _merge_directions(
+                    load_trace(_resolve(up, base)), load_trace(_resolve(down, base))
+                )
+                text = f"up {up}, down {down}"
+            else:
+                raise reader.fail("trace", "a link needs trace, up and down, or constant")
+            if rtt:
+                trace = combine(trace, load_trace(_resolve(rtt, base)))
+                text += f", rtt {rtt}"
+    except TraceError as exc:
+        raise reader.fail("trace", str(exc)) from exc
+    reader.finish()
+    rates = np.concatenate([trace.up["rate_mbps"], trace.down["rate_mbps"]])
+    if np.any(rates[~np.isnan(rates)] < 0):
+        raise reader.fail("trace", "negative rate")
+    return LinkSpec(trace, text, queue)
+
+
+def _merge_directions(up: LinkTrace, down: LinkTrace) -> LinkTrace:
+    """Uplink values from one trace, downlink from another (each taken in its own direction,
+    or from the other one where a one-direction trace only has that)."""
+
+    def pick(trace: LinkTrace, direction: str) -> dict[str, np.ndarray]:
+        series = getattr(trace, direction)
+        if np.isnan(series["rate_mbps"]).all():
+            series = trace.down if direction == "up" else trace.up
+        return series
+
+    duration = max(up.duration_s, down.duration_s)
+    up, down = up.loop(duration), down.loop(duration)
+    times = np.union1d(up.times, down.times)
+    iu = np.searchsorted(up.times, times, side="right") - 1
+    idn = np.searchsorted(down.times, times, side="right") - 1
+    up_series = {q: v[iu] for q, v in pick(up, "up").items()}
+    down_series = {q: v[idn] for q, v in pick(down, "down").items()}
+    meta = {
+        "source": f"{up.meta.get('source')} / {down.meta.get('source')}",
+        "file": f"{up.meta.get('file')} / {down.meta.get('file')}",
+        "derived": "uplink and downlink from separate traces",
+    }
+    return LinkTrace(times, duration, up_series, down_series, meta)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Parse and validate a scenario file (traces are loaded and checked too)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: no such scenario file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    top = _Reader(raw, "", path)
+    base = path.parent
+    name = top.get("name", str, path.stem)
+    seed = top.number("seed", 0, 0, 2**31, integer=True)
+    shaper = top.get("shaper", str, None)
+    if shaper not in (None, "netem", "delayline"):
+        raise top.fail("shaper", "must be netem, delayline or empty (probe)")
+    cloud = _cloud(top.child("cloud", {}), path)
+    edges_raw = top.get("edges", list)
+    if not edges_raw:
+        raise top.fail("edges", "needs at least one edge group")
+    edges = [_edge(_Reader(item, f"edges[{i}]", path), base) for i, item in enumerate(edges_raw)]
+    names = [host for group in edges for host in group.host_names()]
+    if len(set(names)) != len(names):
+        raise top.fail("edges", "edge group names collide")
+    wan_reader = top.child("wan", None)
+    wan = _link(wan_reader, base) if wan_reader is not None else None
+    workload = _workload(top.child("workload", {}), base)
+    top.finish()
+    return Scenario(name, path, seed, shaper, cloud, edges, wan, workload, raw)
+
+
+def _cloud(reader: _Reader, file: Path) -> CloudSpec:
+    cores = os.cpu_count() or 1
+    batching = reader.child("batching", {})
+    spec = CloudSpec(
+        model=reader.get("model", str, "smollm2"),
+        draft=reader.get("draft", str, None),
+        cpu=reader.number("cpu", 1.0, 0.01, float(cores)),
+        threads=reader.number("threads", 1, 1, 256, integer=True),
+        max_batch=batching.number("max_batch", 8, 1, 1024, integer=True),
+        max_wait_ms=batching.number("max_wait_ms", 20.0, 0, 60_000),
+        device=reader.get("device", str, "cpu"),
+        dtype=reader.get("dtype", str, "float32"),
+    )
+    batching.finish()
+    reader.finish()
+    return spec
+
+
+def _edge(reader: _Reader, base: Path) -> EdgeGroup:
+    name = reader.get("name", str)
+    if not name.isalnum() or not name[0].isalpha() or len(name) > 8:
+        raise reader.fail("name", "must be 1-8 letters/digits, starting with a letter")
+    policy = reader.get("policy", str, "fixed:4")
+    try:
+        make_window_policy(policy)
+    except ValueError as exc:
+        raise reader.fail("policy", str(exc)) from exc
+    link_reader = reader.child("link")
+    assert link_reader is not None
+    group = EdgeGroup(
+        name=name,
+        count=reader.number("count", 1, 1, 64, integer=True),
+        draft=reader.get("draft", str, "int8"),
+        cpu=reader.number("cpu", 1.0, 0.01, 1.0),
+        threads=reader.number("threads", 1, 1, 64, integer=True),
+        policy=policy,
+        link=_link(link_reader, base),
+    )
+    reader.finish()
+    return group
+
+
+def _workload(reader: _Reader, base: Path) -> Workload:
+    arrival = reader.data.get("arrival", "closed")
+    poisson = None
+    if isinstance(arrival, dict):
+        arrival_reader = reader.child("arrival")
+        assert arrival_reader is not None
+        poisson = arrival_reader.number("poisson_per_s", ..., 1e-6, 1e6)
+        arrival_reader.finish()
+        arrival = "poisson"
+    else:
+        arrival = reader.get("arrival", str, "closed")
+        if arrival != "closed":
+            raise reader.fail("arrival", "must be closed or {poisson_per_s: RATE}")
+    prompts_spec = reader.get("prompts", str, "default")
+    try:
+        path = None if prompts_spec == "default" else str(base / prompts_spec)
+        prompts = load_prompts(None, path)
+    except (OSError, ValueError) as exc:
+        raise reader.fail("prompts", str(exc)) from exc
+    workload = Workload(
+        requests_per_edge=reader.number("requests_per_edge", 2, 1, 100_000, integer=True),
+        max_new_tokens=reader.number("max_new_tokens", 48, 1, 32_768, integer=True),
+        arrival=arrival,
+        poisson_per_s=poisson,
+        prompts=prompts,
+    )
+    reader.finish()
+    return workload

@@ -1,0 +1,175 @@
+"""Scenario -> Mininet network: edge hosts, a shaping point on every link, the cloud host.
+
+    edge host --(access link)-- shaper host --+
+    edge host --(access link)-- shaper host --+-- dsdagg (LinuxBridge) -- shaper host -- cloud
+                                                                          (the WAN link)
+
+Switches are Linux bridges with no controller (no Open vSwitch module is needed). Edge
+hosts are ``CPULimitedHost``s: a scenario's ``cpu`` is a share of one core, Mininet's a share
+of the whole machine, so it is divided by the core count. Every shaping point is a host with
+two interfaces and no IP address: the ``delayline`` backend forwards frames through a
+userspace delay line there; the ``netem`` backend bridges the two interfaces and puts
+htb + netem on each one's egress. Host TCP settings are pinned on every host and recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from mininet.net import Mininet
+from mininet.node import CPULimitedHost, Host
+from mininet.nodelib import LinuxBridge
+from mininet.topo import Topo
+
+from emulator.replay import ReplayedLink
+from emulator.scenario import LinkSpec, Scenario
+from emulator.shaping.base import LinkShaper
+from emulator.shaping.control import DelayLineShaper
+from emulator.shaping.netem import NetemShaper
+
+SWITCH = "dsdagg"
+CLOUD = "cloud"
+WAN_SHAPER = "xwan"
+OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "lro", "sg")
+TCP_SETTINGS = {
+    "net.ipv4.tcp_congestion_control": "reno",
+    "net.ipv4.tcp_slow_start_after_idle": "0",
+}
+
+
+def shaper_name(host: str) -> str:
+    return f"x{host}"
+
+
+class ScenarioTopo(Topo):
+    """The Mininet topology of a scenario (usable on its own, e.g. with ``mn --custom``)."""
+
+    def build(self, scenario: Scenario) -> None:  # type: ignore[override]
+        cores = os.cpu_count() or 1
+        switch = self.addSwitch(SWITCH, dpid="1")
+        for host, group in scenario.edge_hosts():
+            edge = self.addHost(host, cls=CPULimitedHost, cpu=group.cpu / cores)
+            shaper = self.addHost(shaper_name(host))
+            self.addLink(edge, shaper)
+            self.addLink(shaper, switch)
+        cpu = min(scenario.cloud.cpu / cores, 1.0)
+        cloud = self.addHost(CLOUD, cls=CPULimitedHost, cpu=cpu)
+        if scenario.wan is not None:
+            wan = self.addHost(WAN_SHAPER)
+            self.addLink(switch, wan)
+            self.addLink(wan, cloud)
+        else:
+            self.addLink(switch, cloud)
+
+
+@dataclass
+class EmulatedNetwork:
+    """A running emulation of a scenario's network; ``stop`` always tears everything down."""
+
+    scenario: Scenario
+    backend: str
+    net: Mininet | None = None
+    links: list[ReplayedLink] = field(default_factory=list)
+    host_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def start(self) -> EmulatedNetwork:
+        try:
+            self.net = Mininet(
+                topo=ScenarioTopo(self.scenario),
+                switch=LinuxBridge,
+                controller=None,
+                autoSetMacs=True,
+                build=True,
+            )
+            self.net.start()
+            self._prepare_hosts()
+            for host, group in self.scenario.edge_hosts():
+                self.links.append(self._shape(host, shaper_name(host), group.link))
+            if self.scenario.wan is not None:
+                self.links.append(self._shape("wan", WAN_SHAPER, self.scenario.wan))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def host(self, name: str) -> Host:
+        assert self.net is not None
+        return self.net.get(name)
+
+    def ip(self, name: str) -> str:
+        return self.host(name).IP()
+
+    def _end_hosts(self) -> list[str]:
+        return [CLOUD, *(host for host, _ in self.scenario.edge_hosts())]
+
+    def _prepare_hosts(self) -> None:
+        """Offloads off (TCP through a userspace forwarder never connects otherwise), TCP
+        settings pinned and read back, shaping hosts stripped of their addresses."""
+        for name in self._end_hosts():
+            host = self.host(name)
+            for intf in host.intfNames():
+                if intf != "lo":
+                    host.cmd(f"ethtool -K {intf} {' '.join(f'{o} off' for o in OFFLOADS)}")
+            settings = {}
+            for key, value in TCP_SETTINGS.items():
+                host.cmd(f"sysctl -qw {key}={value}")
+                settings[key] = host.cmd(f"sysctl -n {key}").strip()
+            self.host_settings[name] = settings
+        for shaper in self._shaper_hosts():
+            host = self.host(shaper)
+            for intf in host.intfNames():
+                host.cmd(f"ip addr flush dev {intf}")
+                host.cmd(f"ethtool -K {intf} {' '.join(f'{o} off' for o in OFFLOADS)}")
+
+    def _shaper_hosts(self) -> list[str]:
+        names = [shaper_name(host) for host, _ in self.scenario.edge_hosts()]
+        return names + ([WAN_SHAPER] if self.scenario.wan is not None else [])
+
+    def _shape(self, link: str, shaper: str, spec: LinkSpec) -> ReplayedLink:
+        host = self.host(shaper)
+        edge_side, cloud_side = host.intfNames()[:2]
+        instance: LinkShaper
+        if self.backend == "delayline":
+            instance = DelayLineShaper(
+                lambda command: host.popen(
+                    command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                ),
+                edge_side,
+                cloud_side,
+                f"{self.scenario.name}-{link}",
+                seed=self.scenario.seed,
+            )
+        else:
+            host.cmd("ip link add br0 type bridge && ip link set br0 up")
+            for intf in (edge_side, cloud_side):
+                host.cmd(f"ip link set {intf} master br0")
+            tc_in_host = ["mnexec", "-a", str(host.pid), "tc"]
+            instance = NetemShaper((tc_in_host, cloud_side), (tc_in_host, edge_side))
+        return ReplayedLink(link, instance, spec.trace, spec.queue_packets)
+
+    def stop(self) -> None:
+        for link in self.links:
+            try:
+                link.shaper.close()
+            except Exception as exc:  # keep tearing down whatever else is up
+                print(f"emulator: closing the {link.name} shaper failed: {exc}")
+        self.links.clear()
+        if self.net is not None:
+            self.net.stop()
+            self.net = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "host_tcp_settings": self.host_settings,
+            "links": [link.name for link in self.links],
+        }
+
+    def __enter__(self) -> EmulatedNetwork:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
