@@ -23,6 +23,7 @@ import random
 import select
 import signal
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,9 @@ SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 MAX_FRAME = 65536
+SO_TIMESTAMPNS = 35  # Linux; Python does not name it (SCM_TIMESTAMPNS has the same value)
+ANCILLARY_BYTES = 64
+SPIN_S = 0.0003
 SETTABLE = ("rate_mbps", "delay_ms", "jitter_ms", "loss_pct", "queue_packets")
 
 
@@ -130,6 +134,7 @@ def open_packet_socket(interface: str) -> socket.socket:
     membership = index.to_bytes(4, "little") + PACKET_MR_PROMISC.to_bytes(2, "little")
     sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, membership + bytes(10))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.setblocking(False)
     return sock
 
@@ -165,7 +170,10 @@ class DelayLine:
             while self.running:
                 now = time.monotonic()
                 wake = min(pipe.next_event() for pipe in self.pipes.values())
-                ready, _, _ = select.select(readable, [], [], min(max(0.0, wake - now), 0.2))
+                # Sleep until shortly before the next release, then poll: a VM's timer
+                # wake-up is ~0.1 ms late, a poll loop over the last SPIN_S is not.
+                timeout = min(max(0.0, wake - now - SPIN_S), 0.2)
+                ready, _, _ = select.select(readable, [], [], timeout)
                 now = time.monotonic()
                 for sock in ready:
                     if sock is self.control:
@@ -181,14 +189,23 @@ class DelayLine:
                 os.unlink(self.control_path)
 
     def _receive(self, sock: socket.socket, now: float) -> None:
+        """Take every waiting frame, each stamped with the kernel's arrival time: the delay
+        then runs from when the frame reached the interface, not from when we woke up."""
         pipe = self.pipes[self.sources[sock]]
+        realtime_to_monotonic = time.monotonic() - time.time()
         while True:
             try:
-                frame, address = sock.recvfrom(MAX_FRAME)
+                frame, ancillary, _, address = sock.recvmsg(MAX_FRAME, ANCILLARY_BYTES)
             except BlockingIOError:
                 return
-            if address[2] != PACKET_OUTGOING:  # our own transmissions show up too
-                pipe.arrive(frame, now)
+            if address[2] == PACKET_OUTGOING:  # our own transmissions show up too
+                continue
+            arrived = now
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    seconds, nanoseconds = struct.unpack("qq", data[:16])
+                    arrived = min(now, seconds + nanoseconds / 1e9 + realtime_to_monotonic)
+            pipe.arrive(frame, arrived)
 
     def _control(self) -> None:
         while True:
