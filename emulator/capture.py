@@ -4,15 +4,15 @@ Every interval the client measures, in this order so that bulk traffic never inf
 RTT it reports:
 1. **RTT**: ``pings`` small messages at a fixed cadence, echoed by the server; the median
    RTT split evenly into one-way delays, jitter = RTT std / 2, loss = unanswered pings (%);
-2. **uplink rate**: a timed bulk transfer to the server, timed by the server between the
-   first and last chunk's arrival (one clock, no synchronisation needed);
+2. **uplink rate**: a bulk transfer to the server, timed by the server from its chunks'
+   arrivals (one clock, no synchronisation needed; see ``arrival_rate``);
 3. **downlink rate**: the same from the server, timed by the client.
 Rates are TCP goodput scaled to the wire (x MTU/MSS, 1500/1448 by default), so a shaper
 set to the recorded rate lets the same goodput through. Each interval is written to the
 canonical CSV as soon as it is measured; the closing ``# duration_s:`` line comes at the end.
 
-The probe protocol is msgpack maps: ``ping``/``pong`` {seq}; ``up`` {burst, chunk, last,
-data} -> ``up_done`` {burst, bytes, seconds}; ``down`` {burst, bytes, chunk} -> ``data``
+The probe protocol is msgpack maps: ``ping``/``pong`` {seq}; ``up`` {burst, last, data}
+-> ``up_done`` {burst, bytes_per_s}; ``down`` {burst, bytes, chunk} -> ``data``
 {burst, last, data}. Anything else gets an ``error`` and the server keeps serving.
 """
 
@@ -34,6 +34,23 @@ from emulator.traces.linktrace import LinkTrace
 MAX_CHUNK = 1 << 20
 MAX_MESSAGE = MAX_CHUNK + 1024
 MAX_BURST = 64 << 20
+
+
+def arrival_rate(arrivals: list[tuple[float, int]]) -> float:
+    """Bytes per second of a burst from its chunks' (arrival time, size), NaN if too short.
+
+    The slope of bytes received against time over the last three quarters of the chunks:
+    robust to a late first timestamp (a receiver waking up) and to the ramp-up of TCP and
+    of the shaper's initial burst, which the first quarter absorbs.
+    """
+    if len(arrivals) < 3:
+        return math.nan
+    times = np.array([t for t, _ in arrivals])
+    received = np.cumsum([size for _, size in arrivals], dtype=float)
+    start = len(arrivals) // 4
+    if times[-1] <= times[start]:
+        return math.nan
+    return float(np.polyfit(times[start:], received[start:], 1)[0])
 
 
 def _pack(message: dict[str, Any]) -> bytes:
@@ -59,7 +76,7 @@ class ProbeServer:
         self.socket.bind(bind)
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.running = True
-        self.bursts: dict[tuple[bytes, int], list[float]] = {}
+        self.bursts: dict[tuple[bytes, int], list[tuple[float, int]]] = {}
 
     def stop(self) -> None:
         self.running = False
@@ -92,20 +109,14 @@ class ProbeServer:
             self._send(identity, {"type": "error", "message": f"bad {kind}: {exc}"})
 
     def _uplink_chunk(self, identity: bytes, message: dict[str, Any]) -> None:
-        now = time.perf_counter()
         key = (identity, int(message["burst"]))
-        size = len(message["data"])
-        state = self.bursts.setdefault(key, [now, now, 0.0, 0.0])  # first, last, bytes, first size
-        if state[2] == 0:
-            state[3] = size
-        state[1] = now
-        state[2] += size
+        arrivals = self.bursts.setdefault(key, [])
+        arrivals.append((time.perf_counter(), len(message["data"])))
         if message["last"]:
             del self.bursts[key]
-            seconds = state[1] - state[0]
-            payload = int(state[2] - state[3])
             self._send(
-                identity, {"type": "up_done", "burst": key[1], "bytes": payload, "seconds": seconds}
+                identity,
+                {"type": "up_done", "burst": key[1], "bytes_per_s": arrival_rate(arrivals)},
             )
         if len(self.bursts) > 64:  # abandoned bursts (a client gone mid-transfer)
             self.bursts.pop(next(iter(self.bursts)))
@@ -201,8 +212,8 @@ class ProbeClient:
         target = self.estimate_mbps[direction] * 1e6 / 8 * s.interval_s * s.bulk_fraction
         return int(min(max(target, 4 * s.chunk_bytes), MAX_BURST))
 
-    def _wire_mbps(self, payload_bytes: float, seconds: float) -> float:
-        return payload_bytes * 8 / seconds / 1e6 * self.settings.mtu / self.settings.mss
+    def _wire_mbps(self, payload_bytes_per_s: float) -> float:
+        return payload_bytes_per_s * 8 / 1e6 * self.settings.mtu / self.settings.mss
 
     def measure_up(self, timeout_s: float) -> float:
         """Uplink rate (Mbit/s, wire), timed by the server; 0 when nothing got through."""
@@ -221,16 +232,15 @@ class ProbeClient:
         while time.perf_counter() < deadline:
             message = self._recv(deadline)
             if message and message.get("type") == "up_done" and message.get("burst") == self.burst:
-                if message["seconds"] <= 0:
-                    return math.nan
-                rate = self._wire_mbps(message["bytes"], message["seconds"])
-                self.estimate_mbps["up"] = rate
+                rate = self._wire_mbps(float(message["bytes_per_s"]))
+                if not math.isnan(rate):
+                    self.estimate_mbps["up"] = rate
                 return rate
         self.estimate_mbps["up"] = max(self.estimate_mbps["up"] / 4, 0.1)
         return 0.0
 
     def measure_down(self, timeout_s: float) -> float:
-        """Downlink rate (Mbit/s, wire), timed here between the first and last chunk."""
+        """Downlink rate (Mbit/s, wire), timed here from the chunks' arrivals."""
         s = self.settings
         self.burst += 1
         total = self._burst_bytes("down")
@@ -238,25 +248,20 @@ class ProbeClient:
             _pack({"type": "down", "burst": self.burst, "bytes": total, "chunk": s.chunk_bytes})
         )
         deadline = time.perf_counter() + timeout_s
-        first = last = None
-        received = 0
+        arrivals: list[tuple[float, int]] = []
         while time.perf_counter() < deadline:
             message = self._recv(deadline)
             if not message or message.get("type") != "data" or message.get("burst") != self.burst:
                 continue
-            now = time.perf_counter()
-            if first is None:
-                first = now
-            else:
-                received += len(message["data"])
-            last = now
+            arrivals.append((time.perf_counter(), len(message["data"])))
             if message.get("last"):
                 break
-        if first is None or last is None or last <= first:
+        if not arrivals:
             self.estimate_mbps["down"] = max(self.estimate_mbps["down"] / 4, 0.1)
-            return 0.0 if first is None else math.nan
-        rate = self._wire_mbps(received, last - first)
-        self.estimate_mbps["down"] = rate
+            return 0.0
+        rate = self._wire_mbps(arrival_rate(arrivals))
+        if not math.isnan(rate):
+            self.estimate_mbps["down"] = rate
         return rate
 
     def capture(

@@ -74,6 +74,13 @@ class TraceReplayer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def __enter__(self) -> TraceReplayer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def _run(self) -> None:
         assert self.started_at is not None
         schedule: list[tuple[float, int, int]] = []  # (due offset s, link index, piece)

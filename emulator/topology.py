@@ -1,5 +1,8 @@
 """Scenario -> Mininet network: edge hosts, a shaping point on every link, the cloud host.
 
+Explore a scenario's network by hand, traces replaying, in Mininet's CLI (as root):
+    python -m emulator.topology topologies/default.yaml [--shaper delayline]
+
     edge host --(access link)-- shaper host --+
     edge host --(access link)-- shaper host --+-- dsdagg (LinuxBridge) -- shaper host -- cloud
                                                                           (the WAN link)
@@ -173,3 +176,38 @@ class EmulatedNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from mininet.cli import CLI
+    from mininet.log import setLogLevel
+
+    from emulator.replay import TraceReplayer
+    from emulator.scenario import ScenarioError, load_scenario
+    from emulator.shaping.probe import choose_backend
+    from runtime.events import EventLog
+
+    parser = argparse.ArgumentParser(description="Start a scenario's network in Mininet's CLI.")
+    parser.add_argument("scenario", help="scenario YAML file")
+    parser.add_argument("--shaper", choices=("netem", "delayline"), help="default: probe")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("topology: error: Mininet needs root (run with sudo)")
+        return 2
+    try:
+        scenario = load_scenario(args.scenario)
+        backend, why = choose_backend(args.shaper or scenario.shaper)
+    except (ScenarioError, ValueError) as exc:
+        print(f"topology: error: {exc}")
+        return 2
+    setLogLevel("info")
+    print(f"topology: shaping with {backend} ({why})")
+    with EmulatedNetwork(scenario, backend) as net, TraceReplayer(net.links, EventLog(None, "cli")):
+        CLI(net.net)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

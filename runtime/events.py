@@ -13,6 +13,8 @@ Event kinds and their fields:
 - ``batch`` (target): batch_size, tokens, verify_ms, t.
 - ``process`` (every process, at exit): role, pid, cpu_user_s, cpu_system_s, peak_rss_mb,
   threads, torch_threads, affinity.
+- ``link`` (the emulator's trace replay): t, link, direction, piece, lateness_ms and the
+  applied rate_mbps, delay_ms, jitter_ms, loss_pct, queue_packets.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def shaped_path():
             sh("ip", "-n", ns, "link", "set", dev, "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
             # Loss-based TCP fills a short burst; BBR's pacing under-fills it here (measured
-            # 18.5-18.9 of 20 Mbit/s). The capture records the congestion control it ran with.
+            # 18.8-19.3 of 20 Mbit/s). The capture records the congestion control it ran with.
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=reno")
             if shutil.which("ethtool"):
                 subprocess.run(

@@ -1,0 +1,134 @@
+"""Remove whatever a crashed or killed emulation left behind.
+
+Mininet's own cleanup (``mn -c``) removes its host shells and veth pairs but not Linux
+bridges; delay lines and our namespaces are ours to find. Everything DSD-Emu creates is
+named so that it can be found again: bridges and namespaces start with ``dsd``, delay lines
+run as ``-m emulator.shaping.delayline``, their sockets live in ``dsdemu-*`` temp folders.
+
+    python -m emulator.cleanup        # prints what it removed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import psutil
+
+PREFIX = "dsd"
+DELAYLINE_MODULE = "emulator.shaping.delayline"
+
+
+def _run(*command: str) -> str:
+    result = subprocess.run(command, capture_output=True, text=True)
+    return result.stdout
+
+
+def leftover_bridges() -> list[str]:
+    names = []
+    for line in _run("ip", "-o", "link", "show", "type", "bridge").splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name.startswith(PREFIX):
+            names.append(name)
+    return names
+
+
+def leftover_namespaces() -> list[str]:
+    return [
+        line.split()[0]
+        for line in _run("ip", "netns", "list").splitlines()
+        if line.startswith(PREFIX)
+    ]
+
+
+def leftover_processes() -> list[psutil.Process]:
+    """Delay lines and Mininet host shells (``mininet:NAME`` bash processes)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        text = " ".join(cmdline)
+        if process.pid == os.getpid():
+            continue
+        if DELAYLINE_MODULE in text or any(part.startswith("mininet:") for part in cmdline):
+            found.append(process)
+    return found
+
+
+def leftover_veths() -> list[str]:
+    """Root-namespace interfaces named like Mininet's (``host-ethN``) of our hosts."""
+    names = []
+    for line in _run("ip", "-o", "link", "show").splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if "-eth" in name and name.startswith((f"{PREFIX}", "x")):
+            names.append(name)
+    return names
+
+
+def find_leftovers() -> dict[str, list[str]]:
+    return {
+        "processes": [
+            f"{p.pid}:{' '.join(p.info['cmdline'] or [])[:60]}" for p in leftover_processes()
+        ],
+        "bridges": leftover_bridges(),
+        "namespaces": leftover_namespaces(),
+        "interfaces": leftover_veths(),
+        "sockets": glob.glob(os.path.join(tempfile.gettempdir(), "dsdemu-*")),
+    }
+
+
+def cleanup() -> dict[str, list[str]]:
+    """Remove every leftover; returns what was found (and removed)."""
+    found = find_leftovers()
+    processes = leftover_processes()
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=3)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    if found["processes"] or found["interfaces"]:
+        with contextlib.suppress(Exception):  # Mininet's cleanup also tries OVS; may be absent
+            from mininet.clean import cleanup as mininet_cleanup
+            from mininet.log import setLogLevel
+
+            setLogLevel("error")
+            mininet_cleanup()
+    for bridge in leftover_bridges():
+        _run("ip", "link", "set", bridge, "down")
+        _run("ip", "link", "del", bridge)
+    for namespace in leftover_namespaces():
+        _run("ip", "netns", "del", namespace)
+    for interface in leftover_veths():
+        _run("ip", "link", "del", interface)
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), "dsdemu-*")):
+        shutil.rmtree(folder, ignore_errors=True)
+    time.sleep(0.1)
+    return found
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("cleanup: needs root (run with sudo)")
+        return 2
+    found = cleanup()
+    removed = {kind: items for kind, items in found.items() if items}
+    if not removed:
+        print("cleanup: nothing left behind")
+    for kind, items in removed.items():
+        print(f"cleanup: removed {len(items)} {kind}: {', '.join(items)}")
+    still = {kind: items for kind, items in find_leftovers().items() if items}
+    if still:
+        print(f"cleanup: could not remove {still}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
