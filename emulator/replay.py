@@ -1,6 +1,7 @@
 """Replay link traces on live shapers, on one clock, logging every change as it is applied.
 
-Each link's trace is applied piece by piece at its breakpoints (looping when it ends). The
+Each link's trace is applied piece by piece at its breakpoints (looping when it ends); a
+``packet_exact`` link replays its Mahimahi delivery opportunities instead of rates. The
 changes go into the run's event log as ``link`` events (wall-clock ``t``, link, direction,
 the values, and how late the change was), the same clock as the runtime's events, so a
 report can show what the network actually was when each round crossed it.
@@ -24,6 +25,7 @@ class ReplayedLink:
     shaper: LinkShaper
     trace: LinkTrace
     queue_packets: int = DEFAULT_QUEUE_PACKETS
+    packet_exact: bool = False
 
 
 class TraceReplayer:
@@ -65,6 +67,18 @@ class TraceReplayer:
         """Apply every link's first piece now, then follow the traces in the background."""
         self.started_at = time.monotonic()
         for link in self.links:
+            if link.packet_exact:
+                for direction, deliveries in link.trace.deliveries_ms.items():
+                    link.shaper.set_deliveries(direction, deliveries)
+                    self.log.write(
+                        "link",
+                        t=time.time(),
+                        link=link.name,
+                        direction=direction,
+                        piece=0,
+                        packet_exact=True,
+                        opportunities=len(deliveries),
+                    )
             self.apply(link, 0)
         self._thread = threading.Thread(target=self._run, name="trace-replay", daemon=True)
         self._thread.start()

@@ -16,6 +16,7 @@
           # or up: FORMAT:PATH and down: FORMAT:PATH (rates), rtt: FORMAT:PATH (delays)
           # or constant: {rate_mbps: 20, delay_ms: 10, jitter_ms: 0, loss_pct: 0}
           queue_packets: 100
+          packet_exact: false        # mahimahi traces: replay each delivery opportunity
     wan: {constant: {rate_mbps: 1000, delay_ms: 2}}   # optional, shared by all edges
     workload: {requests_per_edge: 2, max_new_tokens: 48, arrival: closed, prompts: default}
 
@@ -49,6 +50,7 @@ class LinkSpec:
     trace: LinkTrace
     description: str
     queue_packets: int = 100
+    packet_exact: bool = False
 
 
 @dataclass
@@ -200,6 +202,7 @@ def _constant_trace(reader: _Reader) -> LinkTrace:
 
 def _link(reader: _Reader, base: Path) -> LinkSpec:
     queue = reader.number("queue_packets", 100, 1, 100_000, integer=True)
+    packet_exact = reader.get("packet_exact", bool, False)
     try:
         constant = reader.child("constant", None)
         if constant is not None:
@@ -228,7 +231,9 @@ def _link(reader: _Reader, base: Path) -> LinkSpec:
     rates = np.concatenate([trace.up["rate_mbps"], trace.down["rate_mbps"]])
     if np.any(rates[~np.isnan(rates)] < 0):
         raise reader.fail("trace", "negative rate")
-    return LinkSpec(trace, text, queue)
+    if packet_exact and not trace.deliveries_ms:
+        raise reader.fail("packet_exact", "needs a mahimahi trace (delivery opportunities)")
+    return LinkSpec(trace, text, queue, packet_exact)
 
 
 def _merge_directions(up: LinkTrace, down: LinkTrace) -> LinkTrace:

@@ -132,6 +132,8 @@ class EmulatedNetwork:
         return names + ([WAN_SHAPER] if self.scenario.wan is not None else [])
 
     def _shape(self, link: str, shaper: str, spec: LinkSpec) -> ReplayedLink:
+        if spec.packet_exact and self.backend != "delayline":
+            raise ValueError(f"link {link}: packet_exact replay needs the delayline shaper")
         host = self.host(shaper)
         edge_side, cloud_side = host.intfNames()[:2]
         instance: LinkShaper
@@ -151,7 +153,7 @@ class EmulatedNetwork:
                 host.cmd(f"ip link set {intf} master br0")
             tc_in_host = ["mnexec", "-a", str(host.pid), "tc"]
             instance = NetemShaper((tc_in_host, cloud_side), (tc_in_host, edge_side))
-        return ReplayedLink(link, instance, spec.trace, spec.queue_packets)
+        return ReplayedLink(link, instance, spec.trace, spec.queue_packets, spec.packet_exact)
 
     def stop(self) -> None:
         for link in self.links:

@@ -205,3 +205,24 @@ def test_cleanup_after_a_killed_run_leaves_nothing(tmp_path) -> None:
     process.wait()
     cleanup()
     assert not any(find_leftovers().values()), find_leftovers()
+
+
+def test_packet_exact_links_need_delivery_opportunities(tmp_path) -> None:
+    (tmp_path / "link.down").write_text("\n".join(str(t) for t in range(1, 1001)) + "\n")
+    (tmp_path / "link.up").write_text("\n".join(str(t) for t in range(2, 1001, 2)) + "\n")
+    base = (
+        (ROOT / "topologies" / "default.yaml")
+        .read_text()
+        .replace("../traces/", str(ROOT / "traces") + "/")
+    )
+    good = base.replace(
+        "{trace: " + str(ROOT / "traces") + "/lte-like.csv, queue_packets: 100}",
+        f"{{trace: 'mahimahi:{tmp_path / 'link.down'}', packet_exact: true}}",
+    )
+    (tmp_path / "good.yaml").write_text(good)
+    link = load_scenario(tmp_path / "good.yaml").edges[0].link
+    assert link.packet_exact and set(link.trace.deliveries_ms) == {"up", "down"}
+    bad = base.replace("queue_packets: 100}", "packet_exact: true}", 1)
+    (tmp_path / "bad.yaml").write_text(bad)
+    with pytest.raises(ScenarioError, match="packet_exact: needs a mahimahi trace"):
+        load_scenario(tmp_path / "bad.yaml")

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from emulator.shaping.base import ShapeParams
@@ -226,3 +227,37 @@ def test_netem_backend_live() -> None:
         assert "netem" in sh("tc", "-n", "dsdsh-netem", "qdisc", "show", "dev", "d0")
     finally:
         subprocess.run(["ip", "netns", "del", "dsdsh-netem"], capture_output=True)
+
+
+def test_packet_exact_replay_of_delivery_opportunities(delay_line) -> None:
+    """One 1504-byte opportunity every 2 ms (Mahimahi semantics) carries 6.016 Mbit/s."""
+    shaper, edge, cloud = delay_line
+    shaper.set_deliveries("up", np.arange(2, 1001, 2))
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", cloud, "iperf3", "-s", "-1", "-J", "-i", "0.25"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)
+    sh(
+        "ip",
+        "netns",
+        "exec",
+        edge,
+        "iperf3",
+        "-c",
+        CLOUD_IP,
+        "-u",
+        "-b",
+        "8M",
+        "-l",
+        "1400",
+        "-t",
+        "3",
+    )
+    intervals = json.loads(server.communicate(timeout=30)[0])["intervals"]
+    received = float(np.median([i["sum"]["bits_per_second"] for i in intervals][2:-2])) / 1e6
+    assert received == pytest.approx(6.016 * 1400 / 1442, rel=0.02)
+    shaper.set_deliveries("up", None)
+    with pytest.raises(ShaperError, match="refused"):
+        shaper.set_deliveries("up", np.array([5, 3, 1]))

@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
+import numpy as np
+
 DEFAULT_QUEUE_PACKETS = 100
 
 
@@ -55,5 +57,9 @@ class LinkShaper(Protocol):
     backend: str
 
     def set(self, direction: str, params: ShapeParams) -> None: ...
+
+    def set_deliveries(self, direction: str, deliveries_ms: np.ndarray | None) -> None:
+        """Packet-exact replay of Mahimahi delivery opportunities (None: back to rates)."""
+        ...
 
     def close(self) -> None: ...

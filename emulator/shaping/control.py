@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from emulator.shaping.base import ShapeParams
 
@@ -98,6 +100,14 @@ class DelayLineShaper:
     def set(self, direction: str, params: ShapeParams) -> None:
         self._ask({"direction": direction, **params.to_dict()})
 
+    def set_deliveries(self, direction: str, deliveries_ms: np.ndarray | None) -> None:
+        """Packet-exact replay of Mahimahi delivery opportunities on one direction."""
+        path = None
+        if deliveries_ms is not None:
+            path = os.path.join(self.folder, f"deliveries-{direction}.npy")
+            np.save(path, np.asarray(deliveries_ms, dtype=np.int64))
+        self._ask({"direction": direction, "deliveries_file": path})
+
     def stats(self) -> dict[str, Any]:
         return self._ask({"stats": True})
 
@@ -110,8 +120,4 @@ class DelayLineShaper:
                 self.process.kill()
                 self.process.wait()
         self.client.close()
-        for name in ("control.sock", "client.sock"):
-            path = os.path.join(self.folder, name)
-            if os.path.exists(path):
-                os.unlink(path)
-        os.rmdir(self.folder)
+        shutil.rmtree(self.folder, ignore_errors=True)

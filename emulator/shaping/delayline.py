@@ -4,8 +4,10 @@ It runs in a middle host with two interfaces and no IP address, and moves Ethern
 between two AF_PACKET sockets. Each direction is a pipe: loss -> rate limit with a bounded
 tail-drop queue -> delay + jitter, order preserved. Parameters change live through a UNIX
 datagram socket (msgpack maps: ``{"direction": "up", "rate_mbps": ..., "delay_ms": ...}``;
-``{"stats": true}`` is answered with the counters). The process asks for SCHED_FIFO so that
-its timers fire within microseconds (measured here: p99 lateness ~3.6 ms without it).
+``{"direction": "up", "deliveries_file": PATH.npy}`` switches that direction to packet-exact
+replay of Mahimahi delivery opportunities; ``{"stats": true}`` is answered with the
+counters. The process asks for SCHED_FIFO so that its timers fire within microseconds
+(measured here: p99 lateness ~3.6 ms without it).
 
 Run (as root, inside the middle host's namespace):
     python -m emulator.shaping.delayline --up-in IF_EDGE --down-in IF_CLOUD --control PATH
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import numpy as np
 
 from emulator.shaping.base import ShapeParams
 
@@ -41,6 +44,7 @@ MAX_FRAME = 65536
 SO_TIMESTAMPNS = 35  # Linux; Python does not name it (SCM_TIMESTAMPNS has the same value)
 ANCILLARY_BYTES = 64
 SPIN_S = 0.0003
+OPPORTUNITY_BYTES = 1504  # what one Mahimahi delivery opportunity carries
 SETTABLE = ("rate_mbps", "delay_ms", "jitter_ms", "loss_pct", "queue_packets")
 
 
@@ -64,6 +68,11 @@ class Pipe:
     rate_since: float = 0.0
     last_release: float = 0.0
     counters: collections.Counter = field(default_factory=collections.Counter)
+    deliveries: np.ndarray | None = None
+    schedule_start: float = 0.0
+    period_ms: float = 0.0
+    opportunity: int = 0
+    budget: int = 0
 
     def update(self, params: ShapeParams, now: float) -> None:
         if params.rate_mbps != self.params.rate_mbps:
@@ -84,10 +93,46 @@ class Pipe:
             return
         self.waiting.append((now, frame))
 
+    def use_deliveries(self, deliveries_ms: np.ndarray | None, now: float) -> None:
+        """Packet-exact replay of Mahimahi delivery opportunities (None: back to the rate).
+
+        Opportunity k is at ``now + (k // n) * period + deliveries[k % n]`` ms, the period
+        being the last timestamp (Mahimahi loops there); each carries ``OPPORTUNITY_BYTES``,
+        which frames use up in order and may span.
+        """
+        self.deliveries = deliveries_ms
+        if deliveries_ms is not None:
+            self.schedule_start = now
+            self.period_ms = float(deliveries_ms[-1])
+            self.opportunity, self.budget = 0, OPPORTUNITY_BYTES
+
+    def _opportunity_time(self, k: int) -> float:
+        n = len(self.deliveries)
+        return self.schedule_start + ((k // n) * self.period_ms + self.deliveries[k % n]) / 1000
+
+    def _first_opportunity_after(self, t: float) -> int:
+        n = len(self.deliveries)
+        elapsed_ms = max(0.0, (t - self.schedule_start) * 1000.0)
+        periods = int(elapsed_ms // self.period_ms)
+        index = int(np.searchsorted(self.deliveries, elapsed_ms - periods * self.period_ms))
+        return periods * n + index
+
+    def _exact_finish(self, arrival: float, size: int) -> tuple[float, int, int]:
+        """(departure, opportunity, bytes left in it) for the head frame."""
+        k, budget = self.opportunity, self.budget
+        if self._opportunity_time(k) < arrival:  # opportunities while idle go unused
+            k, budget = max(k + 1, self._first_opportunity_after(arrival)), OPPORTUNITY_BYTES
+        while size > budget:
+            size -= budget
+            k, budget = k + 1, OPPORTUNITY_BYTES
+        return self._opportunity_time(k), k, budget - size
+
     def _head_finish(self) -> float:
         """When the head frame leaves the rate stage (inf during an outage)."""
-        rate = self.params.rate_mbps
         arrival, frame = self.waiting[0]
+        if self.deliveries is not None:
+            return self._exact_finish(arrival, len(frame))[0]
+        rate = self.params.rate_mbps
         if rate is None:
             return arrival
         if rate <= 0:
@@ -103,7 +148,9 @@ class Pipe:
     def advance(self, now: float) -> None:
         """Move frames through the rate stage and send those whose time has come."""
         while self.waiting and (finish := self._head_finish()) <= now:
-            _, frame = self.waiting.popleft()
+            arrival, frame = self.waiting.popleft()
+            if self.deliveries is not None:
+                _, self.opportunity, self.budget = self._exact_finish(arrival, len(frame))
             self.link_free_at = finish
             release = max(finish + self._delay_s(), self.last_release)
             self.last_release = release
@@ -229,6 +276,10 @@ class DelayLine:
                     **{d: dict(p.counters) for d, p in self.pipes.items()},
                 }
             pipe = self.pipes[message["direction"]]
+            if "deliveries_file" in message:
+                pipe.use_deliveries(_load_deliveries(message["deliveries_file"]), time.monotonic())
+                self.updates += 1
+                return {"ok": True}
             values = {k: message[k] for k in SETTABLE if k in message}
             params = ShapeParams(**{**pipe.params.to_dict(), **values})
             if params.queue_packets < 1 or params.loss_pct < 0 or params.delay_ms < 0:
@@ -238,6 +289,18 @@ class DelayLine:
             return {"ok": True}
         except Exception as exc:  # any malformed control message: report, keep forwarding
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _load_deliveries(path: str | None) -> np.ndarray | None:
+    """Delivery opportunities (ms, sorted, a positive last value) from a .npy file."""
+    if path is None:
+        return None
+    deliveries = np.load(path, allow_pickle=False).astype(float)
+    if deliveries.ndim != 1 or deliveries.size == 0 or deliveries[-1] <= 0:
+        raise ValueError("deliveries must be a non-empty list ending after 0 ms")
+    if np.any(np.diff(deliveries) < 0) or deliveries[0] < 0:
+        raise ValueError("deliveries must be sorted and >= 0")
+    return deliveries
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,9 @@ class NetemShaper:
             self.runner(command)
         self.created.add(direction)
 
+    def set_deliveries(self, direction: str, deliveries_ms: object) -> None:
+        raise ValueError("tc cannot replay delivery opportunities; use the delayline shaper")
+
     def close(self) -> None:
         for direction in self.created:
             prefix, device = self.devices[direction]
