@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 from runtime.events import read_events
@@ -71,30 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ServerProcess(server_args, out / "target.jsonl") as server:
             for index in range(args.edges):
+                options = {
+                    "--connect": server.endpoint,
+                    "--base": args.target,
+                    "--draft": args.draft,
+                    "--policy": args.policy,
+                    "--edge": f"edge{index}",
+                    "--requests": str(args.requests),
+                    "--max-new-tokens": str(args.max_new_tokens),
+                    "--threads": "1",
+                    "--cpus": edge_cpu,
+                    "--log": str(out / f"edge{index}.jsonl"),
+                }
                 command = [
                     sys.executable,
                     "-m",
                     "runtime.draft",
-                    "--connect",
-                    server.endpoint,
-                    "--base",
-                    args.target,
-                    "--draft",
-                    args.draft,
-                    "--policy",
-                    args.policy,
-                    "--edge",
-                    f"edge{index}",
-                    "--requests",
-                    str(args.requests),
-                    "--max-new-tokens",
-                    str(args.max_new_tokens),
-                    "--threads",
-                    "1",
-                    "--cpus",
-                    edge_cpu,
-                    "--log",
-                    str(out / f"edge{index}.jsonl"),
+                    *chain(*options.items()),
                     "--print",
                 ]
                 output = (out / f"edge{index}.txt").open("w")

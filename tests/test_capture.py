@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import shlex
 import subprocess
 import sys
 import threading
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from netns import namespaces, require_root_and_iproute, sh, veth
 
 from emulator.capture import CaptureSettings, ProbeClient, ProbeServer
 from emulator.traces.csvio import read_trace
@@ -21,130 +22,37 @@ UP_MBIT, DOWN_MBIT = 20, 40
 EDGE_IP, CLOUD_IP = "10.77.0.1", "10.77.0.2"
 
 
-def sh(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture
 def shaped_path():
     """edge namespace --veth-- cloud namespace; htb limits each direction at its sender."""
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
-        pytest.skip("needs root with iproute2 (ip, tc) to build network namespaces")
+    require_root_and_iproute()
     edge, cloud = f"dsdcap-e{os.getpid()}", f"dsdcap-c{os.getpid()}"
-    try:
-        sh("ip", "netns", "add", edge)
-        sh("ip", "netns", "add", cloud)
-        sh(
-            "ip",
-            "link",
-            "add",
-            "ve",
-            "netns",
-            edge,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vc",
-            "netns",
-            cloud,
-        )
+    with namespaces(edge, cloud):
+        veth(edge, "ve", cloud, "vc")
         for ns, dev, ip, rate in (
             (edge, "ve", EDGE_IP, UP_MBIT),
             (cloud, "vc", CLOUD_IP, DOWN_MBIT),
         ):
-            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh(f"ip -n {ns} addr add {ip}/24 dev {dev}")
             # Loss-based TCP fills a short burst; BBR's pacing under-fills it here (measured
             # 18.8-19.3 of 20 Mbit/s). The capture records the congestion control it ran with.
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=reno")
-            if shutil.which("ethtool"):
-                subprocess.run(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        ns,
-                        "ethtool",
-                        "-K",
-                        dev,
-                        "tso",
-                        "off",
-                        "gso",
-                        "off",
-                        "gro",
-                        "off",
-                    ],
-                    capture_output=True,
-                )
+            sh(f"ip netns exec {ns} sysctl -qw net.ipv4.tcp_congestion_control=reno")
+            sh(f"tc -n {ns} qdisc add dev {dev} root handle 1: htb default 10")
             sh(
-                "tc",
-                "-n",
-                ns,
-                "qdisc",
-                "add",
-                "dev",
-                dev,
-                "root",
-                "handle",
-                "1:",
-                "htb",
-                "default",
-                "10",
+                f"tc -n {ns} class add dev {dev} parent 1: classid 1:10 htb rate {rate}mbit "
+                f"ceil {rate}mbit"
             )
-            sh(
-                "tc",
-                "-n",
-                ns,
-                "class",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                "1:",
-                "classid",
-                "1:10",
-                "htb",
-                "rate",
-                f"{rate}mbit",
-                "ceil",
-                f"{rate}mbit",
-            )
-            sh(
-                "tc",
-                "-n",
-                ns,
-                "qdisc",
-                "add",
-                "dev",
-                dev,
-                "parent",
-                "1:10",
-                "pfifo",
-                "limit",
-                "200",
-            )
+            sh(f"tc -n {ns} qdisc add dev {dev} parent 1:10 pfifo limit 200")
         yield edge, cloud
-    finally:
-        for ns in (edge, cloud):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_capture_matches_htb_rates_and_ping_rtt(shaped_path, tmp_path) -> None:
     edge, cloud = shaped_path
+    script = ROOT / "scripts" / "capture_trace.py"
     server = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            cloud,
-            sys.executable,
-            str(ROOT / "scripts" / "capture_trace.py"),
-            "server",
-            "--bind",
-            f"tcp://{CLOUD_IP}:5600",
-        ],
+        shlex.split(
+            f"ip netns exec {cloud} {sys.executable} {script} server --bind tcp://{CLOUD_IP}:5600"
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -153,28 +61,16 @@ def test_capture_matches_htb_rates_and_ping_rtt(shaped_path, tmp_path) -> None:
         assert "probe server" in server.stdout.readline()
         out = tmp_path / "captured.csv"
         client = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                edge,
-                sys.executable,
-                str(ROOT / "scripts" / "capture_trace.py"),
-                "client",
-                "--connect",
-                f"tcp://{CLOUD_IP}:5600",
-                "--duration",
-                "6",
-                "--quiet",
-                "-o",
-                str(out),
-            ],
+            shlex.split(
+                f"ip netns exec {edge} {sys.executable} {script} client --connect "
+                f"tcp://{CLOUD_IP}:5600 --duration 6 --quiet -o {out}"
+            ),
             capture_output=True,
             text=True,
             timeout=120,
         )
         assert client.returncode == 0, client.stderr
-        ping = sh("ip", "netns", "exec", edge, "ping", "-c", "20", "-i", "0.05", CLOUD_IP)
+        ping = sh(f"ip netns exec {edge} ping -c 20 -i 0.05 {CLOUD_IP}")
     finally:
         server.terminate()
         server.wait(timeout=10)

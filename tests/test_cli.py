@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,32 +15,24 @@ from runtime.serverproc import ServerProcess
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run(arguments: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """This Python with the given arguments, from the repository root."""
+    return subprocess.run(
+        [sys.executable, *shlex.split(arguments)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
 def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
     target_log, edge_log = tmp_path / "target.jsonl", tmp_path / "edge.jsonl"
     with ServerProcess(["--model", "tiny", "--threads", "1"], target_log) as server:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "runtime.draft",
-                "--connect",
-                server.endpoint,
-                "--base",
-                "tiny",
-                "--draft",
-                "perturbed:0.1",
-                "--policy",
-                "fixed:3",
-                "--requests",
-                "3",
-                "--max-new-tokens",
-                "12",
-                "--log",
-                str(edge_log),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
+        result = run(
+            f"-m runtime.draft --connect {server.endpoint} --base tiny "
+            f"--draft perturbed:0.1 --policy fixed:3 --requests 3 "
+            f"--max-new-tokens 12 --log {edge_log}"
         )
     assert result.returncode == 0, result.stderr
     events = read_events(target_log, edge_log)
@@ -49,39 +42,15 @@ def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
     assert roles == {"target", "draft:edge0"}  # the server wrote its record on SIGTERM
     target_record = next(e for e in events if e.get("role") == "target")
     assert target_record["counters"]["opened"] == 3 and target_record["torch_threads"] == 1
-    table = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(target_log), str(edge_log)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert table.returncode == 0 and table.stdout.splitlines()[2].split()[:3] == [
-        "overall",
-        "3",
-        "36",
-    ]
+    table = run(f"{ROOT / 'scripts' / 'summarize.py'} {target_log} {edge_log}")
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[2].split()[:3] == ["overall", "3", "36"]
 
 
 def test_draft_reports_an_unreachable_server_without_traceback(tmp_path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime.draft",
-            "--connect",
-            "tcp://127.0.0.1:9",
-            "--base",
-            "tiny",
-            "--draft",
-            "copy",
-            "--timeout",
-            "1",
-            "--max-new-tokens",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run(
+        "-m runtime.draft --connect tcp://127.0.0.1:9 --base tiny --draft copy "
+        "--timeout 1 --max-new-tokens 4"
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -89,21 +58,9 @@ def test_draft_reports_an_unreachable_server_without_traceback(tmp_path) -> None
 
 
 def test_bench_runtime_tiny_prints_json_summary() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "bench_runtime.py"),
-            "--tiny",
-            "--json",
-            "--prompts",
-            "1",
-            "--tokens",
-            "16",
-        ],
-        capture_output=True,
-        text=True,
+    result = run(
+        f"{ROOT / 'scripts' / 'bench_runtime.py'} --tiny --json --prompts 1 --tokens 16",
         timeout=300,
-        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])

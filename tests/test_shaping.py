@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
+import shlex
 import subprocess
 import time
 
 import numpy as np
 import pytest
+from netns import namespaces, require_root_and_iproute, sh, veth
 
 from emulator.shaping.base import ShapeParams
 from emulator.shaping.control import DelayLineShaper, ShaperError, netns_launcher
@@ -20,28 +21,10 @@ from emulator.shaping.probe import choose_backend, netem_available
 EDGE_IP, CLOUD_IP = "10.79.0.1", "10.79.0.2"
 
 
-def sh(*command: str) -> str:
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
-
-
 def ping(namespace: str, count: int, interval: float = 0.05) -> tuple[float, float]:
     """(average RTT ms, loss %) from the edge to the cloud."""
     out = subprocess.run(
-        [
-            "ip",
-            "netns",
-            "exec",
-            namespace,
-            "ping",
-            "-q",
-            "-c",
-            str(count),
-            "-i",
-            str(interval),
-            "-W",
-            "1",
-            CLOUD_IP,
-        ],
+        shlex.split(f"ip netns exec {namespace} ping -q -c {count} -i {interval} -W 1 {CLOUD_IP}"),
         capture_output=True,
         text=True,
     )
@@ -53,75 +36,19 @@ def ping(namespace: str, count: int, interval: float = 0.05) -> tuple[float, flo
 @pytest.fixture
 def delay_line():
     """edge --veth-- middle (delay line, no IP) --veth-- cloud, in three namespaces."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root with iproute2 to build network namespaces")
+    require_root_and_iproute()
     tag = os.getpid()
     edge, middle, cloud = (f"dsdsh-{r}{tag}" for r in "emc")
-    shaper = None
-    try:
-        for ns in (edge, middle, cloud):
-            sh("ip", "netns", "add", ns)
-        sh(
-            "ip",
-            "link",
-            "add",
-            "ve",
-            "netns",
-            edge,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "me",
-            "netns",
-            middle,
-        )
-        sh(
-            "ip",
-            "link",
-            "add",
-            "mc",
-            "netns",
-            middle,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vc",
-            "netns",
-            cloud,
-        )
-        sh("ip", "-n", edge, "addr", "add", f"{EDGE_IP}/24", "dev", "ve")
-        sh("ip", "-n", cloud, "addr", "add", f"{CLOUD_IP}/24", "dev", "vc")
-        for ns, dev in ((edge, "ve"), (middle, "me"), (middle, "mc"), (cloud, "vc")):
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            subprocess.run(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    "ethtool",
-                    "-K",
-                    dev,
-                    "tx",
-                    "off",
-                    "tso",
-                    "off",
-                    "gso",
-                    "off",
-                    "gro",
-                    "off",
-                ],
-                capture_output=True,
-            )
+    with namespaces(edge, middle, cloud):
+        veth(edge, "ve", middle, "me")
+        veth(middle, "mc", cloud, "vc")
+        sh(f"ip -n {edge} addr add {EDGE_IP}/24 dev ve")
+        sh(f"ip -n {cloud} addr add {CLOUD_IP}/24 dev vc")
         shaper = DelayLineShaper(netns_launcher(middle), "me", "mc", f"test{tag}")
-        yield shaper, edge, cloud
-    finally:
-        if shaper is not None:
+        try:
+            yield shaper, edge, cloud
+        finally:
             shaper.close()
-        for ns in (edge, middle, cloud):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_delay_line_adds_the_set_delay(delay_line) -> None:
@@ -171,7 +98,7 @@ def test_rate_limit_serialises_frames(delay_line) -> None:
     )
     try:
         time.sleep(0.5)
-        out = sh("ip", "netns", "exec", edge, "iperf3", "-c", CLOUD_IP, "-t", "4", "-J")
+        out = sh(f"ip netns exec {edge} iperf3 -c {CLOUD_IP} -t 4 -J")
     finally:
         server.wait(timeout=20)
 
@@ -217,16 +144,12 @@ def test_netem_commands_bound_the_queue() -> None:
     reason="this kernel has no sch_netem (the delay line covers it)",
 )
 def test_netem_backend_live() -> None:
-    subprocess.run(["ip", "netns", "add", "dsdsh-netem"], check=True)
-    try:
-        sh("ip", "-n", "dsdsh-netem", "link", "add", "d0", "type", "dummy")
-        for command in tc_commands(
-            "d0", ShapeParams(rate_mbps=5, delay_ms=10), True, ["tc", "-n", "dsdsh-netem"]
-        ):
-            sh(*command)
-        assert "netem" in sh("tc", "-n", "dsdsh-netem", "qdisc", "show", "dev", "d0")
-    finally:
-        subprocess.run(["ip", "netns", "del", "dsdsh-netem"], capture_output=True)
+    with namespaces("dsdsh-netem"):
+        sh("ip -n dsdsh-netem link add d0 type dummy")
+        prefix = ["tc", "-n", "dsdsh-netem"]
+        for command in tc_commands("d0", ShapeParams(rate_mbps=5, delay_ms=10), True, prefix):
+            sh(shlex.join(command))
+        assert "netem" in sh("tc -n dsdsh-netem qdisc show dev d0")
 
 
 def test_packet_exact_replay_of_delivery_opportunities(delay_line) -> None:
@@ -239,22 +162,7 @@ def test_packet_exact_replay_of_delivery_opportunities(delay_line) -> None:
         text=True,
     )
     time.sleep(0.5)
-    sh(
-        "ip",
-        "netns",
-        "exec",
-        edge,
-        "iperf3",
-        "-c",
-        CLOUD_IP,
-        "-u",
-        "-b",
-        "8M",
-        "-l",
-        "1400",
-        "-t",
-        "3",
-    )
+    sh(f"ip netns exec {edge} iperf3 -c {CLOUD_IP} -u -b 8M -l 1400 -t 3")
     intervals = json.loads(server.communicate(timeout=30)[0])["intervals"]
     received = float(np.median([i["sum"]["bits_per_second"] for i in intervals][2:-2])) / 1e6
     assert received == pytest.approx(6.016 * 1400 / 1442, rel=0.02)

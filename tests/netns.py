@@ -1,0 +1,50 @@
+"""Test hosts in network namespaces made by the tests themselves, and commands inside them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+
+def sh(command: str) -> str:
+    """Run one command line (split like a shell would); raise with its stderr on failure."""
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def require_root_and_iproute() -> None:
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
+        pytest.skip("needs root with iproute2 (ip, tc) to build network namespaces")
+
+
+@contextlib.contextmanager
+def namespaces(*names: str) -> Iterator[tuple[str, ...]]:
+    """Create the namespaces (loopback up); delete them afterwards, whatever happens."""
+    try:
+        for name in names:
+            sh(f"ip netns add {name}")
+            sh(f"ip -n {name} link set lo up")
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def veth(left_ns: str, left: str, right_ns: str, right: str) -> None:
+    """A veth pair between two namespaces, both ends up, offloads off (a userspace
+    forwarder in the path needs real checksums and MTU-sized frames)."""
+    sh(f"ip link add {left} netns {left_ns} type veth peer name {right} netns {right_ns}")
+    for ns, dev in ((left_ns, left), (right_ns, right)):
+        sh(f"ip -n {ns} link set {dev} up")
+        subprocess.run(
+            shlex.split(f"ip netns exec {ns} ethtool -K {dev} tx off tso off gso off gro off"),
+            capture_output=True,
+        )
