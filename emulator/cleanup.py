@@ -1,9 +1,10 @@
 """Remove whatever a crashed or killed emulation left behind.
 
 Mininet's own cleanup (``mn -c``) removes its host shells and veth pairs but not Linux
-bridges; delay lines and our namespaces are ours to find. Everything DSD-Emu creates is
-named so that it can be found again: bridges and namespaces start with ``dsd``, delay lines
-run as ``-m emulator.shaping.delayline``, their sockets live in ``dsdemu-*`` temp folders.
+bridges or cgroups; delay lines and our namespaces are ours to find. Everything DSD-Emu
+creates can be found again: bridges and namespaces start with ``dsd``, delay lines run as
+``-m emulator.shaping.delayline``, their sockets live in ``dsdemu-*`` temp folders, and each
+run's host cgroups are listed in a manifest that the run deletes when it ends cleanly.
 
     python -m emulator.cleanup        # prints what it removed
 """
@@ -12,17 +13,64 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import psutil
 
 PREFIX = "dsd"
 DELAYLINE_MODULE = "emulator.shaping.delayline"
+MANIFEST_DIR = Path(tempfile.gettempdir()) / "dsdemu-runs"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset")
+
+
+def write_manifest(path: Path, cgroups: list[str]) -> None:
+    """Record what a run creates that has no findable name (Mininet names cgroups after
+    hosts), so that a cleanup after a crash can remove it. The run deletes it when done."""
+    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": os.getpid(), "cgroups": cgroups}))
+
+
+def _stale_manifests() -> list[tuple[Path, dict]]:
+    stale = []
+    for path in sorted(MANIFEST_DIR.glob("*.json")):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stale.append((path, {"cgroups": []}))
+            continue
+        if not psutil.pid_exists(int(manifest.get("pid", -1))):
+            stale.append((path, manifest))
+    return stale
+
+
+def leftover_cgroups() -> list[str]:
+    """Cgroups named in the manifests of dead runs that still exist."""
+    names = {name for _, manifest in _stale_manifests() for name in manifest.get("cgroups", [])}
+    return sorted(
+        n for n in names if any((CGROUP_ROOT / c / n).is_dir() for c in CGROUP_CONTROLLERS)
+    )
+
+
+def _remove_cgroup(name: str) -> None:
+    """Kill what still runs in the cgroup (a process started in a host), then remove it."""
+    for controller in CGROUP_CONTROLLERS:
+        tasks = CGROUP_ROOT / controller / name / "tasks"
+        if tasks.is_file():
+            for pid in tasks.read_text().split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+    time.sleep(0.2)
+    for controller in CGROUP_CONTROLLERS:
+        with contextlib.suppress(OSError):
+            (CGROUP_ROOT / controller / name).rmdir()
 
 
 def _run(*command: str) -> str:
@@ -78,7 +126,12 @@ def find_leftovers() -> dict[str, list[str]]:
         "bridges": leftover_bridges(),
         "namespaces": leftover_namespaces(),
         "interfaces": leftover_veths(),
-        "sockets": glob.glob(os.path.join(tempfile.gettempdir(), "dsdemu-*")),
+        "sockets": [
+            p
+            for p in glob.glob(os.path.join(tempfile.gettempdir(), "dsdemu-*"))
+            if Path(p) != MANIFEST_DIR
+        ],
+        "cgroups": leftover_cgroups(),
     }
 
 
@@ -107,8 +160,17 @@ def cleanup() -> dict[str, list[str]]:
         _run("ip", "netns", "del", namespace)
     for interface in leftover_veths():
         _run("ip", "link", "del", interface)
-    for folder in glob.glob(os.path.join(tempfile.gettempdir(), "dsdemu-*")):
+    for folder in found["sockets"]:
         shutil.rmtree(folder, ignore_errors=True)
+    for name in leftover_cgroups():
+        _remove_cgroup(name)
+    for path, _ in _stale_manifests():
+        if not any(
+            (CGROUP_ROOT / c / n).is_dir()
+            for c in CGROUP_CONTROLLERS
+            for n in json.loads(path.read_text() or "{}").get("cgroups", [])
+        ):
+            path.unlink(missing_ok=True)
     time.sleep(0.1)
     return found
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mininet.net import Mininet
@@ -27,6 +28,7 @@ from mininet.node import CPULimitedHost, Host
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
+from emulator.cleanup import MANIFEST_DIR, write_manifest
 from emulator.replay import ReplayedLink
 from emulator.scenario import LinkSpec, Scenario
 from emulator.shaping.base import LinkShaper
@@ -80,6 +82,7 @@ class EmulatedNetwork:
 
     def start(self) -> EmulatedNetwork:
         try:
+            write_manifest(self._manifest_path(), self._cgroup_names())
             self.net = Mininet(
                 topo=ScenarioTopo(self.scenario),
                 switch=LinuxBridge,
@@ -97,6 +100,12 @@ class EmulatedNetwork:
             self.stop()
             raise
         return self
+
+    def _manifest_path(self) -> Path:
+        return MANIFEST_DIR / f"{os.getpid()}-{id(self)}.json"
+
+    def _cgroup_names(self) -> list[str]:
+        return [CLOUD, *(host for host, _ in self.scenario.edge_hosts())]
 
     def host(self, name: str) -> Host:
         assert self.net is not None
@@ -165,6 +174,7 @@ class EmulatedNetwork:
         if self.net is not None:
             self.net.stop()
             self.net = None
+        self._manifest_path().unlink(missing_ok=True)
 
     def describe(self) -> dict[str, Any]:
         return {
