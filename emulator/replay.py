@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from emulator.shaping.base import DEFAULT_QUEUE_PACKETS, LinkShaper, ShapeParams
-from emulator.traces.linktrace import DIRECTIONS, LinkTrace
+from emulator.traces.linktrace import DIRECTIONS, QUANTITIES, LinkTrace
 from runtime.events import EventLog
 
 
@@ -44,13 +44,8 @@ class TraceReplayer:
     def apply(self, link: ReplayedLink, piece: int, lateness_ms: float = 0.0) -> None:
         for direction in DIRECTIONS:
             series = getattr(link.trace, direction)
-            params = ShapeParams.from_trace_values(
-                *(
-                    float(series[q][piece])
-                    for q in ("rate_mbps", "delay_ms", "jitter_ms", "loss_pct")
-                ),
-                queue_packets=link.queue_packets,
-            )
+            values = (float(series[q][piece]) for q in QUANTITIES)
+            params = ShapeParams.from_trace_values(*values, queue_packets=link.queue_packets)
             link.shaper.set(direction, params)
             self.log.write(
                 "link",

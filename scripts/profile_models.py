@@ -1,0 +1,85 @@
+"""Profile a model pair on this machine; writes ``profiles/<target>-<draft>.json`` (simulator).
+
+    python scripts/profile_models.py                 # the bundled default pair
+    python scripts/profile_models.py --tiny -o /tmp/tiny.json
+    python scripts/profile_models.py --target smollm2 --draft int8 --threads 1 --cpus 1
+
+Use the thread count and CPU pinning the emulator gives the processes (1 thread each by
+default): the profile records them, and the simulator is only as right as this match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+from runtime.models import ModelError, load_model, make_draft
+from runtime.process import configure, parse_cpus
+from runtime.profile import profile_pair, save_profile
+from runtime.prompts import DEFAULT_PROMPTS
+
+FULL_GRID = {
+    "contexts": [64, 256, 512],
+    "prompt_lengths": [16, 64, 256],
+    "batches": [1, 2, 4, 8],
+    "tokens": [1, 3, 5, 9],
+}
+QUICK_GRID = {
+    "contexts": [32, 128],
+    "prompt_lengths": [16, 64],
+    "batches": [1, 4],
+    "tokens": [1, 5],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", default="smollm2", help="target model spec")
+    parser.add_argument("--draft", default="int8", help="draft spec")
+    parser.add_argument("--tiny", action="store_true", help="the tiny random pair, small grid")
+    parser.add_argument("--quick", action="store_true", help="a small grid (for tests)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cpus", help="pin to these CPUs, e.g. 1")
+    parser.add_argument("--gamma", type=int, default=8, help="window for the acceptance runs")
+    parser.add_argument("--tokens", type=int, default=64, help="tokens per acceptance prompt")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per point")
+    parser.add_argument("-o", "--output", help="default: profiles/<target>-<draft>.json")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.target, args.draft = "tiny", "perturbed:0.1"
+    grid = QUICK_GRID if args.quick or args.tiny else FULL_GRID
+    started = time.monotonic()
+
+    def say(step: str) -> None:
+        print(f"profile: {time.monotonic() - started:6.1f} s  {step}", file=sys.stderr, flush=True)
+
+    try:
+        configure(args.threads, parse_cpus(args.cpus))
+        target = load_model(args.target)
+        draft = make_draft(args.draft, target)
+    except (ModelError, ValueError) as exc:
+        print(f"profile: error: {exc}", file=sys.stderr)
+        return 2
+    prompts = [target.encode_prompt(p) for p in DEFAULT_PROMPTS]
+    conditions = {
+        "threads": args.threads,
+        "cpus": args.cpus,
+        "grid": grid,
+        "acceptance_prompts": len(prompts),
+        "acceptance_tokens": args.tokens,
+    }
+    profile = profile_pair(
+        target, draft, prompts, grid, args.gamma, args.tokens, args.repeats, conditions, say
+    )
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", f"{args.target}__{args.draft}").strip("-")
+    output = args.output or f"profiles/{name}.json"
+    save_profile(profile, output)
+    accepted = profile["acceptance"]
+    say(f"wrote {output}: acceptance {accepted['overall']:.2f} over {accepted['rounds']} rounds")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Profiles of model pairs: what the simulator is calibrated from."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.models import make_draft
+from runtime.profile import acceptance, load_profile, message_sizes, profile_pair
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = {"contexts": [16, 48], "prompt_lengths": [8], "batches": [1, 3], "tokens": [1, 4]}
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny_target):
+    return [tiny_target.encode_prompt(text) for text in ("one prompt", "and another one")]
+
+
+def test_identical_draft_is_always_accepted(tiny_target, prompts) -> None:
+    result = acceptance(tiny_target, make_draft("copy", tiny_target), prompts, gamma=4, tokens=20)
+    assert result["overall"] == 1.0 and result["per_position"] == [1.0] * 4
+
+
+def test_disagreeing_draft_is_almost_never_accepted(tiny_target, prompts) -> None:
+    draft = make_draft("disagree:1.0", tiny_target)
+    result = acceptance(tiny_target, draft, prompts, gamma=4, tokens=20)
+    assert result["overall"] < 0.05 and result["rounds"] >= 20
+
+
+def test_profile_holds_the_whole_grid(tiny_target, tiny_draft, prompts) -> None:
+    profile = profile_pair(tiny_target, tiny_draft, prompts, GRID, gamma=4, tokens=16, repeats=2)
+    points = {(p["batch"], p["tokens"], p["context"]) for p in profile["verify_ms"]}
+    assert points == set(itertools.product(GRID["batches"], GRID["tokens"], GRID["contexts"]))
+    assert all(p["ms"] > 0 for p in profile["verify_ms"])
+    assert [p["context"] for p in profile["draft_step_ms"]] == GRID["contexts"]
+    assert 0.0 <= profile["acceptance"]["overall"] <= 1.0
+    assert profile["conditions"]["torch_threads"] >= 1
+
+
+def test_message_sizes_follow_the_protocol() -> None:
+    sizes = message_sizes(range(0, 5), draft_top_k=16)
+    greedy = dict(sizes["verify_greedy"])
+    sampled = dict(sizes["verify_sampled"])
+    assert greedy[4] - greedy[0] == 16  # four int32 token ids
+    # ids and probs (4 x 16 x 8 bytes) plus two keys ("q_ids", "q_probs") and two bin headers
+    assert sampled[4] - greedy[4] == 4 * 16 * 8 + 6 + 8 + 3 + 3
+    assert sizes["verdict"] > 0
+
+
+def test_profile_script_writes_a_loadable_profile(tmp_path) -> None:
+    out = tmp_path / "tiny.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "profile_models.py"),
+            "--tiny",
+            "--repeats",
+            "1",
+            "--tokens",
+            "16",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_profile(out)["pair"]["target"] == "tiny"
