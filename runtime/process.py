@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import threading
 from typing import Any
 
@@ -72,3 +73,14 @@ def _peak_rss_kb() -> int | None:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     except (ImportError, OSError):
         return None
+
+
+def stop_child(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM a child, SIGKILL it if it has not exited after ``grace_s``, and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runtime.process import stop_child
+
 READY_PREFIX = "target: serving "
 
 
@@ -42,13 +44,7 @@ class ServerProcess:
             raise RuntimeError("target server did not start:\n" + "\n".join(seen[-20:]))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, grace_s=15)
 
     def __enter__(self) -> ServerProcess:
         return self

@@ -22,6 +22,7 @@ from pathlib import Path
 from runtime.events import read_events
 from runtime.metrics import format_table, summarise
 from runtime.models import ModelError, load_model
+from runtime.process import stop_child
 from runtime.serverproc import ServerProcess
 
 
@@ -104,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         for edge in edges:
-            if edge.poll() is None:
-                edge.terminate()
-                edge.wait()
+            stop_child(edge)
     logs = sorted(out.glob("*.jsonl"))
     summary = summarise(read_events(*logs))
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))

@@ -16,6 +16,7 @@ import msgpack
 import numpy as np
 
 from emulator.shaping.base import ShapeParams
+from runtime.process import stop_child
 
 Launcher = Callable[[list[str]], subprocess.Popen]
 READY_TIMEOUT_S = 20.0
@@ -112,12 +113,6 @@ class DelayLineShaper:
         return self._ask({"stats": True})
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, grace_s=5)
         self.client.close()
         shutil.rmtree(self.folder, ignore_errors=True)
