@@ -35,7 +35,6 @@ class TraceReplayer:
         self.links = links
         self.log = log
         self.loop = loop
-        self.changes = 0
         self.lateness_ms: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -56,7 +55,6 @@ class TraceReplayer:
                 lateness_ms=lateness_ms,
                 **params.to_dict(),
             )
-        self.changes += 1
 
     def start(self) -> None:
         """Apply every link's first piece now, then follow the traces in the background."""

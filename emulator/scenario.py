@@ -277,7 +277,7 @@ def load_scenario(path: str | Path) -> Scenario:
     shaper = top.get("shaper", str, None)
     if shaper not in (None, "netem", "delayline"):
         raise top.fail("shaper", "must be netem, delayline or empty (probe)")
-    cloud = _cloud(top.child("cloud", {}), path)
+    cloud = _cloud(top.child("cloud", {}))
     edges_raw = top.get("edges", list)
     if not edges_raw:
         raise top.fail("edges", "needs at least one edge group")
@@ -292,7 +292,7 @@ def load_scenario(path: str | Path) -> Scenario:
     return Scenario(name, path, seed, shaper, cloud, edges, wan, workload, raw)
 
 
-def _cloud(reader: _Reader, file: Path) -> CloudSpec:
+def _cloud(reader: _Reader) -> CloudSpec:
     cores = os.cpu_count() or 1
     batching = reader.child("batching", {})
     spec = CloudSpec(

@@ -21,7 +21,6 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mininet.net import Mininet
 from mininet.node import CPULimitedHost, Host
@@ -175,13 +174,6 @@ class EmulatedNetwork:
             self.net.stop()
             self.net = None
         self._manifest_path().unlink(missing_ok=True)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "backend": self.backend,
-            "host_tcp_settings": self.host_settings,
-            "links": [link.name for link in self.links],
-        }
 
     def __enter__(self) -> EmulatedNetwork:
         return self.start()

@@ -25,26 +25,6 @@ from pathlib import Path
 from typing import IO, Any
 
 SCHEMA_VERSION = 1
-ROUND_FIELDS = (
-    "session",
-    "edge",
-    "round",
-    "gamma",
-    "drafted",
-    "accepted",
-    "emitted",
-    "context_len",
-    "draft_ms",
-    "t_send",
-    "t_recv",
-    "server_t_recv",
-    "server_t_send",
-    "queue_ms",
-    "batch_size",
-    "verify_ms",
-    "bytes_up",
-    "bytes_down",
-)
 
 
 class EventLog:

@@ -84,7 +84,7 @@ def rtt_trace(
         spread[b] = np.mean(jitter_ms[chosen]) if jitter_ms is not None else np.std(rtt_ms[chosen])
         if loss_pct is not None:
             loss[b] = np.mean(loss_pct[chosen])
-    median, spread, loss = (_hold(a) for a in (median, spread, loss))
+    median, spread, loss = (hold_last(a) for a in (median, spread, loss))
     series = {
         "rate_mbps": np.full(count, np.nan),
         "delay_ms": median / 2.0,
@@ -95,7 +95,7 @@ def rtt_trace(
     return LinkTrace(np.arange(count) * bin_s, count * bin_s, series, down, meta)
 
 
-def _hold(values: np.ndarray) -> np.ndarray:
+def hold_last(values: np.ndarray) -> np.ndarray:
     """Forward-fill NaN with the last known value (leading NaN stays NaN)."""
     out = values.copy()
     last = np.nan

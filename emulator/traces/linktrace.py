@@ -11,8 +11,7 @@ an RTT trace).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -163,9 +162,6 @@ class LinkTrace:
         meta = dict(self.meta)
         meta["derived"] = "; ".join(filter(None, [meta.get("derived"), f"resampled {step:g} s"]))
         return LinkTrace(edges, self.duration_s, up, down, meta, dict(self.deliveries_ms))
-
-    def with_meta(self, **meta: Any) -> LinkTrace:
-        return replace(self, meta={**self.meta, **{k: str(v) for k, v in meta.items()}})
 
 
 def combine(bandwidth: LinkTrace, rtt: LinkTrace, up_share: float = 0.5) -> LinkTrace:

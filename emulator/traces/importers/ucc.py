@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emulator.traces.building import parse_float, read_text_lines, typical_step
+from emulator.traces.building import hold_last, parse_float, read_text_lines, typical_step
 from emulator.traces.linktrace import LinkTrace, TraceError
 
 LICENCE = "GPL-3.0 (dataset repository)"
@@ -55,7 +55,7 @@ def import_ucc(path: str | Path) -> LinkTrace:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns stay NaN
         merged = np.asarray([np.nanmean(np.asarray(rows[s]), axis=0) for s in stamps])
-    down_rate, up_rate, rtt, rtt_std, loss = (_hold(merged[:, i]) for i in range(5))
+    down_rate, up_rate, rtt, rtt_std, loss = (hold_last(merged[:, i]) for i in range(5))
     times = stamps - stamps[0]
     step = typical_step(times)
 
@@ -70,11 +70,3 @@ def import_ucc(path: str | Path) -> LinkTrace:
         "PINGSTDEV / 2, loss = PINGLOSS, held between pings; duplicate seconds averaged",
     }
     return LinkTrace(times, float(times[-1] + step), direction(up_rate), direction(down_rate), meta)
-
-
-def _hold(values: np.ndarray) -> np.ndarray:
-    out = values.copy()
-    for i in range(1, len(out)):
-        if np.isnan(out[i]):
-            out[i] = out[i - 1]
-    return out
