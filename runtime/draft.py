@@ -30,7 +30,7 @@ from runtime.models import (
     load_model,
     make_draft,
 )
-from runtime.policies import RoundObservation, WindowPolicy, make_window_policy
+from runtime.policies import WindowPolicy, make_window_policy, observation_from_round
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.prompts import load_prompts
 from runtime.transport import wait_readable
@@ -237,7 +237,7 @@ class EdgeClient:
         bytes_up: int,
         bytes_down: int,
     ) -> None:
-        self.log.write(
+        record = self.log.write(
             "round",
             session=session,
             edge=self.edge,
@@ -258,19 +258,7 @@ class EdgeClient:
             bytes_up=bytes_up,
             bytes_down=bytes_down,
         )
-        self.policy.observe(
-            RoundObservation(
-                gamma=gamma,
-                drafted=gamma,
-                accepted=accepted,
-                round_trip_ms=(t_recv - t_send) * 1000.0,
-                server_verify_ms=verdict["verify_ms"],
-                server_queue_ms=verdict["queue_ms"],
-                batch_size=verdict["batch_size"],
-                draft_step_ms=draft_ms / gamma if gamma else 0.0,
-                context_len=context,
-            )
-        )
+        self.policy.observe(observation_from_round(record))
 
     def _run_streaming(
         self, session: str, result: RequestResult, max_tokens: int, mode: str

@@ -19,40 +19,51 @@ Event kinds and their fields:
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 SCHEMA_VERSION = 1
+JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 
 
 class EventLog:
     """Append-only JSONL writer; thread-safe, flushed after each event.
 
-    ``keep`` also holds the events in memory (for in-process benchmarks and tests).
+    ``keep`` also holds the events in memory (for in-process benchmarks and tests);
+    ``flush_each=False`` leaves flushing to the buffer, for a writer that can simply be run
+    again after a crash (the simulator).
     """
 
-    def __init__(self, path: str | Path | None, process: str, keep: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path | None,
+        process: str,
+        keep: bool = False,
+        flush_each: bool = True,
+    ) -> None:
         self.process = process
         self.keep = keep
+        self.flush_each = flush_each
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
+            self._file = self.path.open("ab")
         self.events: list[dict[str, Any]] = []
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "proc": self.process, "schema": SCHEMA_VERSION, **fields}
-        line = json.dumps(record, separators=(",", ":"))
         with self._lock:
             if self.keep:
                 self.events.append(record)
             if self._file is not None:
-                self._file.write(line + "\n")
-                self._file.flush()
+                self._file.write(orjson.dumps(record, option=JSON_OPTIONS))
+                if self.flush_each:
+                    self._file.flush()
         return record
 
     def close(self) -> None:
@@ -66,10 +77,10 @@ def read_events(*paths: str | Path) -> list[dict[str, Any]]:
     """Read one or more logs; a torn last line (a crash mid-write) is skipped."""
     events: list[dict[str, Any]] = []
     for path in paths:
-        with Path(path).open(encoding="utf-8") as handle:
+        with Path(path).open("rb") as handle:
             for line in handle:
                 try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
+                    events.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
                     continue
     return events

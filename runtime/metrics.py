@@ -95,8 +95,9 @@ def summarise(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return overall
 
 
-def format_table(summary: dict[str, Any]) -> str:
-    """A plain-text table of the headline metrics, overall and per edge."""
+def format_table(summary: dict[str, Any], max_edges: int = 16) -> str:
+    """A plain-text table of the headline metrics, overall and per edge (the first
+    ``max_edges`` edges; a line says how many more there are)."""
     header = f"{'scope':<12}{'reqs':>6}{'tokens':>8}{'tok/s':>9}{'TTFT p50':>10}"
     header += f"{'TPOT p50':>10}{'TPOT p95':>10}{'accept':>8}{'tok/rnd':>9}"
     lines = [header, "-" * len(header)]
@@ -104,7 +105,8 @@ def format_table(summary: dict[str, Any]) -> str:
     def fmt(value: float | None, spec: str) -> str:
         return format(value, spec) if value is not None else "-"
 
-    scopes = [("overall", summary), *summary.get("per_edge", {}).items()]
+    per_edge = list(summary.get("per_edge", {}).items())
+    scopes = [("overall", summary), *per_edge[:max_edges]]
     for name, data in scopes:
         lines.append(
             f"{name:<12}{data['requests']:>6}{data['output_tokens']:>8}"
@@ -115,4 +117,6 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{fmt(data['acceptance_rate'], '8.2f'):>8}"
             f"{fmt(data['tokens_per_round'], '9.2f'):>9}"
         )
+    if len(per_edge) > max_edges:
+        lines.append(f"... and {len(per_edge) - max_edges} more edges (all in the JSON summary)")
     return "\n".join(lines)

@@ -7,13 +7,17 @@ imports and calls exactly these, never a copy.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RoundObservation:
-    """What a drafter can observe after one round; window policies learn from these."""
+    """What a drafter can observe after one round; window policies learn from these.
+
+    Not frozen: the simulator makes one per simulated round, and a frozen dataclass costs
+    several times more to build."""
 
     gamma: int
     drafted: int
@@ -29,6 +33,26 @@ class RoundObservation:
     def network_ms(self) -> float:
         """Round trip minus the server's reported time: what the network (and stacks) cost."""
         return max(0.0, self.round_trip_ms - self.server_verify_ms - self.server_queue_ms)
+
+
+def observation_from_round(record: Mapping[str, Any]) -> RoundObservation:
+    """What a policy observes, built from a ``round`` event record.
+
+    The draft client and the simulator both feed their policies through this one function
+    from the records they log, so a policy sees the same thing in both worlds.
+    """
+    gamma = record["gamma"]
+    return RoundObservation(
+        gamma=gamma,
+        drafted=record["drafted"],
+        accepted=record["accepted"],
+        round_trip_ms=(record["t_recv"] - record["t_send"]) * 1000.0,
+        server_verify_ms=record["verify_ms"],
+        server_queue_ms=record["queue_ms"],
+        batch_size=record["batch_size"],
+        draft_step_ms=record["draft_ms"] / gamma if gamma else 0.0,
+        context_len=record["context_len"],
+    )
 
 
 class WindowPolicy(Protocol):

@@ -10,12 +10,10 @@ end-to-end runs it is compared with.
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +22,8 @@ from runtime import protocol
 from runtime.drafting import DraftState
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.models import LoadedModel
+from runtime.profile_store import PROFILE_VERSION
 from runtime.verify import SamplingParams, greedy_verify
-
-PROFILE_VERSION = 1
 
 
 def _timed(step: Callable[[], object], repeats: int) -> float:
@@ -62,14 +59,28 @@ def draft_step_ms(draft: LoadedModel, contexts: Iterable[int], repeats: int) -> 
     return out
 
 
-def prefill_ms(target: LoadedModel, lengths: Iterable[int], repeats: int) -> list[dict]:
-    """Target prefill time for each prompt length."""
+def prefill_ms(model: LoadedModel, lengths: Iterable[int], repeats: int) -> list[dict]:
+    """Prefill time (a fresh cache, the whole prompt in one forward) for each prompt length."""
     out = []
     for length in lengths:
         ids = list(range(1, length + 1))
-        ms = _timed(lambda ids=ids: forward_one(target.model, new_cache(), ids, 1), repeats)
+        ms = _timed(lambda ids=ids: forward_one(model.model, new_cache(), ids, 1), repeats)
         out.append({"prompt_tokens": length, "ms": ms})
     return out
+
+
+def prompt_lengths(model: LoadedModel, texts: list[str]) -> dict[str, Any]:
+    """How prompt text becomes tokens (chat template included), so that the simulator can size
+    any prompt file's prompts without a tokenizer: tokens ~= template + characters / ratio."""
+    template = len(model.encode_prompt(""))
+    measured = {text: len(model.encode_prompt(text)) for text in texts}
+    chars = sum(len(text) for text in measured)
+    content_tokens = max(1, sum(measured.values()) - template * len(measured))
+    return {
+        "template_tokens": template,
+        "chars_per_token": chars / content_tokens,
+        "measured": measured,
+    }
 
 
 def verify_ms(
@@ -191,6 +202,22 @@ def message_sizes(gammas: Iterable[int], draft_top_k: int) -> dict[str, Any]:
                 ),
             ]
         )
+    session = "edge0-12345-0"
+    sizes["opened"] = len(
+        protocol.encode(
+            {
+                "type": "opened",
+                "session": session,
+                "token": 1234,
+                "done": False,
+                "prefill_ms": 199.2,
+                "t_recv": time.time(),
+                "t_send": time.time(),
+            }
+        )
+    )
+    sizes["close"] = len(protocol.encode({"type": "close", "session": session}))
+    sizes["closed"] = len(protocol.encode({"type": "closed", "session": session}))
     sizes["verdict"] = len(
         protocol.encode(
             {
@@ -214,7 +241,7 @@ def message_sizes(gammas: Iterable[int], draft_top_k: int) -> dict[str, Any]:
 def profile_pair(
     target: LoadedModel,
     draft: LoadedModel,
-    prompts: list[list[int]],
+    texts: list[str],
     grid: dict[str, list[int]],
     gamma: int = 8,
     tokens: int = 64,
@@ -222,9 +249,11 @@ def profile_pair(
     conditions: dict[str, Any] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Measure everything a profile holds; ``grid`` names the sizes to measure at."""
-    progress("draft step time")
+    """Measure everything a profile holds on the prompt ``texts``; ``grid`` names the sizes."""
+    prompts = [target.encode_prompt(text) for text in texts]
+    progress("draft step and prefill time")
     draft_steps = draft_step_ms(draft, grid["contexts"], repeats)
+    draft_prefills = prefill_ms(draft, grid["prompt_lengths"], repeats)
     progress("target prefill time")
     prefills = prefill_ms(target, grid["prompt_lengths"], repeats)
     progress("target verify time grid")
@@ -243,23 +272,10 @@ def profile_pair(
             **(conditions or {}),
         },
         "draft_step_ms": draft_steps,
+        "draft_prefill_ms": draft_prefills,
         "target_prefill_ms": prefills,
         "verify_ms": verifies,
         "acceptance": accepted,
         "message_bytes": message_sizes(range(0, 9), 16),
+        "prompts": prompt_lengths(target, texts),
     }
-
-
-def save_profile(profile: dict[str, Any], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile, indent=1) + "\n")
-
-
-def load_profile(path: str | Path) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text())
-    if data.get("version") != PROFILE_VERSION:
-        raise ValueError(
-            f"{path}: profile version {data.get('version')} (expected {PROFILE_VERSION})"
-        )
-    return data

@@ -11,13 +11,13 @@ default): the profile records them, and the simulator is only as right as this m
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 
 from runtime.models import ModelError, load_model, make_draft
 from runtime.process import configure, parse_cpus
-from runtime.profile import profile_pair, save_profile
+from runtime.profile import profile_pair
+from runtime.profile_store import profile_name, save_profile
 from runtime.prompts import DEFAULT_PROMPTS
 
 FULL_GRID = {
@@ -62,19 +62,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelError, ValueError) as exc:
         print(f"profile: error: {exc}", file=sys.stderr)
         return 2
-    prompts = [target.encode_prompt(p) for p in DEFAULT_PROMPTS]
     conditions = {
         "threads": args.threads,
         "cpus": args.cpus,
         "grid": grid,
-        "acceptance_prompts": len(prompts),
+        "acceptance_prompts": len(DEFAULT_PROMPTS),
         "acceptance_tokens": args.tokens,
     }
     profile = profile_pair(
-        target, draft, prompts, grid, args.gamma, args.tokens, args.repeats, conditions, say
+        target,
+        draft,
+        list(DEFAULT_PROMPTS),
+        grid,
+        args.gamma,
+        args.tokens,
+        args.repeats,
+        conditions,
+        say,
     )
-    name = re.sub(r"[^A-Za-z0-9.]+", "-", f"{args.target}__{args.draft}").strip("-")
-    output = args.output or f"profiles/{name}.json"
+    output = args.output or f"profiles/{profile_name(args.target, args.draft)}.json"
     save_profile(profile, output)
     accepted = profile["acceptance"]
     say(f"wrote {output}: acceptance {accepted['overall']:.2f} over {accepted['rounds']} rounds")

@@ -10,15 +10,19 @@ from pathlib import Path
 import pytest
 
 from runtime.models import make_draft
-from runtime.profile import acceptance, load_profile, message_sizes, profile_pair
+from runtime.profile import acceptance, message_sizes, profile_pair
+from runtime.profile_store import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {"contexts": [16, 48], "prompt_lengths": [8], "batches": [1, 3], "tokens": [1, 4]}
 
 
+TEXTS = ["one prompt", "and another one"]
+
+
 @pytest.fixture(scope="module")
 def prompts(tiny_target):
-    return [tiny_target.encode_prompt(text) for text in ("one prompt", "and another one")]
+    return [tiny_target.encode_prompt(text) for text in TEXTS]
 
 
 def test_identical_draft_is_always_accepted(tiny_target, prompts) -> None:
@@ -33,11 +37,15 @@ def test_disagreeing_draft_is_almost_never_accepted(tiny_target, prompts) -> Non
 
 
 def test_profile_holds_the_whole_grid(tiny_target, tiny_draft, prompts) -> None:
-    profile = profile_pair(tiny_target, tiny_draft, prompts, GRID, gamma=4, tokens=16, repeats=2)
+    profile = profile_pair(tiny_target, tiny_draft, TEXTS, GRID, gamma=4, tokens=16, repeats=2)
     points = {(p["batch"], p["tokens"], p["context"]) for p in profile["verify_ms"]}
     assert points == set(itertools.product(GRID["batches"], GRID["tokens"], GRID["contexts"]))
     assert all(p["ms"] > 0 for p in profile["verify_ms"])
     assert [p["context"] for p in profile["draft_step_ms"]] == GRID["contexts"]
+    assert [p["prompt_tokens"] for p in profile["draft_prefill_ms"]] == GRID["prompt_lengths"]
+    lengths = profile["prompts"]
+    assert list(lengths["measured"].values()) == [len(p) for p in prompts]
+    assert lengths["chars_per_token"] > 0
     assert 0.0 <= profile["acceptance"]["overall"] <= 1.0
     assert profile["conditions"]["torch_threads"] >= 1
 

@@ -1,0 +1,173 @@
+"""A model pair's profile as the simulator uses it: compute times, acceptance, message sizes.
+
+Everything here comes from ``profiles/<pair>.json`` (``runtime.profile``), measured by
+microbenchmarks; nothing comes from an end-to-end run. Between grid points times are
+interpolated linearly (trilinearly for the verify grid), beyond them extrapolated from the
+last segment, so a batch larger than profiled costs proportionally more rather than the same.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runtime.profile_store import load_profile, profile_name
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+
+class CalibrationError(ValueError):
+    """No usable profile for a model pair."""
+
+
+def _segment(axis: Sequence[float], x: float) -> tuple[int, float]:
+    """Index of the grid segment used for ``x`` and the weight of its right end."""
+    if len(axis) == 1:
+        return 0, 0.0
+    i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
+    return i, (x - axis[i]) / (axis[i + 1] - axis[i])
+
+
+def interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear through the points, extended linearly past both ends, never < 0."""
+    i, w = _segment(xs, x)
+    if len(xs) == 1:
+        return max(0.0, ys[0])
+    return max(0.0, ys[i] + w * (ys[i + 1] - ys[i]))
+
+
+class PairProfile:
+    """Lookups into one profile; results are memoised (the simulator asks the same often)."""
+
+    def __init__(self, data: dict[str, Any], source: str) -> None:
+        self.source = source
+        self.pair = data["pair"]
+        self.threads = int(data["conditions"].get("threads", data["conditions"]["torch_threads"]))
+        self._draft_step = self._points(data["draft_step_ms"], "context")
+        self._draft_prefill = self._points(data["draft_prefill_ms"], "prompt_tokens")
+        self._target_prefill = self._points(data["target_prefill_ms"], "prompt_tokens")
+        grid = data["verify_ms"]
+        self.batches = sorted({p["batch"] for p in grid})
+        self.tokens = sorted({p["tokens"] for p in grid})
+        self.contexts = sorted({p["context"] for p in grid})
+        table = {(p["batch"], p["tokens"], p["context"]): p["ms"] for p in grid}
+        missing = len(self.batches) * len(self.tokens) * len(self.contexts) - len(table)
+        if missing:
+            raise CalibrationError(f"{source}: the verify grid misses {missing} points")
+        self._verify_table = table
+        self.acceptance = [float(a or 0.0) for a in data["acceptance"]["per_position"]]
+        # positions past the profiled window take the last profiled value
+        self._acceptance_table = self.acceptance + [self.acceptance[-1]] * 32
+        sizes = data["message_bytes"]
+        self._open_bytes = self._pairs(sizes["open"])
+        self._verify_bytes = dict(sizes["verify_greedy"])
+        self.verdict_bytes = int(sizes["verdict"])
+        self.opened_bytes = int(sizes["opened"])
+        self.close_bytes = int(sizes["close"])
+        self.closed_bytes = int(sizes["closed"])
+        prompts = data["prompts"]
+        self._template_tokens = int(prompts["template_tokens"])
+        self._chars_per_token = float(prompts["chars_per_token"])
+        self._measured_prompts = dict(prompts["measured"])
+        self._memo: dict[tuple, float] = {}
+
+    @staticmethod
+    def _points(points: list[dict[str, float]], key: str) -> tuple[list[float], list[float]]:
+        ordered = sorted(points, key=lambda p: p[key])
+        return [p[key] for p in ordered], [p["ms"] for p in ordered]
+
+    @staticmethod
+    def _pairs(pairs: list[list[float]]) -> tuple[list[float], list[float]]:
+        ordered = sorted(pairs)
+        return [p[0] for p in ordered], [p[1] for p in ordered]
+
+    # -- compute times (ms, on the profiled thread count and a whole core) ----------------
+    def draft_step_ms(self, context: int) -> float:
+        key = ("step", context)
+        if key not in self._memo:
+            self._memo[key] = interpolate(*self._draft_step, context)
+        return self._memo[key]
+
+    def draft_prefill_ms(self, prompt_tokens: int) -> float:
+        return interpolate(*self._draft_prefill, prompt_tokens)
+
+    def target_prefill_ms(self, prompt_tokens: int) -> float:
+        return interpolate(*self._target_prefill, prompt_tokens)
+
+    def verify_ms(self, batch: int, tokens: int, context: int) -> float:
+        """One batched forward: ``batch`` rows of ``tokens`` new tokens over ``context``."""
+        key = (batch, tokens, context)
+        cached = self._memo.get(key)
+        if cached is not None:
+            return cached
+        (ib, wb), (it, wt), (ic, wc) = (
+            _segment(self.batches, batch),
+            _segment(self.tokens, tokens),
+            _segment(self.contexts, context),
+        )
+        total = 0.0
+        for db, fb in ((0, 1 - wb), (1, wb)):
+            for dt, ft in ((0, 1 - wt), (1, wt)):
+                for dc, fc in ((0, 1 - wc), (1, wc)):
+                    weight = fb * ft * fc
+                    if weight:
+                        point = (
+                            self.batches[min(ib + db, len(self.batches) - 1)],
+                            self.tokens[min(it + dt, len(self.tokens) - 1)],
+                            self.contexts[min(ic + dc, len(self.contexts) - 1)],
+                        )
+                        total += weight * self._verify_table[point]
+        floor = min(self._verify_table.values()) * 0.5
+        self._memo[key] = value = max(floor, total)
+        return value
+
+    # -- acceptance ----------------------------------------------------------------------
+    def sample_accepted(self, gamma: int, rng: random.Random) -> int:
+        """How many of γ drafted tokens the target accepts: token i is accepted with the
+        profiled probability for position i, given that tokens 0..i-1 were."""
+        table = self._acceptance_table
+        if gamma > len(table):
+            table.extend([table[-1]] * gamma)
+        accepted = 0
+        random = rng.random
+        while accepted < gamma and random() < table[accepted]:
+            accepted += 1
+        return accepted
+
+    # -- sizes ---------------------------------------------------------------------------
+    def open_bytes(self, prompt_tokens: int) -> int:
+        return round(interpolate(*self._open_bytes, prompt_tokens))
+
+    def verify_bytes(self, gamma: int) -> int:
+        if gamma in self._verify_bytes:
+            return int(self._verify_bytes[gamma])
+        top = max(self._verify_bytes)
+        per_token = (self._verify_bytes[top] - self._verify_bytes[0]) / max(1, top)
+        return round(self._verify_bytes[top] + (gamma - top) * per_token)
+
+    def prompt_tokens(self, text: str) -> int:
+        """The prompt's length in tokens: measured when the profile saw it, else estimated."""
+        if text in self._measured_prompts:
+            return int(self._measured_prompts[text])
+        return self._template_tokens + max(1, round(len(text) / self._chars_per_token))
+
+
+def find_profile(target: str, draft: str, directory: Path = PROFILES_DIR) -> PairProfile:
+    """The committed profile of a pair, or an error that says how to make one."""
+    path = directory / f"{profile_name(target, draft)}.json"
+    if not path.is_file():
+        raise CalibrationError(
+            f"no profile for target {target!r} with draft {draft!r} ({path} is missing); make "
+            f"one with: python scripts/profile_models.py --target {target} --draft {draft}"
+        )
+    return read_profile(path)
+
+
+def read_profile(path: str | Path) -> PairProfile:
+    try:
+        return PairProfile(load_profile(path), str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CalibrationError(f"{path}: not a usable profile: {exc}") from exc

@@ -1,0 +1,192 @@
+"""An edge device in simulated time, following ``runtime.draft.EdgeClient``'s DSD loop.
+
+Per request: send ``open`` and prefill the draft meanwhile; the first token is the target's
+(from its prefill). Then rounds: ask the window policy for γ (capped so a round never
+drafts past the token budget), draft γ tokens, send them, and on the verdict emit
+accepted + 1 tokens; the request ends when its budget is reached. The policy is the
+runtime's own object, fed through ``observation_from_round`` exactly as the client feeds it.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from emulator.sim.calibration import PairProfile
+from emulator.sim.engine import Engine
+from emulator.sim.links import SimPath
+from emulator.sim.messages import Close, Open, Verdict, Verify
+from runtime.events import EventLog
+from runtime.policies import WindowPolicy, observation_from_round
+
+if TYPE_CHECKING:
+    from emulator.sim.server import TargetSim
+
+
+@dataclass
+class Request:
+    index: int
+    session: str
+    prompt_tokens: int
+    t_arrival: float
+    output_tokens: int = 0
+    rounds: int = 0
+    t_first_token: float | None = None
+    t_done: float | None = None
+
+
+@dataclass(eq=False)
+class EdgeSim:
+    """One edge host: its draft model's timing, its window policy and its access path."""
+
+    name: str
+    engine: Engine
+    profile: PairProfile
+    policy: WindowPolicy
+    compute_scale: float
+    uplink: SimPath
+    downlink: SimPath
+    server: TargetSim
+    log: EventLog
+    accept_rng: random.Random
+    prompt_lengths: list[int]
+    max_tokens: int
+    requests: int
+    closed_loop: bool
+    waiting: collections.deque[Request] = field(default_factory=collections.deque)
+    current: Request | None = None
+    finished: int = 0
+    rounds: int = 0
+    _context: int = 0
+    _prefill_done: float = 0.0
+    _gamma: int = 0
+    _draft_ms: float = 0.0
+    _t_send: float = 0.0
+    _bytes_up: int = 0
+
+    def arrival(self, index: int) -> None:
+        """Request ``index`` arrives; it starts at once unless an earlier one is running."""
+        prompt = self.prompt_lengths[index % len(self.prompt_lengths)]
+        self.waiting.append(Request(index, f"{self.name}-{index}", prompt, self.engine.now))
+        if self.current is None:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        request = self.current = self.waiting.popleft()
+        now = self.engine.now
+        self.policy.next_gamma(request.prompt_tokens)  # the client asks once for ``open``
+        self.uplink.send(
+            self.profile.open_bytes(request.prompt_tokens),
+            self.server.arrive,
+            Open(self, request.prompt_tokens, self.max_tokens),
+        )
+        prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.compute_scale
+        self._prefill_done = now + prefill
+        self._context = request.prompt_tokens
+
+    def opened(self, _: None) -> None:
+        """The first token arrives; it is out once the draft's own prefill has finished too."""
+        if self.engine.now < self._prefill_done:
+            self.engine.at(self._prefill_done, self.opened)
+            return
+        request = self.current
+        assert request is not None
+        request.t_first_token = self.engine.now
+        request.output_tokens = 1
+        self._context += 1
+        if request.output_tokens >= self.max_tokens:
+            self._finish(request)
+        else:
+            self._draft()
+
+    def _draft(self) -> None:
+        remaining = self.max_tokens - self.current.output_tokens
+        gamma = max(0, min(self.policy.next_gamma(self._context), remaining - 1))
+        step = self.profile.draft_step_ms(self._context) * self.compute_scale
+        self._gamma, self._draft_ms = gamma, gamma * step
+        # The access uplink is this edge's alone, so the send after drafting can be placed
+        # on it now (one event fewer per round).
+        self._t_send = self.engine.now + self._draft_ms
+        self._bytes_up = self.profile.verify_bytes(gamma)
+        self.uplink.send(self._bytes_up, self.server.arrive, Verify(self, gamma), self._t_send)
+
+    def verdict(self, verdict: Verdict) -> None:
+        request = self.current
+        now = self.engine.now
+        emitted = verdict.accepted + 1
+        remaining = self.max_tokens - request.output_tokens
+        if emitted > remaining:
+            emitted = remaining
+        request.output_tokens += emitted
+        self._context += emitted
+        record = self.log.write(
+            "round",
+            session=request.session,
+            edge=self.name,
+            round=request.rounds,
+            gamma=self._gamma,
+            drafted=self._gamma,
+            accepted=verdict.accepted,
+            emitted=emitted,
+            context_len=self._context,
+            draft_ms=self._draft_ms,
+            t_send=self._t_send / 1000.0,
+            t_recv=now / 1000.0,
+            server_t_recv=verdict.t_recv / 1000.0,
+            server_t_send=verdict.t_send / 1000.0,
+            queue_ms=verdict.queue_ms,
+            batch_size=verdict.batch_size,
+            verify_ms=verdict.verify_ms,
+            bytes_up=self._bytes_up,
+            bytes_down=self.profile.verdict_bytes,
+        )
+        self.policy.observe(observation_from_round(record))
+        request.rounds += 1
+        self.rounds += 1
+        if verdict.done or request.output_tokens >= self.max_tokens:
+            self._finish(request)
+        else:
+            self._draft()
+
+    def _finish(self, request: Request) -> None:
+        request.t_done = self.engine.now
+        self.uplink.send(self.profile.close_bytes, self.server.arrive, Close(self))
+
+    def closed(self, _: None) -> None:
+        request = self.current
+        self.write_request(request)
+        self.finished += 1
+        self.current = None
+        if self.closed_loop and request.index + 1 < self.requests:
+            self.arrival(request.index + 1)
+        elif self.waiting:
+            self._start_next()
+
+    def write_request(self, request: Request, error: str | None = None) -> None:
+        self.log.write(
+            "request",
+            session=request.session,
+            edge=self.name,
+            mode="dsd",
+            prompt_tokens=request.prompt_tokens,
+            output_tokens=request.output_tokens,
+            rounds=request.rounds,
+            t_arrival=request.t_arrival / 1000.0,
+            t_first_token=_seconds(request.t_first_token),
+            t_done=_seconds(request.t_done),
+            **({"error": error} if error else {}),
+        )
+
+    def abandon(self, reason: str) -> int:
+        """At the end of a run: log every request not finished, as failed; returns how many."""
+        left = [self.current] if self.current else []
+        left += list(self.waiting)
+        for request in left:
+            self.write_request(request, reason)
+        return len(left)
+
+
+def _seconds(time_ms: float | None) -> float | None:
+    return None if time_ms is None else time_ms / 1000.0

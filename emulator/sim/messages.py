@@ -1,0 +1,39 @@
+"""The protocol's messages as the simulator carries them: only what timing and state need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emulator.sim.edge import EdgeSim
+
+
+@dataclass(slots=True)
+class Open:
+    edge: EdgeSim
+    prompt_tokens: int
+    max_tokens: int
+
+
+@dataclass(slots=True)
+class Verify:
+    edge: EdgeSim
+    gamma: int
+    t_recv: float = 0.0  # when the server drained it (ms)
+
+
+@dataclass(slots=True)
+class Close:
+    edge: EdgeSim
+
+
+@dataclass(slots=True)
+class Verdict:
+    accepted: int
+    done: bool
+    queue_ms: float
+    batch_size: int
+    verify_ms: float
+    t_recv: float
+    t_send: float

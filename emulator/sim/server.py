@@ -1,0 +1,148 @@
+"""The target server in simulated time, following ``runtime.target.TargetServer``'s loop.
+
+The real server is one loop: it drains its socket (an ``open`` runs its prefill on the spot,
+holding the loop), queues ``verify`` requests, and runs a batch when the runtime's
+``BatchingPolicy`` says so; messages that arrive meanwhile wait in the socket. Queue time
+and the server's receive time are taken when a message is drained, as the runtime takes them.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.sim.calibration import PairProfile
+from emulator.sim.engine import Engine
+from emulator.sim.messages import Close, Open, Verdict, Verify
+from runtime.events import EventLog
+from runtime.policies import BatchingPolicy
+
+
+@dataclass(slots=True)
+class Session:
+    """The server's view of one request: how much of its token budget is used."""
+
+    profile: PairProfile
+    rng: random.Random
+    context: int
+    remaining: int
+    done: bool = False
+
+
+@dataclass
+class TargetSim:
+    engine: Engine
+    profile: PairProfile
+    batching: BatchingPolicy
+    compute_scale: float
+    log: EventLog
+    inbox: collections.deque = field(default_factory=collections.deque)
+    pending: collections.deque = field(default_factory=collections.deque)
+    sessions: dict = field(default_factory=dict)
+    active: int = 0
+    busy: bool = False
+    timer_at: float = math.inf
+    busy_ms: float = 0.0
+    batches: int = 0
+
+    def arrive(self, message: Open | Verify | Close) -> None:
+        """A message reaches the server host; it is read when the loop is free."""
+        self.inbox.append(message)
+        if not self.busy:
+            self._work()
+
+    def _work(self) -> None:
+        """One pass of the server loop from an idle moment: drain, then maybe run a batch."""
+        now = self.engine.now
+        while self.inbox:
+            message = self.inbox.popleft()
+            if isinstance(message, Verify):
+                message.t_recv = now
+                self.pending.append(message)
+            elif isinstance(message, Open):
+                prefill = self.profile.target_prefill_ms(message.prompt_tokens) * self.compute_scale
+                self._hold(prefill, self._opened, message)
+                return
+            else:
+                self.sessions.pop(message.edge, None)
+                message.edge.downlink.send(
+                    message.edge.profile.closed_bytes, message.edge.closed, None
+                )
+        if not self.pending:
+            return
+        oldest_wait = now - self.pending[0].t_recv
+        if self.batching.should_dispatch(len(self.pending), self.active, oldest_wait):
+            self._run_batch()
+        else:
+            wake = now + self.batching.wait_budget_ms(oldest_wait)
+            if wake < self.timer_at:
+                self.timer_at = wake
+                self.engine.at(wake, self._timer)
+
+    def _timer(self, _: None) -> None:
+        if self.engine.now >= self.timer_at:
+            self.timer_at = math.inf
+        if not self.busy:
+            self._work()
+
+    def _hold(self, duration_ms: float, then: Callable[[Any], None], argument: Any) -> None:
+        self.busy = True
+        self.busy_ms += duration_ms
+        self.engine.at(self.engine.now + duration_ms, then, argument)
+
+    def _opened(self, message: Open) -> None:
+        self.busy = False
+        edge = message.edge
+        done = message.max_tokens <= 1
+        self.sessions[edge] = Session(
+            edge.profile, edge.accept_rng, message.prompt_tokens + 1, message.max_tokens - 1, done
+        )
+        self.active += not done
+        edge.downlink.send(edge.profile.opened_bytes, edge.opened, None)
+        self._work()
+
+    def _run_batch(self) -> None:
+        size = min(len(self.pending), self.batching.max_batch)
+        batch = [self.pending.popleft() for _ in range(size)]
+        tokens = max(item.gamma for item in batch) + 1
+        # the cache holds every committed token but the last, which the row feeds again
+        context = max(self.sessions[item.edge].context for item in batch) - 1
+        verify_ms = self.profile.verify_ms(size, tokens, context) * self.compute_scale
+        self.batches += 1
+        self._hold(verify_ms, self._batch_done, (batch, verify_ms, self.engine.now))
+
+    def _batch_done(self, work: tuple[list[Verify], float, float]) -> None:
+        batch, verify_ms, dispatched = work
+        self.busy = False
+        now = self.engine.now
+        for item in batch:
+            session = self.sessions[item.edge]
+            accepted = session.profile.sample_accepted(item.gamma, session.rng)
+            emitted = min(accepted + 1, session.remaining)
+            session.remaining -= emitted
+            session.context += emitted
+            if session.remaining == 0 and not session.done:
+                session.done = True
+                self.active -= 1
+            verdict = Verdict(
+                accepted,
+                session.done,
+                dispatched - item.t_recv,
+                len(batch),
+                verify_ms,
+                item.t_recv,
+                now,
+            )
+            item.edge.downlink.send(item.edge.profile.verdict_bytes, item.edge.verdict, verdict)
+        self.log.write(
+            "batch",
+            t=now / 1000.0,
+            batch_size=len(batch),
+            tokens=sum(item.gamma + 1 for item in batch),
+            verify_ms=verify_ms,
+        )
+        self._work()

@@ -1,0 +1,229 @@
+"""Builds a simulated run from a scenario file and runs it: what ``scripts/simulate.py`` calls.
+
+Inputs are the scenario (topology, traces, workload, seed), the model pairs' profiles and
+the runtime's policy objects; the output is the runtime's event log. Nothing is read from
+an emulation's results.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from emulator.scenario import EdgeGroup, LinkSpec, Scenario
+from emulator.sim.calibration import (
+    PROFILES_DIR,
+    CalibrationError,
+    PairProfile,
+    find_profile,
+    read_profile,
+)
+from emulator.sim.edge import EdgeSim
+from emulator.sim.engine import Engine
+from emulator.sim.links import LinkSchedule, SimLink, SimPath
+from emulator.sim.server import TargetSim
+from runtime.events import EventLog
+from runtime.policies import BatchingPolicy, WindowPolicy, make_window_policy
+
+PolicyFactory = Callable[[str], WindowPolicy]
+PROGRESS_EVENTS = 100_000
+
+
+@dataclass
+class SimOptions:
+    """Overrides of the scenario, as ``simulate.py``'s options give them."""
+
+    edges: int | None = None  # total edge hosts, spread over the scenario's groups in turn
+    policy: str | None = None  # window policy of every edge
+    seed: int | None = None
+    requests_per_edge: int | None = None
+    max_new_tokens: int | None = None
+    profile: str | None = None  # one profile file for every pair
+    until_s: float = math.inf  # stop the simulated clock here
+
+
+@dataclass
+class SimResult:
+    events: int
+    rounds: int
+    simulated_s: float
+    edges: int
+    requests_done: int
+    requests_failed: int
+    batches: int
+    server_busy_s: float
+    warnings: list[str] = field(default_factory=list)
+    link_counters: dict[str, int] = field(default_factory=dict)
+
+
+def stream(seed: int, name: str) -> random.Random:
+    """The random stream of one simulated thing, fixed by the seed and the thing's name
+    (an integer seed: seeding from a string hashes it, too slow for 10,000 edges)."""
+    return random.Random((seed << 32) | zlib.crc32(name.encode()))
+
+
+def compute_scale(cpu: float, profiled_threads: int) -> float:
+    """How much slower than profiled a host computes: the profile ran ``profiled_threads``
+    threads on whole cores, and a host limited to ``cpu`` cores runs proportionally slower
+    (more cores than profiled are not assumed to help)."""
+    return max(1.0, profiled_threads / cpu)
+
+
+def plan_edges(scenario: Scenario, total: int | None) -> list[tuple[str, EdgeGroup]]:
+    """Edge hosts and their groups: the scenario's, or ``total`` spread over its groups."""
+    if total is None:
+        return scenario.edge_hosts()
+    groups = scenario.edges
+    counts = [total // len(groups) + (i < total % len(groups)) for i in range(len(groups))]
+    return [
+        (f"{group.name}{index + 1}", group)
+        for group, count in zip(groups, counts, strict=True)
+        for index in range(count)
+    ]
+
+
+class Simulation:
+    """One simulated run of a scenario; ``run`` writes the events to ``log``."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        log: EventLog,
+        options: SimOptions | None = None,
+        policy_factory: PolicyFactory = make_window_policy,
+    ) -> None:
+        self.options = options = options or SimOptions()
+        self.scenario = scenario
+        self.log = log
+        self.warnings: list[str] = []
+        self.engine = Engine()
+        seed = scenario.seed if options.seed is None else options.seed
+        workload = scenario.workload
+        self.requests_per_edge = requests = options.requests_per_edge or workload.requests_per_edge
+        max_tokens = options.max_new_tokens or workload.max_new_tokens
+        hosts = plan_edges(scenario, options.edges)
+        if not hosts:
+            raise ValueError("a simulation needs at least one edge")
+        drafts = sorted({group.draft for _, group in hosts})
+        profiles = {draft: self._profile(draft) for draft in drafts}
+        prompt_lengths = {
+            draft: [profile.prompt_tokens(text) for text in workload.prompts]
+            for draft, profile in profiles.items()
+        }
+        cloud = scenario.cloud
+        target_profile = profiles[hosts[0][1].draft]
+        self._check_threads("cloud", cloud.threads, target_profile)
+        self.server = TargetSim(
+            self.engine,
+            target_profile,
+            BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
+            compute_scale(cloud.cpu, target_profile.threads),
+            log,
+        )
+        self.links: list[SimLink] = []
+        self._schedules: dict[tuple[int, str], LinkSchedule] = {}
+        wan_up = wan_down = None
+        if scenario.wan is not None:
+            wan_up, wan_down = self._link_pair(scenario.wan, stream(seed, "wan"), shared=True)
+        self.edges: list[EdgeSim] = []
+        for host, group in hosts:
+            profile = profiles[group.draft]
+            rng = stream(seed, host)  # the edge's acceptance draws and its access link
+            up, down = self._link_pair(group.link, rng)
+            edge = EdgeSim(
+                name=host,
+                engine=self.engine,
+                profile=profile,
+                policy=policy_factory(options.policy or group.policy),
+                compute_scale=compute_scale(group.cpu, profile.threads),
+                uplink=SimPath(self.engine, [up] + ([wan_up] if wan_up else [])),
+                downlink=SimPath(self.engine, ([wan_down] if wan_down else []) + [down]),
+                server=self.server,
+                log=log,
+                accept_rng=rng,
+                prompt_lengths=prompt_lengths[group.draft],
+                max_tokens=max_tokens,
+                requests=requests,
+                closed_loop=workload.arrival == "closed",
+            )
+            self.edges.append(edge)
+            self._schedule_arrivals(edge, requests, seed)
+        for group in {group.name: group for _, group in hosts}.values():
+            self._check_threads(f"edge group {group.name}", group.threads, profiles[group.draft])
+
+    def _profile(self, draft: str) -> PairProfile:
+        if self.options.profile:
+            return read_profile(self.options.profile)
+        return find_profile(self.scenario.cloud.model, draft, PROFILES_DIR)
+
+    def _check_threads(self, where: str, threads: int, profile: PairProfile) -> None:
+        if threads != profile.threads:
+            self.warnings.append(
+                f"{where} runs {threads} thread(s) but {profile.source} was measured with "
+                f"{profile.threads}: its times may not apply (re-profile with --threads {threads})"
+            )
+
+    def _link_pair(
+        self, spec: LinkSpec, rng: random.Random, shared: bool = False
+    ) -> tuple[SimLink, SimLink]:
+        pair = tuple(
+            SimLink(self._schedule(spec, direction), spec.queue_packets, rng, shared)
+            for direction in ("up", "down")
+        )
+        self.links.extend(pair)
+        return pair
+
+    def _schedule(self, spec: LinkSpec, direction: str) -> LinkSchedule:
+        key = (id(spec.trace), direction)
+        if key not in self._schedules:
+            self._schedules[key] = LinkSchedule(spec.trace, direction)
+        return self._schedules[key]
+
+    def _schedule_arrivals(self, edge: EdgeSim, requests: int, seed: int) -> None:
+        workload = self.scenario.workload
+        if workload.arrival == "closed":
+            self.engine.at(0.0, edge.arrival, 0)
+            return
+        rng = stream(seed, f"{edge.name}/arrivals")
+        rate_per_ms = workload.poisson_per_s / 1000.0
+        at = 0.0
+        for index in range(requests):
+            at += rng.expovariate(rate_per_ms)
+            self.engine.at(at, edge.arrival, index)
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> SimResult:
+        """Run to the end; ``progress(requests finished, requests in all)`` is called now
+        and then (every ``PROGRESS_EVENTS`` events)."""
+        until = self.options.until_s * 1000.0
+        total = self.requests_per_edge * len(self.edges)
+        while self.engine.run(until, PROGRESS_EVENTS if progress else math.inf):
+            if progress:
+                progress(sum(edge.finished for edge in self.edges), total)
+        failed = sum(
+            edge.abandon("unfinished when the simulation ended (a link outage or the time limit)")
+            for edge in self.edges
+        )
+        counters: Counter[str] = Counter()
+        for link in self.links:
+            counters.update(link.counters)
+            counters["messages"] += link.sent
+            counters["wire_bytes"] += link.wire_bytes
+        return SimResult(
+            events=self.engine.events,
+            rounds=sum(edge.rounds for edge in self.edges),
+            simulated_s=self.engine.now / 1000.0,
+            edges=len(self.edges),
+            requests_done=sum(edge.finished for edge in self.edges),
+            requests_failed=failed,
+            batches=self.server.batches,
+            server_busy_s=self.server.busy_ms / 1000.0,
+            warnings=self.warnings,
+            link_counters=dict(counters),
+        )
+
+
+__all__ = ["CalibrationError", "SimOptions", "SimResult", "Simulation", "plan_edges"]

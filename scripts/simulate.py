@@ -1,0 +1,125 @@
+"""Simulate a scenario with DSD-Sim: the same scenario file, traces and policy objects as the
+emulator, compute times and acceptance from the model pair's profile.
+
+    python scripts/simulate.py topologies/default.yaml
+    python scripts/simulate.py topologies/default.yaml --edges 1000 --policy fixed:6 --json
+
+Prints the same metrics table as an emulated run; writes the event log, ``metrics.json``
+and a PNG into ``results/<timestamp>-sim-<scenario>/`` (``--no-save`` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from emulator.plots import plot_run
+from emulator.scenario import ScenarioError, load_scenario
+from emulator.sim.calibration import CalibrationError
+from emulator.sim.simulation import SimOptions, Simulation
+from runtime.events import EventLog
+from runtime.metrics import format_table, summarise
+from runtime.policies import make_window_policy
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("scenario", help="scenario YAML file, e.g. topologies/default.yaml")
+    parser.add_argument("--edges", type=positive, help="edge hosts in all, over the groups")
+    parser.add_argument("--policy", help="window policy of every edge, e.g. fixed:6")
+    parser.add_argument("--requests", type=positive, help="requests per edge")
+    parser.add_argument("--max-new-tokens", type=positive, help="tokens per request")
+    parser.add_argument("--seed", type=int, help="overrides the scenario's seed")
+    parser.add_argument("--profile", help="profile JSON for every pair (default: profiles/)")
+    parser.add_argument("--until", type=float, default=float("inf"), help="simulated seconds")
+    parser.add_argument("--out", default="results", help="parent folder of the results")
+    parser.add_argument("--no-save", action="store_true", help="write no results folder")
+    parser.add_argument("--json", action="store_true", help="last line: the metrics as JSON")
+    args = parser.parse_args(argv)
+    if args.policy:
+        try:
+            make_window_policy(args.policy)
+        except ValueError as exc:
+            parser.error(str(exc))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"simulate: error: {exc}", file=sys.stderr)
+        return 2
+    out = None
+    if not args.no_save:
+        out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-sim-{scenario.name}"
+    log = EventLog(out / "events.jsonl" if out else None, "sim", keep=True, flush_each=False)
+    options = SimOptions(
+        edges=args.edges,
+        policy=args.policy,
+        seed=args.seed,
+        requests_per_edge=args.requests,
+        max_new_tokens=args.max_new_tokens,
+        profile=args.profile,
+        until_s=args.until,
+    )
+    started = time.perf_counter()
+    try:
+        simulation = Simulation(scenario, log, options)
+    except (CalibrationError, ValueError) as exc:
+        print(f"simulate: error: {exc}", file=sys.stderr)
+        return 2
+    for warning in simulation.warnings:
+        print(f"simulate: warning: {warning}", file=sys.stderr)
+    with tqdm(
+        total=simulation.requests_per_edge * len(simulation.edges),
+        unit="req",
+        desc="simulating",
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        result = simulation.run(lambda done, _: bar.update(done - bar.n))
+        bar.update(bar.total - bar.n)
+    log.close()
+    wall = time.perf_counter() - started
+    summary = summarise(log.events)
+    summary["simulation"] = {
+        "wall_s": wall,
+        "events": result.events,
+        "simulated_s": result.simulated_s,
+        "edges": result.edges,
+        "batches": result.batches,
+        "server_busy_s": result.server_busy_s,
+        "links": result.link_counters,
+        "warnings": result.warnings,
+    }
+    print(format_table(summary))
+    print(
+        f"\n{result.edges} edges, {result.requests_done} requests done"
+        f"{f', {result.requests_failed} unfinished' if result.requests_failed else ''}; "
+        f"{result.simulated_s:.1f} simulated s in {wall:.2f} s wall ({result.events} events)"
+    )
+    if out:
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+        plot_run(log.events, out / "run.png", f"DSD-Sim: {scenario.name}")
+        print(f"event log, metrics.json and run.png in {out}")
+    if args.json:
+        print(json.dumps(summary))
+    return 1 if result.requests_failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

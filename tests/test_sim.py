@@ -1,0 +1,364 @@
+"""DSD-Sim against closed forms, and its determinism, links, batching and policy feed.
+
+The simulator runs in-process here (it needs no model): scenarios are written to a
+temporary folder with constant or two-piece links and a synthetic profile whose numbers
+make the expected results exact or known in closed form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from emulator.scenario import load_scenario
+from emulator.sim.calibration import CalibrationError, PairProfile, find_profile
+from emulator.sim.engine import Engine
+from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
+from emulator.sim.simulation import SimOptions, Simulation
+from emulator.traces.csvio import write_trace
+from emulator.traces.linktrace import LinkTrace
+from runtime.events import EventLog
+from runtime.policies import RoundObservation, observation_from_round
+from runtime.profile_store import PROFILE_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID_BATCHES, GRID_TOKENS, GRID_CONTEXTS = [1, 2, 4, 8], [1, 3, 5, 9], [64, 256, 512]
+
+
+def synthetic_profile(
+    alpha: float = 0.8,
+    step_ms: float = 10.0,
+    verify: Any = 50.0,
+    prefill_ms: float = 30.0,
+) -> dict[str, Any]:
+    """A profile with constant acceptance α per position and simple compute times;
+    ``verify`` is a constant or a function of (batch, tokens, context)."""
+
+    def verify_ms(b: int, t: int, c: int) -> float:
+        return verify(b, t, c) if callable(verify) else verify
+
+    return {
+        "version": PROFILE_VERSION,
+        "pair": {"target": "synthetic", "draft": "synthetic"},
+        "conditions": {"torch_threads": 1, "threads": 1},
+        "draft_step_ms": [{"context": c, "ms": step_ms} for c in GRID_CONTEXTS],
+        "draft_prefill_ms": [{"prompt_tokens": n, "ms": prefill_ms} for n in (16, 64, 256)],
+        "target_prefill_ms": [{"prompt_tokens": n, "ms": prefill_ms} for n in (16, 64, 256)],
+        "verify_ms": [
+            {"batch": b, "tokens": t, "context": c, "ms": verify_ms(b, t, c)}
+            for b in GRID_BATCHES
+            for t in GRID_TOKENS
+            for c in GRID_CONTEXTS
+        ],
+        "acceptance": {"gamma": 8, "per_position": [alpha] * 8, "overall": None},
+        "message_bytes": {
+            "open": [[16, 200], [64, 400], [256, 1200]],
+            "verify_greedy": [[g, 69 + 4 * g] for g in range(9)],
+            "verify_sampled": [[g, 87 + 132 * g] for g in range(9)],
+            "verdict": 152,
+            "opened": 105,
+            "close": 37,
+            "closed": 38,
+        },
+        "prompts": {"template_tokens": 30, "chars_per_token": 4.0, "measured": {}},
+    }
+
+
+def write_scenario(
+    folder: Path,
+    link: dict[str, Any],
+    edges: int = 1,
+    policy: str = "fixed:4",
+    requests: int = 1,
+    tokens: int = 64,
+    seed: int = 1,
+    max_wait_ms: float = 20.0,
+    wan: dict[str, Any] | None = None,
+    **profile_args: Any,
+) -> tuple[Path, Path]:
+    profile = folder / "profile.json"
+    profile.write_text(json.dumps(synthetic_profile(**profile_args)))
+    scenario = {
+        "name": "test",
+        "seed": seed,
+        "cloud": {"cpu": 1.0, "batching": {"max_batch": 8, "max_wait_ms": max_wait_ms}},
+        "edges": [{"name": "e", "count": edges, "cpu": 1.0, "policy": policy, "link": link}],
+        "workload": {"requests_per_edge": requests, "max_new_tokens": tokens},
+    }
+    if wan:
+        scenario["wan"] = wan
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    return path, profile
+
+
+def simulate(scenario: Path, profile: Path, **options: Any) -> list[dict[str, Any]]:
+    log = EventLog(None, "sim", keep=True)
+    Simulation(load_scenario(scenario), log, SimOptions(profile=str(profile), **options)).run()
+    return log.events
+
+
+def rounds_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "round"]
+
+
+def test_tokens_per_round_match_the_closed_form(tmp_path) -> None:
+    alpha, gamma = 0.7, 4
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, requests=40, tokens=200, alpha=alpha
+    )
+    full = [r for r in rounds_of(simulate(scenario, profile)) if r["gamma"] == gamma]
+    emitted = np.array([r["emitted"] for r in full], dtype=float)
+    expected = (1 - alpha ** (gamma + 1)) / (1 - alpha)
+    # emitted = 1 + accepted, P(accepted >= k) = alpha^k: its exact variance
+    probabilities = [alpha**k * (1 - alpha) for k in range(gamma)] + [alpha**gamma]
+    variance = sum(p * (k + 1 - expected) ** 2 for k, p in enumerate(probabilities))
+    assert len(full) > 1500
+    assert abs(emitted.mean() - expected) < 4 * math.sqrt(variance / len(full))
+    accepted = sum(r["accepted"] for r in full) / sum(r["drafted"] for r in full)
+    assert accepted == pytest.approx((expected - 1) / gamma, abs=0.03)
+
+
+def test_round_time_is_drafting_plus_round_trip_plus_verify(tmp_path) -> None:
+    delay, step, verify, gamma = 12.0, 7.0, 40.0, 3
+    scenario, profile = write_scenario(
+        tmp_path,
+        {"constant": {"delay_ms": delay}},
+        policy=f"fixed:{gamma}",
+        tokens=60,
+        step_ms=step,
+        verify=verify,
+    )
+    rounds = [r for r in rounds_of(simulate(scenario, profile)) if r["gamma"] == gamma]
+    assert len(rounds) > 5
+    for r in rounds:
+        assert (r["t_recv"] - r["t_send"]) * 1000 == pytest.approx(2 * delay + verify)
+        assert r["draft_ms"] == pytest.approx(gamma * step)
+        assert r["batch_size"] == 1 and r["queue_ms"] == 0.0
+    starts = [r["t_send"] * 1000 - r["draft_ms"] for r in rounds]
+    periods = np.diff(starts)
+    assert periods == pytest.approx(gamma * step + 2 * delay + verify)
+
+
+def test_serialisation_adds_bytes_over_rate(tmp_path) -> None:
+    delay, verify, rate = 5.0, 40.0, 0.5
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": delay, "rate_mbps": rate}}, verify=verify
+    )
+    up, down = wire_bytes(69 + 4 * 4)[0], wire_bytes(152)[0]
+    expected = 2 * delay + verify + (up + down) * 8 / (rate * 1000)
+    rounds = [r for r in rounds_of(simulate(scenario, profile)) if r["gamma"] == 4]
+    assert [(r["t_recv"] - r["t_send"]) * 1000 for r in rounds] == pytest.approx(
+        [expected] * len(rounds)
+    )
+
+
+def test_same_seed_same_run_and_another_seed_another(tmp_path) -> None:
+    link = {"trace": str(ROOT / "traces" / "lte-like.csv")}
+    scenario, profile = write_scenario(tmp_path, link, edges=3, requests=2, tokens=40)
+    first, second = simulate(scenario, profile), simulate(scenario, profile)
+    assert first == second
+    assert simulate(scenario, profile, seed=99) != first
+
+
+def test_round_trips_follow_the_trace_delay(tmp_path) -> None:
+    trace = tmp_path / "step.csv"
+    nan = np.full(2, np.nan)
+    delays = np.array([10.0, 100.0])
+    series = {"rate_mbps": nan, "delay_ms": delays, "jitter_ms": nan, "loss_pct": nan}
+    write_trace(LinkTrace(np.array([0.0, 2.0]), 1000.0, series, dict(series)), trace)
+    scenario, profile = write_scenario(tmp_path, {"trace": str(trace)}, tokens=120, verify=30.0)
+    rounds = rounds_of(simulate(scenario, profile))
+    early = [r for r in rounds if r["t_recv"] < 1.9]
+    late = [r for r in rounds if r["t_send"] > 2.1]
+    assert early and late
+    assert all((r["t_recv"] - r["t_send"]) * 1000 == pytest.approx(50.0) for r in early)
+    assert all((r["t_recv"] - r["t_send"]) * 1000 == pytest.approx(230.0) for r in late)
+
+
+def test_synchronised_edges_are_verified_in_one_batch(tmp_path) -> None:
+    def verify(batch: int, tokens: int, context: int) -> float:
+        return 20.0 + 10.0 * batch + tokens
+
+    scenario, profile = write_scenario(
+        tmp_path,
+        {"constant": {"delay_ms": 5}},
+        edges=4,
+        alpha=1.0,
+        verify=verify,
+        tokens=41,
+        max_wait_ms=1000.0,  # the server waits until every active session has a verify in
+    )
+    events = simulate(scenario, profile)
+    batches = [e for e in events if e["event"] == "batch"]
+    assert all(b["batch_size"] == 4 for b in batches)
+    assert all(b["verify_ms"] == pytest.approx(verify(4, 5, 0)) for b in batches)
+    assert {r["batch_size"] for r in rounds_of(events)} == {4}
+
+
+def test_the_batching_policy_waits_for_stragglers(tmp_path) -> None:
+    """One edge far away: the near one's verify waits max_wait_ms for company, then runs."""
+    near, far = {"constant": {"delay_ms": 1}}, {"constant": {"delay_ms": 400}}
+    scenario, profile = write_scenario(tmp_path, near, edges=1, max_wait_ms=30.0)
+    raw = yaml.safe_load(scenario.read_text())
+    raw["edges"].append({**raw["edges"][0], "name": "f", "link": far})
+    scenario.write_text(yaml.safe_dump(raw))
+    rounds = rounds_of(simulate(scenario, profile))
+    waits = [r["queue_ms"] for r in rounds if r["edge"] == "e1" and r["batch_size"] == 1]
+    assert waits and max(waits) == pytest.approx(30.0)
+
+
+def test_requests_end_at_their_token_budget(tmp_path) -> None:
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 2}}, requests=5, tokens=37, alpha=0.9
+    )
+    events = simulate(scenario, profile)
+    requests = [e for e in events if e["event"] == "request"]
+    assert [r["output_tokens"] for r in requests] == [37] * 5
+    per_session = defaultdict(int)
+    for r in rounds_of(events):
+        per_session[r["session"]] += r["emitted"]
+        assert r["emitted"] <= r["accepted"] + 1
+    assert set(per_session.values()) == {36}  # the first token comes from the prefill
+
+
+class Scripted:
+    """A test policy whose γ depends on what it last observed, to check the feed."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.last: RoundObservation | None = None
+
+    def next_gamma(self, context_len: int) -> int:
+        if self.last is None:
+            return 3
+        return 1 + (self.last.accepted + int(self.last.round_trip_ms) + context_len) % 6
+
+    def observe(self, observation: RoundObservation) -> None:
+        self.last = observation
+
+
+def assert_policy_replays(events: list[dict[str, Any]], max_tokens: int) -> int:
+    """A fresh policy, fed each edge's round records in order through the shared
+    ``observation_from_round``, chooses exactly the γ that was logged; returns rounds."""
+    by_session: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rounds_of(events):
+        by_session[r["session"]].append(r)
+    checked = 0
+    policies: dict[str, Scripted] = defaultdict(Scripted)
+    for session in sorted(by_session, key=lambda s: by_session[s][0]["t_send"]):
+        rounds = by_session[session]
+        policy = policies[rounds[0]["edge"]]
+        produced = 1
+        for r in rounds:
+            choice = policy.next_gamma(r["context_len"] - r["emitted"])
+            assert r["gamma"] == max(0, min(choice, max_tokens - produced - 1))
+            policy.observe(observation_from_round(r))
+            produced += r["emitted"]
+            checked += 1
+    return checked
+
+
+def test_the_simulator_feeds_policies_what_the_client_feeds_them(tmp_path) -> None:
+    scenario, profile = write_scenario(
+        tmp_path, {"trace": str(ROOT / "traces" / "wifi-like.csv")}, edges=2, tokens=50
+    )
+    log = EventLog(None, "sim", keep=True)
+    options = SimOptions(profile=str(profile), requests_per_edge=2)
+    Simulation(load_scenario(scenario), log, options, lambda _: Scripted()).run()
+    assert assert_policy_replays(log.events, 50) > 20
+    assert len({r["gamma"] for r in rounds_of(log.events)}) > 3
+
+
+def test_the_runtime_feeds_policies_the_same_way(tiny_target, tiny_draft, start_server) -> None:
+    from runtime.draft import EdgeClient
+
+    server = start_server(tiny_target)
+    log = EventLog(None, "edge0", keep=True)
+    client = EdgeClient(server.endpoint, tiny_draft, "edge0", Scripted(), log=log)
+    try:
+        for text in ("first prompt", "a second one"):
+            client.run(tiny_draft.encode_prompt(text), 40)
+    finally:
+        client.close()
+    assert assert_policy_replays(log.events, 40) > 10
+
+
+def test_links_serialise_in_fifo_order_and_wait_out_outages() -> None:
+    up = {
+        "rate_mbps": np.array([0.0, 1.0]),
+        "delay_ms": np.array([5.0, 5.0]),
+        "jitter_ms": np.zeros(2),
+        "loss_pct": np.zeros(2),
+    }
+    trace = LinkTrace(np.array([0.0, 1.0]), 10.0, up, dict(up))
+    link = SimLink(LinkSchedule(trace, "up"), 100, random.Random(1), shared=True)
+    wire = wire_bytes(1000)[0]
+    first, _ = link.transit(1000, 0.0)
+    second, _ = link.transit(1000, 0.0)
+    tx = wire * 8 / 1000.0
+    assert first == pytest.approx(1000.0 + tx + 5.0)  # held until the outage ends at 1 s
+    assert second == pytest.approx(1000.0 + 2 * tx + 5.0)
+
+
+def test_a_full_shared_queue_drops_and_the_sender_retries() -> None:
+    up = {
+        "rate_mbps": np.array([1.0]),
+        "delay_ms": np.array([1.0]),
+        "jitter_ms": np.zeros(1),
+        "loss_pct": np.zeros(1),
+    }
+    trace = LinkTrace(np.array([0.0]), 100.0, up, dict(up))
+    link = SimLink(LinkSchedule(trace, "up"), 2, random.Random(1), shared=True)
+    results = [link.transit(100, 0.0) for _ in range(4)]
+    assert [through for _, through in results] == [True, True, False, False]
+    retry = results[2][0]
+    assert 203.0 <= retry <= 1.25 * 203.0  # 200 ms + 1.5 x RTT, up to 25 % more
+    assert link.counters["queue_drops"] == 2
+
+
+def test_losses_cost_retransmission_timeouts_on_access_links(tmp_path) -> None:
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 10, "loss_pct": 20}}, tokens=120, verify=30.0
+    )
+    trips = [(r["t_recv"] - r["t_send"]) * 1000 for r in rounds_of(simulate(scenario, profile))]
+    clean = [t for t in trips if t == pytest.approx(50.0)]
+    slow = [t for t in trips if t > 200.0]
+    assert len(clean) + len(slow) == len(trips)
+    # a round is clean when neither message is lost: 0.8^2
+    assert len(clean) / len(trips) == pytest.approx(0.64, abs=0.2)
+
+
+def test_profile_interpolation_is_exact_on_the_grid_and_linear_between() -> None:
+    profile = PairProfile(synthetic_profile(verify=lambda b, t, c: b * 100 + t * 10 + c), "s")
+    assert profile.verify_ms(4, 5, 256) == pytest.approx(4 * 100 + 5 * 10 + 256)
+    assert profile.verify_ms(3, 4, 300) == pytest.approx(3 * 100 + 4 * 10 + 300)
+    assert profile.verify_ms(16, 9, 512) == pytest.approx(16 * 100 + 9 * 10 + 512)  # beyond
+
+
+def test_a_missing_profile_says_how_to_make_one(tmp_path) -> None:
+    with pytest.raises(CalibrationError, match=r"profile_models\.py --target big --draft int8"):
+        find_profile("big", "int8", tmp_path)
+
+
+def test_the_committed_default_profile_loads() -> None:
+    profile = find_profile("smollm2", "int8")
+    assert 0 < profile.acceptance[0] < 1
+    assert profile.verify_ms(8, 9, 512) > profile.verify_ms(1, 1, 64) > 0
+
+
+def test_the_engine_runs_events_in_time_then_schedule_order() -> None:
+    engine, seen = Engine(), []
+    for name, at in (("b", 2.0), ("a", 1.0), ("c", 2.0)):
+        engine.at(at, seen.append, name)
+    engine.run()
+    assert seen == ["a", "b", "c"] and engine.events == 3
