@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
-import sys
-from pathlib import Path
+
+from cli import ROOT
+from cli import run_command as run
 
 from runtime.events import read_events
 from runtime.metrics import summarise
 from runtime.serverproc import ServerProcess
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(arguments: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """This Python with the given arguments, from the repository root."""
-    return subprocess.run(
-        [sys.executable, *shlex.split(arguments)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def test_target_and_draft_processes_serve_requests(tmp_path) -> None:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli import run_script
 
 from runtime.models import make_draft
 from runtime.profile import acceptance, message_sizes, profile_pair
 from runtime.profile_store import load_profile
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = {"contexts": [16, 48], "prompt_lengths": [8], "batches": [1, 3], "tokens": [1, 4]}
 
 
@@ -62,22 +59,8 @@ def test_message_sizes_follow_the_protocol() -> None:
 
 def test_profile_script_writes_a_loadable_profile(tmp_path) -> None:
     out = tmp_path / "tiny.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "profile_models.py"),
-            "--tiny",
-            "--repeats",
-            "1",
-            "--tokens",
-            "16",
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
+    result = run_script(
+        "profile_models.py", "--tiny", "--repeats", "1", "--tokens", "16", "-o", str(out)
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert load_profile(out)["pair"]["target"] == "tiny"

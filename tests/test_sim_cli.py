@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from cli import ROOT
+from cli import run_command as run
+
 SCRIPTS = ROOT / "scripts"
-
-
-def run(arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *shlex.split(arguments)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def test_simulate_the_default_scenario(tmp_path) -> None:
