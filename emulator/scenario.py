@@ -26,6 +26,7 @@ any namespace exists; errors name the file and the key.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass, field
@@ -261,7 +262,77 @@ def _merge_directions(up: LinkTrace, down: LinkTrace) -> LinkTrace:
     return LinkTrace(times, duration, up_series, down_series, meta)
 
 
-def load_scenario(path: str | Path) -> Scenario:
+@dataclass
+class Overrides:
+    """Command-line changes to a scenario, applied before it is validated."""
+
+    edges: int | None = None  # edge hosts in all, spread over the groups in turn
+    policy: str | None = None
+    requests_per_edge: int | None = None
+    max_new_tokens: int | None = None
+    seed: int | None = None
+    shaper: str | None = None
+    traces: dict[str, str] = field(default_factory=dict)  # "GROUP[.up|.down|.rtt]" -> spec
+
+
+TRACE_KEYS = ("trace", "up", "down", "rtt")
+
+
+def _absolute(spec: str) -> str:
+    """A trace spec typed on the command line: a relative path is from the working folder."""
+    fmt, sep, rest = spec.partition(":")
+    if sep and fmt in FORMATS:
+        return f"{fmt}:{Path(rest).resolve()}"
+    return str(Path(spec).resolve())
+
+
+def apply_overrides(raw: Any, overrides: Overrides, path: Path) -> Any:
+    """A copy of the parsed YAML with the overrides in; errors name the option."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("edges"), list):
+        return raw
+    raw = copy.deepcopy(raw)
+    groups = [g for g in raw["edges"] if isinstance(g, dict)]
+    if overrides.edges is not None:
+        if overrides.edges < len(groups):
+            raise ScenarioError(
+                f"--edges {overrides.edges}: the scenario has {len(groups)} edge groups"
+            )
+        for i, group in enumerate(groups):
+            group["count"] = overrides.edges // len(groups) + (i < overrides.edges % len(groups))
+    for group in groups:
+        if overrides.policy is not None:
+            group["policy"] = overrides.policy
+    workload = raw.setdefault("workload", {})
+    if isinstance(workload, dict):
+        if overrides.requests_per_edge is not None:
+            workload["requests_per_edge"] = overrides.requests_per_edge
+        if overrides.max_new_tokens is not None:
+            workload["max_new_tokens"] = overrides.max_new_tokens
+    if overrides.seed is not None:
+        raw["seed"] = overrides.seed
+    if overrides.shaper is not None:
+        raw["shaper"] = overrides.shaper
+    links = {g.get("name"): g for g in groups}
+    for target, spec in overrides.traces.items():
+        name, _, key = target.partition(".")
+        key = key or "trace"
+        if key not in TRACE_KEYS:
+            raise ScenarioError(f"--trace {target}: the part after '.' must be up, down or rtt")
+        if name == "wan":
+            link = raw.setdefault("wan", {})
+        elif name in links:
+            link = links[name].setdefault("link", {})
+        else:
+            known = ", ".join([*map(str, links), "wan"])
+            raise ScenarioError(f"--trace {target}: {path} has no link {name!r} (known: {known})")
+        if key in ("trace", "up", "down"):
+            for old in ("constant", "trace", "up", "down"):
+                link.pop(old, None)
+        link[key] = _absolute(spec)
+    return raw
+
+
+def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scenario:
     """Parse and validate a scenario file (traces are loaded and checked too)."""
     path = Path(path)
     if not path.is_file():
@@ -270,6 +341,8 @@ def load_scenario(path: str | Path) -> Scenario:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if overrides is not None:
+        raw = apply_overrides(raw, overrides, path)
     top = _Reader(raw, "", path)
     base = path.parent
     name = top.get("name", str, path.stem)

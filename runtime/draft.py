@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import zmq
 
 from runtime import protocol
+from runtime.arrivals import poisson_offsets
 from runtime.drafting import DraftState
 from runtime.events import EventLog
 from runtime.models import (
@@ -116,10 +119,18 @@ class EdgeClient:
                 return message, len(frame)
 
     # -- requests ------------------------------------------------------------------------
-    def run(self, prompt_ids: list[int], max_tokens: int, mode: str = "dsd") -> RequestResult:
-        """Serve one request in the given mode and log its ``request`` event."""
+    def run(
+        self,
+        prompt_ids: list[int],
+        max_tokens: int,
+        mode: str = "dsd",
+        t_arrival: float | None = None,
+    ) -> RequestResult:
+        """Serve one request in the given mode and log its ``request`` event; ``t_arrival``
+        (epoch s) is when an open-loop request arrived, if earlier than now."""
         session = f"{self.edge}-{os.getpid()}-{next(self._ids)}"
-        result = RequestResult(prompt_ids=list(prompt_ids), output_ids=[], t_arrival=time.time())
+        arrival = time.time() if t_arrival is None else t_arrival
+        result = RequestResult(prompt_ids=list(prompt_ids), output_ids=[], t_arrival=arrival)
         error = None
         try:
             if mode == "edge-only":
@@ -336,7 +347,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--edge", default="edge0", help="name of this edge in the event log")
     parser.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     parser.add_argument("--prompts", help="file with one prompt per line")
-    parser.add_argument("--requests", type=int, default=1, help="requests to run, closed loop")
+    parser.add_argument("--requests", type=int, default=1, help="requests to run")
+    parser.add_argument(
+        "--arrival-rate",
+        type=float,
+        help="open loop: Poisson arrivals at this rate (requests/s, seeded by --seed and "
+        "--edge); default: closed loop, each request as soon as the last one ends",
+    )
+    parser.add_argument(
+        "--wait-start",
+        action="store_true",
+        help="after loading, print 'draft: ready' and wait for SIGUSR1 before the first request",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-k", type=int, default=0)
@@ -364,8 +386,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def wait_for_start_signal() -> None:
+    """Say that loading is done and block until SIGUSR1 (the orchestrator starts every edge's
+    workload at one moment, which is also the traces' time zero)."""
+    start = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: start.set())
+    print("draft: ready", flush=True)
+    while not start.wait(0.5):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.arrival_rate is not None and args.arrival_rate <= 0:
+        print("draft: error: --arrival-rate must be > 0", file=sys.stderr)
+        return 2
     log = EventLog(args.log, args.edge)
     try:
         configure(args.threads, parse_cpus(args.cpus))
@@ -385,10 +420,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = 0
     try:
+        if args.wait_start:
+            wait_for_start_signal()
+        started = time.time()
+        offsets = (
+            poisson_offsets(args.arrival_rate, args.requests, args.seed, args.edge)
+            if args.arrival_rate
+            else None
+        )
         for index in range(args.requests):
             text = prompts[index % len(prompts)]
+            arrival = None
+            if offsets is not None:
+                arrival = started + offsets[index]
+                time.sleep(max(0.0, arrival - time.time()))
             try:
-                result = client.run(draft.encode_prompt(text), args.max_new_tokens, args.mode)
+                result = client.run(
+                    draft.encode_prompt(text), args.max_new_tokens, args.mode, arrival
+                )
             except ServerError as exc:
                 print(f"draft: request {index} failed: {exc}", file=sys.stderr)
                 status = 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from emulator.sim.edge import EdgeSim
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
 from emulator.sim.server import TargetSim
+from runtime.arrivals import poisson_offsets, random_stream
 from runtime.events import EventLog
 from runtime.policies import BatchingPolicy, WindowPolicy, make_window_policy
 
@@ -58,12 +58,6 @@ class SimResult:
     server_busy_s: float
     warnings: list[str] = field(default_factory=list)
     link_counters: dict[str, int] = field(default_factory=dict)
-
-
-def stream(seed: int, name: str) -> random.Random:
-    """The random stream of one simulated thing, fixed by the seed and the thing's name
-    (an integer seed: seeding from a string hashes it, too slow for 10,000 edges)."""
-    return random.Random((seed << 32) | zlib.crc32(name.encode()))
 
 
 def compute_scale(cpu: float, profiled_threads: int) -> float:
@@ -128,11 +122,13 @@ class Simulation:
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
         wan_up = wan_down = None
         if scenario.wan is not None:
-            wan_up, wan_down = self._link_pair(scenario.wan, stream(seed, "wan"), shared=True)
+            wan_up, wan_down = self._link_pair(
+                scenario.wan, random_stream(seed, "wan"), shared=True
+            )
         self.edges: list[EdgeSim] = []
         for host, group in hosts:
             profile = profiles[group.draft]
-            rng = stream(seed, host)  # the edge's acceptance draws and its access link
+            rng = random_stream(seed, host)  # the edge's acceptance draws and its access link
             up, down = self._link_pair(group.link, rng)
             edge = EdgeSim(
                 name=host,
@@ -188,12 +184,9 @@ class Simulation:
         if workload.arrival == "closed":
             self.engine.at(0.0, edge.arrival, 0)
             return
-        rng = stream(seed, f"{edge.name}/arrivals")
-        rate_per_ms = workload.poisson_per_s / 1000.0
-        at = 0.0
-        for index in range(requests):
-            at += rng.expovariate(rate_per_ms)
-            self.engine.at(at, edge.arrival, index)
+        offsets = poisson_offsets(workload.poisson_per_s, requests, seed, edge.name)
+        for index, offset in enumerate(offsets):
+            self.engine.at(offset * 1000.0, edge.arrival, index)
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> SimResult:
         """Run to the end; ``progress(requests finished, requests in all)`` is called now
