@@ -75,3 +75,166 @@ def plot_run(events: list[dict[str, Any]], path: str | Path, title: str) -> Path
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rounds_by_edge(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        if event.get("event") == "round" and event.get("t_send") is not None:
+            rounds[event["edge"]].append(event)
+    return rounds
+
+
+def _start(events: list[dict[str, Any]]) -> float:
+    return min((e["t_arrival"] for e in events if e.get("event") == "request"), default=0.0)
+
+
+def plot_links(
+    events: list[dict[str, Any]],
+    links: dict[str, tuple[Any, Any | None]],
+    t_start: float,
+    path: Path,
+) -> Path:
+    """Per edge: the path RTT its traces set (access + WAN delays, both ways) and its
+    downlink rate over time, with the network part of every measured round trip (round trip
+    minus the server's time) on top."""
+    plt = _pyplot()
+    rounds = _rounds_by_edge(events)
+    edges = sorted(links)[:MAX_LINES]
+    figure, axes = plt.subplots(len(edges), 1, figsize=(9, 2.6 * len(edges)), squeeze=False)
+    end = max((r["t_recv"] - t_start for rs in rounds.values() for r in rs), default=60.0)
+    times = np.linspace(0.0, max(end, 1.0), 600)
+    for axis, edge in zip(axes[:, 0], edges, strict=True):
+        access, wan = links[edge]
+
+        def path_rtt(t: float, access: Any = access, wan: Any = wan) -> float:
+            total = 0.0
+            for trace in (access, wan):
+                if trace is None:
+                    continue
+                at = t % trace.duration_s
+                total += np.nan_to_num(trace.at(at, "up").delay_ms)
+                total += np.nan_to_num(trace.at(at, "down").delay_ms)
+            return total
+
+        axis.step(times, [path_rtt(t) for t in times], where="post", label="trace RTT")
+        measured = [
+            (
+                r["t_send"] - t_start,
+                (r["t_recv"] - r["t_send"] - (r["server_t_send"] - r["server_t_recv"])) * 1000,
+            )
+            for r in rounds.get(edge, [])
+        ]
+        if measured:
+            axis.plot(*zip(*measured, strict=True), ".", ms=4, label="measured (network part)")
+        axis.set_yscale("log")  # outages hold packets for seconds; keep the ms visible
+        axis.set_ylabel("RTT (ms)")
+        axis.set_title(edge, fontsize=9)
+        rate_axis = axis.twinx()
+        rates = [access.at(t % access.duration_s, "down").rate_mbps for t in times]
+        rate_axis.plot(times, rates, color="grey", alpha=0.5, lw=0.8)
+        rate_axis.set_ylabel("down Mbit/s", color="grey")
+        axis.legend(fontsize=7, loc="upper left")
+        axis.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("time since the workload started (s)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_gamma(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """γ chosen per round over time, one panel per world."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(worlds), 1, figsize=(9, 3 * len(worlds)), squeeze=False)
+    for axis, (world, events) in zip(axes[:, 0], worlds.items(), strict=True):
+        start = _start(events)
+        for edge, data in sorted(_rounds_by_edge(events).items())[:MAX_LINES]:
+            axis.plot(
+                [r["t_send"] - start for r in data],
+                [r["gamma"] for r in data],
+                ".",
+                ms=3,
+                label=edge,
+            )
+        axis.set_title(world, fontsize=9)
+        axis.set_ylabel("γ")
+        axis.grid(alpha=0.3)
+        if axis.has_data():
+            axis.legend(fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("time since the first request (s)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_tpot_cdfs(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """The TPOT distribution of every request, one curve per world."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for world, events in worlds.items():
+        values = np.sort(
+            [t for e in events if e.get("event") == "request" and (t := _tpot_ms(e)) is not None]
+        )
+        if values.size:
+            axis.step(
+                values,
+                np.arange(1, values.size + 1) / values.size,
+                where="post",
+                label=f"{world} ({values.size} requests)",
+            )
+    axis.set_xlabel("TPOT (ms)")
+    axis.set_ylabel("fraction of requests")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def acceptance_per_position(events: list[dict[str, Any]]) -> list[float | None]:
+    """P(draft token i accepted | tokens 0..i-1 were), from the rounds of a run."""
+    reached: dict[int, int] = defaultdict(int)
+    accepted: dict[int, int] = defaultdict(int)
+    for event in events:
+        if event.get("event") != "round" or event.get("t_send") is None:
+            continue
+        for position in range(min(event["accepted"] + 1, event["gamma"])):
+            reached[position] += 1
+            accepted[position] += position < event["accepted"]
+    size = max(reached, default=-1) + 1
+    return [accepted[i] / reached[i] if reached[i] else None for i in range(size)]
+
+
+def plot_acceptance(
+    worlds: dict[str, list[dict[str, Any]]], profiled: list[float], path: Path
+) -> Path:
+    """Per-position acceptance: as profiled, and as each world's rounds show it."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(range(1, len(profiled) + 1), profiled, "k--", label="profile")
+    for world, events in worlds.items():
+        table = acceptance_per_position(events)
+        points = [(i + 1, a) for i, a in enumerate(table) if a is not None]
+        if points:
+            axis.plot(*zip(*points, strict=True), "o-", label=world)
+    axis.set_xlabel("draft position")
+    axis.set_ylabel("P(accepted | earlier ones were)")
+    axis.set_ylim(0, 1.05)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -18,7 +18,8 @@
           queue_packets: 100
           packet_exact: false        # mahimahi traces: replay each delivery opportunity
     wan: {constant: {rate_mbps: 1000, delay_ms: 2}}   # optional, shared by all edges
-    workload: {requests_per_edge: 2, max_new_tokens: 48, arrival: closed, prompts: default}
+    workload: {requests_per_edge: 2, max_new_tokens: 48, arrival: closed, prompts: default,
+               ignore_eos: true}   # every request runs to max_new_tokens, as the simulator
 
 Relative paths are relative to the scenario file. Everything is validated on load, before
 any namespace exists; errors name the file and the key.
@@ -87,6 +88,7 @@ class Workload:
     arrival: str = "closed"
     poisson_per_s: float | None = None
     prompts: list[str] = field(default_factory=list)
+    ignore_eos: bool = True
 
 
 @dataclass
@@ -293,10 +295,7 @@ def apply_overrides(raw: Any, overrides: Overrides, path: Path) -> Any:
     raw = copy.deepcopy(raw)
     groups = [g for g in raw["edges"] if isinstance(g, dict)]
     if overrides.edges is not None:
-        if overrides.edges < len(groups):
-            raise ScenarioError(
-                f"--edges {overrides.edges}: the scenario has {len(groups)} edge groups"
-            )
+        groups = raw["edges"] = groups[: overrides.edges]  # fewer edges than groups: the first
         for i, group in enumerate(groups):
             group["count"] = overrides.edges // len(groups) + (i < overrides.edges % len(groups))
     for group in groups:
@@ -325,9 +324,11 @@ def apply_overrides(raw: Any, overrides: Overrides, path: Path) -> Any:
         else:
             known = ", ".join([*map(str, links), "wan"])
             raise ScenarioError(f"--trace {target}: {path} has no link {name!r} (known: {known})")
-        if key in ("trace", "up", "down"):
-            for old in ("constant", "trace", "up", "down"):
-                link.pop(old, None)
+        replaced = {"trace": ("up", "down"), "up": ("trace",), "down": ("trace",)}
+        for old in replaced.get(key, ()):
+            link.pop(old, None)
+        if key != "rtt":
+            link.pop("constant", None)
         link[key] = _absolute(spec)
     return raw
 
@@ -432,6 +433,7 @@ def _workload(reader: _Reader, base: Path) -> Workload:
         arrival=arrival,
         poisson_per_s=poisson,
         prompts=prompts,
+        ignore_eos=reader.get("ignore_eos", bool, True),
     )
     reader.finish()
     return workload

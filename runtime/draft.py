@@ -78,7 +78,7 @@ class EdgeClient:
         self.log = log or EventLog(None, edge)
         self.timeout_ms = int(timeout_s * 1000)
         self.spin_ms = spin_ms
-        self.eos_ids = draft.eos_ids if draft else set()
+        self.eos_ids = draft.eos_ids if draft and not self.params.ignore_eos else set()
         self._ids = itertools.count()
         self.socket: zmq.Socket | None = None
         if connect:
@@ -370,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the draft samples from its top-k, sent exactly to the target",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -406,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         configure(args.threads, parse_cpus(args.cpus))
         policy = make_window_policy(args.policy)
         params = SamplingParams(
-            args.temperature, args.top_k, args.top_p, args.draft_top_k, args.seed
+            args.temperature, args.top_k, args.top_p, args.draft_top_k, args.seed, args.ignore_eos
         )
         base = load_model(args.base, args.device, args.dtype, args.seed)
         draft = make_draft(args.draft, base, args.device, args.dtype, args.seed)

@@ -152,6 +152,21 @@ def _load_bundled() -> tuple[nn.Module, Any]:
     return _from_pretrained(target)
 
 
+def prepare_model(spec: str) -> None:
+    """Make a model spec ready for several processes to load at once: the bundled model is
+    converted to its cache here, once, rather than by every process; a missing file is a
+    ``ModelError`` now rather than in a child process later. Hub ids are not checked."""
+    if spec == "smollm2":
+        if not (cache_dir() / "smollm2-135m-instruct" / "config.json").is_file():
+            bundled_gguf_path()
+            _load_bundled()
+        return
+    path = Path(spec).expanduser()
+    looks_like_a_path = spec.startswith((".", "/", "~")) or path.suffix == ".gguf"
+    if looks_like_a_path and not path.exists():
+        raise ModelError(f"model path {spec!r} does not exist")
+
+
 def build_tiny_model(seed: int = 0, vocab_size: int = 320, layers: int = 2) -> nn.Module:
     """A tiny random Llama (hidden 64) with untied embeddings: builds in milliseconds."""
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -66,6 +66,7 @@ _SAMPLING_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "top_p": (_NUM, True),
     "draft_top_k": ((int,), True),
     "seed": ((int,), True),
+    "ignore_eos": ((bool,), False),
 }
 SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "open": {

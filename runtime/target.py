@@ -231,7 +231,7 @@ class TargetServer:
             session.drafter = DraftState(self.draft, params, params.seed + 1)
             session.drafter.prefill(prompt)
         prefill_ms = (time.perf_counter() - start) * 1000.0
-        emitted, session.done = truncate_emitted([first], session.remaining, self.target.eos_ids)
+        emitted, session.done = truncate_emitted([first], session.remaining, self._eos(session))
         session.committed.extend(emitted)
         self.sessions[key] = session
         self.counters["opened"] += 1
@@ -247,6 +247,10 @@ class TargetServer:
                 "t_send": time.time(),
             },
         )
+
+    def _eos(self, session: Session) -> set[int]:
+        """The tokens that end this session's output early (none when it ignores EOS)."""
+        return set() if session.params.ignore_eos else self.target.eos_ids
 
     def _choose(self, session: Session, logits: torch.Tensor) -> int:
         """Pick one token from the target's own distribution (greedy or sampled)."""
@@ -402,7 +406,7 @@ class TargetServer:
     def _commit(self, session: Session, proposal: Proposal, accepted: int, token: int) -> list[int]:
         """Append the round's tokens; the cache is rolled back later, by ``_roll_back``."""
         emitted, session.done = truncate_emitted(
-            [*proposal.tokens[:accepted], token], session.remaining, self.target.eos_ids
+            [*proposal.tokens[:accepted], token], session.remaining, self._eos(session)
         )
         session.committed.extend(emitted)
         session.last_seen = time.monotonic()

@@ -24,12 +24,13 @@ class SamplingParams:
     top_p: float = 1.0
     draft_top_k: int = 16
     seed: int = 0
+    ignore_eos: bool = False  # generate the full token budget (benchmarks, emulator runs)
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
 
 

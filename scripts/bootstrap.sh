@@ -50,7 +50,7 @@ install_apt
 install_venv
 case "$job" in
     install) ;;
-    demo) shift || true; exec "$VENV/bin/python" scripts/demo.py "$@" ;;
+    demo) shift || true; exec "$VENV/bin/python" scripts/run_topology.py "$@" ;;
     test)
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .

@@ -148,6 +148,11 @@ class Simulation:
             )
             self.edges.append(edge)
             self._schedule_arrivals(edge, requests, seed)
+        if not workload.ignore_eos:
+            self.warnings.append(
+                "the workload does not ignore EOS: emulated requests may end early, while "
+                "simulated ones always run to max_new_tokens"
+            )
         for group in {group.name: group for _, group in hosts}.values():
             self._check_threads(f"edge group {group.name}", group.threads, profiles[group.draft])
 

@@ -1,0 +1,81 @@
+"""How closely the simulator predicted an emulated run: the same metrics from both event
+logs, side by side, with the relative error of each (sim − emu) / emu."""
+
+from __future__ import annotations
+
+from typing import Any
+
+METRICS = (
+    ("ttft_p50_ms", ("ttft_ms", "p50")),
+    ("tpot_p50_ms", ("tpot_ms", "p50")),
+    ("tpot_p95_ms", ("tpot_ms", "p95")),
+    ("throughput_tok_s", ("throughput_tok_s",)),
+    ("acceptance", ("acceptance_rate",)),
+    ("tokens_per_round", ("tokens_per_round",)),
+)
+
+
+def _value(summary: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = summary
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return None if value is None else float(value)
+
+
+def relative_error(emu: float | None, sim: float | None) -> float | None:
+    if emu is None or sim is None or emu == 0:
+        return None
+    return (sim - emu) / abs(emu)
+
+
+def headline(summary: dict[str, Any]) -> dict[str, float | None]:
+    """The compared metrics of one summary, by name."""
+    return {name: _value(summary, path) for name, path in METRICS}
+
+
+def compare_scope(emu: dict[str, Any], sim: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rows = {}
+    for name, path in METRICS:
+        e, s = _value(emu, path), _value(sim, path)
+        rows[name] = {"emu": e, "sim": s, "error": relative_error(e, s)}
+    return rows
+
+
+def compare(emu: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
+    """Overall and per-edge comparison of two ``runtime.metrics.summarise`` results."""
+    edges = sorted(set(emu.get("per_edge", {})) & set(sim.get("per_edge", {})))
+    return {
+        "overall": compare_scope(emu, sim),
+        "per_edge": {e: compare_scope(emu["per_edge"][e], sim["per_edge"][e]) for e in edges},
+    }
+
+
+def _cell(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_fidelity(comparison: dict[str, Any], max_edges: int = 16) -> str:
+    """A table: per scope and metric, emulated, simulated and the relative error."""
+    header = f"{'scope':<10}{'metric':<18}{'emulated':>11}{'simulated':>11}{'error':>9}"
+    lines = [header, "-" * len(header)]
+    scopes = [("overall", comparison["overall"])]
+    scopes += list(comparison["per_edge"].items())[:max_edges]
+    for scope, rows in scopes:
+        for index, (metric, row) in enumerate(rows.items()):
+            error = row["error"]
+            lines.append(
+                f"{scope if index == 0 else '':<10}{metric:<18}"
+                f"{_cell(row['emu'], '11.2f'):>11}{_cell(row['sim'], '11.2f'):>11}"
+                f"{'-' if error is None else f'{error * 100:+.1f}%':>9}"
+            )
+    hidden = len(comparison["per_edge"]) - max_edges
+    if hidden > 0:
+        lines.append(f"... and {hidden} more edges (all in metrics.json)")
+    return "\n".join(lines)
+
+
+def headline_errors(comparison: dict[str, Any]) -> dict[str, float | None]:
+    """The overall relative error of each metric (for the JSON summary line)."""
+    return {metric: row["error"] for metric, row in comparison["overall"].items()}

@@ -1,0 +1,296 @@
+"""Runs a scenario in the emulator: network up, real processes, trace replay, workload, logs,
+and always a full teardown.
+
+The target server runs on the cloud host and one draft client per edge host, each with the
+project's interpreter, its thread count, its CPUs and its host's CPU limit. Every draft
+loads its models first and says ``draft: ready``; the trace replay then starts, and at
+that same moment (the traces' time zero, the simulator's time zero too) every edge gets
+SIGUSR1 and starts its workload. Each process writes its own event log into the results
+folder; nothing is kept only in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emulator.replay import TraceReplayer
+from emulator.resources import ResourceSampler
+from emulator.scenario import EdgeGroup, Scenario
+from emulator.topology import CLOUD, EmulatedNetwork
+from runtime.events import EventLog
+from runtime.process import stop_child
+
+PORT = 5555
+READY_TIMEOUT_S = 600.0
+
+
+class EmulationError(RuntimeError):
+    """The emulation could not run; the message says which process and shows its output."""
+
+
+def cpu_plan(scenario: Scenario, cpus: list[int] | None = None) -> dict[str, str]:
+    """Which CPUs each process is pinned to: the target gets the last CPU to itself (where
+    its profile was measured), the edges share the others in turn (all of them on a
+    one-CPU machine). Recorded in the results: contention is a fidelity hazard."""
+    cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+    edge_cpus = cpus[:-1] or cpus
+    plan = {CLOUD: str(cpus[-1])}
+    for index, (host, _) in enumerate(scenario.edge_hosts()):
+        plan[host] = str(edge_cpus[index % len(edge_cpus)])
+    return plan
+
+
+@dataclass
+class Child:
+    """One runtime process of the run and the files it writes."""
+
+    name: str
+    process: subprocess.Popen
+    output: Path
+    log: Path
+
+    def output_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.output.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+
+@dataclass
+class EmulationResult:
+    backend: str
+    host_settings: dict[str, dict[str, str]]
+    cpus: dict[str, str]
+    t_start: float
+    wall_s: float
+    logs: list[Path]
+    edge_exit_codes: dict[str, int | None]
+    replay_lateness_ms_p99: float | None
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+Watcher = Callable[[float, bool], None]
+
+
+class Emulation:
+    """One emulated run of a scenario into ``out``; ``run`` returns when every edge is done."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        out: Path,
+        backend: str,
+        python: str,
+        timeout_s: float = 3600.0,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.scenario = scenario
+        self.out = out
+        self.backend = backend
+        self.python = python
+        self.timeout_s = timeout_s
+        self.say = say
+        self.cpus = cpu_plan(scenario)
+        self.children: list[Child] = []
+
+    # -- processes -----------------------------------------------------------------------
+    def _launch(self, net: EmulatedNetwork, name: str, module: str, args: list[str]) -> Child:
+        output, log = self.out / f"{name}.txt", self.out / f"{name}.jsonl"
+        command = [self.python, "-u", "-m", module, *args, "--log", str(log)]
+        with output.open("w") as handle:
+            process = net.host(name).popen(
+                command,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        child = Child(name, process, output, log)
+        self.children.append(child)
+        return child
+
+    def _start_target(self, net: EmulatedNetwork) -> Child:
+        cloud = self.scenario.cloud
+        args = [
+            "--bind",
+            f"tcp://0.0.0.0:{PORT}",
+            "--model",
+            cloud.model,
+            "--threads",
+            str(cloud.threads),
+            "--cpus",
+            self.cpus[CLOUD],
+            "--max-batch",
+            str(cloud.max_batch),
+            "--max-wait-ms",
+            str(cloud.max_wait_ms),
+            "--device",
+            cloud.device,
+            "--dtype",
+            cloud.dtype,
+            "--seed",
+            str(self.scenario.seed),
+        ]
+        if cloud.draft:
+            args += ["--draft", cloud.draft]
+        return self._launch(net, CLOUD, "runtime.target", args)
+
+    def _start_edge(self, net: EmulatedNetwork, host: str, group: EdgeGroup) -> Child:
+        workload = self.scenario.workload
+        args = [
+            "--connect",
+            f"tcp://{net.ip(CLOUD)}:{PORT}",
+            "--base",
+            self.scenario.cloud.model,
+            "--draft",
+            group.draft,
+            "--policy",
+            group.policy,
+            "--edge",
+            host,
+            "--requests",
+            str(workload.requests_per_edge),
+            "--max-new-tokens",
+            str(workload.max_new_tokens),
+            "--threads",
+            str(group.threads),
+            "--cpus",
+            self.cpus[host],
+            "--seed",
+            str(self.scenario.seed),
+            "--timeout",
+            "300",
+            "--wait-start",
+            "--print",
+        ]
+        for text in workload.prompts:
+            args += ["--prompt", text]
+        if workload.ignore_eos:
+            args.append("--ignore-eos")
+        if workload.arrival == "poisson":
+            args += ["--arrival-rate", str(workload.poisson_per_s)]
+        return self._launch(net, host, "runtime.draft", args)
+
+    def _wait_for(self, children: list[Child], marker: str) -> None:
+        """Until every child's output holds ``marker``; a child that exits first is an error."""
+        waiting = list(children)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while waiting:
+            for child in list(waiting):
+                if marker in child.output.read_text(errors="replace"):
+                    waiting.remove(child)
+                elif child.process.poll() is not None:
+                    raise EmulationError(
+                        f"{child.name} exited ({child.process.returncode}) before it was "
+                        f"ready:\n{child.output_tail()}"
+                    )
+            if time.monotonic() > deadline:
+                names = ", ".join(c.name for c in waiting)
+                raise EmulationError(f"not ready after {READY_TIMEOUT_S:.0f} s: {names}")
+            time.sleep(0.2)
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self, watch: Watcher | None = None) -> EmulationResult:
+        """Everything from network up to teardown; ``watch(t_start, final)`` is called about
+        once a second while the workload runs (progress display)."""
+        started = time.monotonic()
+        net = EmulatedNetwork(self.scenario, self.backend)
+        interrupted = False
+        lateness: list[float] = []
+        t_start = 0.0
+        try:
+            net.start()
+            self.say(f"network up ({len(net.links)} shaped links, {self.backend})")
+            target = self._start_target(net)
+            self._wait_for([target], "target: serving")
+            edges = [self._start_edge(net, host, g) for host, g in self.scenario.edge_hosts()]
+            self.say(f"target serving; {len(edges)} edge(s) loading their models")
+            self._wait_for(edges, "draft: ready")
+            replay_log = EventLog(self.out / "links.jsonl", "replay")
+            sampler = ResourceSampler(self._sampled_processes(net), self.out / "resources.jsonl")
+            with TraceReplayer(net.links, replay_log) as replay, sampler:
+                t_start = time.time()  # the traces' time zero, to within the replay start
+                for edge in edges:
+                    os.kill(edge.process.pid, signal.SIGUSR1)
+                self.say("workload started")
+                try:
+                    self._wait_for_edges(edges, t_start, watch)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    self.say("interrupted: stopping every process, keeping the logs so far")
+                lateness = list(replay.lateness_ms)
+            replay_log.close()
+        except KeyboardInterrupt:
+            interrupted = True
+            self.say("interrupted: tearing down")
+        finally:
+            self._stop_children()
+            net.stop()
+        if watch is not None and t_start:
+            watch(t_start, True)
+        return EmulationResult(
+            backend=self.backend,
+            host_settings=net.host_settings,
+            cpus=self.cpus,
+            t_start=t_start,
+            wall_s=time.monotonic() - started,
+            logs=[c.log for c in self.children if c.log.exists()],
+            edge_exit_codes={
+                c.name: c.process.returncode for c in self.children if c.name != CLOUD
+            },
+            replay_lateness_ms_p99=_p99(lateness),
+            interrupted=interrupted,
+        )
+
+    def _wait_for_edges(self, edges: list[Child], t_start: float, watch: Watcher | None) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while any(edge.process.poll() is None for edge in edges):
+            if time.monotonic() > deadline:
+                raise EmulationError(f"the workload did not finish within {self.timeout_s:.0f} s")
+            if watch is not None:
+                watch(t_start, False)
+            time.sleep(1.0)
+
+    def _sampled_processes(self, net: EmulatedNetwork) -> dict[str, int]:
+        pids = {child.name: child.process.pid for child in self.children}
+        for link in net.links:
+            process = getattr(link.shaper, "process", None)
+            if process is not None:
+                pids[f"shaper:{link.name}"] = process.pid
+        pids["orchestrator"] = os.getpid()
+        return pids
+
+    def _stop_children(self) -> None:
+        """Edges first, then the target (SIGTERM: each writes its ``process`` record)."""
+        for child in sorted(self.children, key=lambda c: c.name == CLOUD):
+            stop_child(child.process, grace_s=15)
+
+
+def _p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def missing_tools() -> list[str]:
+    """The programs an emulation needs that this machine lacks."""
+    return [tool for tool in ("mnexec", "ip", "ethtool", "tc") if shutil.which(tool) is None]
+
+
+def describe_host() -> dict[str, Any]:
+    """What the results record about the machine the run used."""
+    return {
+        "cpus": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "kernel": os.uname().release,
+    }

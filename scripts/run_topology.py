@@ -1,0 +1,264 @@
+"""DSD-Emu's main job: a scenario in Mininet with real draft and target processes, its traces
+replayed on every link, then the simulator's prediction of the same run beside it.
+
+    sudo python scripts/run_topology.py                       # topologies/default.yaml
+    sudo python scripts/run_topology.py --edges 2 --requests 1 --max-new-tokens 32
+    sudo python scripts/run_topology.py --trace lte.up=mahimahi:ATT.up \\
+        --trace lte.down=mahimahi:ATT.down --trace lte.rtt=mecperf:lte-rtt.txt
+
+Results (event logs, metrics.json, PNG plots, report.md) go to results/<time>-<scenario>/.
+Started by an interpreter without the project's packages (sudo's own python), it re-runs
+itself with the project's .venv.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NEEDED = ("torch", "transformers", "zmq", "mininet", "yaml", "orjson", "rich", "emulator")
+
+
+def use_project_python() -> None:
+    """Re-execute with the project's venv when this interpreter lacks its packages."""
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    venv = ROOT / ".venv" / "bin" / "python"
+    if venv.is_file() and not os.environ.get("DSD_EMU_REEXEC"):
+        print(
+            f"run_topology: {sys.executable} lacks {', '.join(missing)}; "
+            f"re-running with {venv.relative_to(ROOT)}",
+            file=sys.stderr,
+            flush=True,
+        )
+        os.environ["DSD_EMU_REEXEC"] = "1"
+        os.execv(str(venv), [str(venv), str(Path(__file__).resolve()), *sys.argv[1:]])
+    print(
+        f"run_topology: error: this Python lacks {', '.join(missing)} and there is no project "
+        "venv; install everything with: bash scripts/bootstrap.sh install",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    use_project_python()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+import yaml  # noqa: E402
+from mininet.log import setLogLevel  # noqa: E402
+
+from emulator.fidelity import compare, format_fidelity, headline, headline_errors  # noqa: E402
+from emulator.orchestrate import (  # noqa: E402
+    Emulation,
+    EmulationError,
+    describe_host,
+    missing_tools,
+)
+from emulator.progress import Progress  # noqa: E402
+from emulator.report import write_results  # noqa: E402
+from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario  # noqa: E402
+from emulator.shaping.probe import choose_backend  # noqa: E402
+from emulator.sim.calibration import CalibrationError, find_profile  # noqa: E402
+from emulator.sim.simulation import Simulation  # noqa: E402
+from runtime.events import EventLog, read_events  # noqa: E402
+from runtime.metrics import format_table, summarise  # noqa: E402
+from runtime.models import ModelError, prepare_model  # noqa: E402
+from runtime.policies import make_window_policy  # noqa: E402
+
+DEFAULT_TOPOLOGY = ROOT / "topologies" / "default.yaml"
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def trace_option(text: str) -> tuple[str, str]:
+    name, sep, spec = text.partition("=")
+    if not sep or not name or not spec:
+        raise argparse.ArgumentTypeError(f"expected LINK=TRACE (e.g. lte=traces/x.csv), got {text}")
+    return name, spec
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--topology", default=str(DEFAULT_TOPOLOGY), help="scenario YAML (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--trace",
+        type=trace_option,
+        action="append",
+        default=[],
+        metavar="LINK=TRACE",
+        help="replace a link's trace: LINK is an edge group or 'wan'; LINK.up, LINK.down and\n"
+        "LINK.rtt set one part; TRACE is a canonical CSV or FORMAT:PATH (mahimahi, norway,\n"
+        "ucc, wifi-cellular, 5gophers, mecperf); repeatable",
+    )
+    parser.add_argument("--policy", help="window policy of every edge, e.g. fixed:6")
+    parser.add_argument("--edges", type=positive, help="edge hosts in all, over the groups")
+    parser.add_argument("--requests", type=positive, help="requests per edge")
+    parser.add_argument("--max-new-tokens", type=positive, help="tokens per request")
+    parser.add_argument(
+        "--shaper", choices=("netem", "delayline"), help="link shaping (default: probe)"
+    )
+    parser.add_argument("--seed", type=int, help="the scenario's seed (acceptance, jitter, loss)")
+    parser.add_argument("--out", default=str(ROOT / "results"), help="parent of the results")
+    parser.add_argument("--no-sim", action="store_true", help="skip the simulator's prediction")
+    parser.add_argument(
+        "--timeout", type=float, default=3600.0, help="longest the workload may run (s)"
+    )
+    parser.add_argument(
+        "--json-summary",
+        action="store_true",
+        help="last line: JSON with results_dir, backend, emu, sim and error per metric",
+    )
+    args = parser.parse_args(argv)
+    if args.policy:
+        try:
+            make_window_policy(args.policy)
+        except ValueError as exc:
+            parser.error(str(exc))
+    return args
+
+
+def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
+    """Everything missing, said exactly, before any namespace exists."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("Mininet needs root: run it as sudo python scripts/run_topology.py ...")
+    tools = missing_tools()
+    if tools:
+        problems.append(
+            f"missing programs: {', '.join(tools)} (bash scripts/bootstrap.sh install adds them)"
+        )
+    try:
+        prepare_model(scenario.cloud.model)
+    except ModelError as exc:
+        problems.append(f"model: {exc}")
+    if need_sim:
+        for draft in sorted({group.draft for group in scenario.edges}):
+            try:
+                find_profile(scenario.cloud.model, draft)
+            except CalibrationError as exc:
+                problems.append(f"simulator: {exc} (or run with --no-sim)")
+    return problems
+
+
+def simulate(scenario: Scenario, out: Path) -> tuple[list[dict], list[str]]:
+    log = EventLog(out / "sim.jsonl", "sim", keep=True, flush_each=False)
+    simulation = Simulation(scenario, log)
+    simulation.run()
+    log.close()
+    return log.events, simulation.warnings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = Overrides(
+        edges=args.edges,
+        policy=args.policy,
+        requests_per_edge=args.requests,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        shaper=args.shaper,
+        traces=dict(args.trace),
+    )
+    try:
+        scenario = load_scenario(args.topology, overrides)
+        backend, why = choose_backend(scenario.shaper)
+    except (ScenarioError, ValueError) as exc:
+        print(f"run_topology: error: {exc}", file=sys.stderr)
+        return 2
+    problems = preflight(scenario, need_sim=not args.no_sim)
+    if problems:
+        for problem in problems:
+            print(f"run_topology: error: {problem}", file=sys.stderr)
+        return 2
+    out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-{scenario.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scenario.yaml").write_text(yaml.safe_dump(scenario.raw, sort_keys=False))
+    hosts = len(scenario.edge_hosts())
+    print(
+        f"run_topology: {scenario.name}: {hosts} edge(s), {scenario.cloud.model} target; "
+        f"shaping with {backend} ({why}); results in {out}",
+        flush=True,
+    )
+
+    def say(message: str) -> None:
+        print(f"run_topology: {message}", flush=True)
+
+    setLogLevel("error")  # Mininet's own chatter (bridge netfilter notes) is not for users
+    emulation = Emulation(scenario, out, backend, sys.executable, args.timeout, say)
+    try:
+        result = emulation.run(Progress(scenario, out))
+    except EmulationError as exc:
+        print(f"run_topology: error: {exc}\nlogs so far are in {out}", file=sys.stderr)
+        return 1
+    emu_events = read_events(*result.logs)
+    emu = summarise(emu_events)
+    sim_events: list[dict] = []
+    sim = comparison = None
+    notes = list(result.notes)
+    if not args.no_sim and not result.interrupted:
+        say("simulating the same scenario")
+        started = time.monotonic()
+        sim_events, warnings = simulate(scenario, out)
+        notes += warnings
+        sim = summarise(sim_events)
+        comparison = compare(emu, sim)
+        say(f"simulated in {time.monotonic() - started:.1f} s")
+    run_info = {
+        "command": sys.argv,
+        "backend": backend,
+        "backend_reason": why,
+        "host": describe_host(),
+        "host_settings": result.host_settings,
+        "cpus": result.cpus,
+        "t_start": result.t_start,
+        "wall_s": result.wall_s,
+        "replay_lateness_ms_p99": result.replay_lateness_ms_p99,
+        "edge_exit_codes": result.edge_exit_codes,
+        "interrupted": result.interrupted,
+    }
+    report = write_results(out, scenario, run_info, emu_events, sim_events, emu, sim, comparison)
+    print()
+    print(format_table(emu))
+    if comparison is not None:
+        print("\nfidelity (simulated vs emulated):")
+        print(format_fidelity(comparison))
+    for line in report.warnings + notes:
+        print(f"run_topology: note: {line}")
+    print(f"\nwall time {result.wall_s:.0f} s; results, plots and report.md in {out}")
+    if args.json_summary:
+        print(
+            json.dumps(
+                {
+                    "results_dir": str(out),
+                    "backend": backend,
+                    "emu": headline(emu),
+                    "sim": headline(sim) if sim else None,
+                    "error": headline_errors(comparison) if comparison else None,
+                }
+            )
+        )
+    if result.interrupted:
+        return 130
+    return 0 if all(code == 0 for code in result.edge_exit_codes.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
