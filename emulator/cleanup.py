@@ -175,7 +175,19 @@ def cleanup() -> dict[str, list[str]]:
     return found
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Remove what a crashed or killed emulation left behind: Linux bridges, "
+        "delay lines, Mininet host shells, interfaces, namespaces, host cgroups."
+    )
+    parser.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        found = {kind: items for kind, items in find_leftovers().items() if items}
+        print(f"cleanup: would remove {found}" if found else "cleanup: nothing left behind")
+        return 0
     if os.geteuid() != 0:
         print("cleanup: needs root (run with sudo)")
         return 2

@@ -196,7 +196,8 @@ def plot_tpot_cdfs(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     axis.set_xlabel("TPOT (ms)")
     axis.set_ylabel("fraction of requests")
     axis.grid(alpha=0.3)
-    axis.legend()
+    if axis.has_data():
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

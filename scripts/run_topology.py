@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     emulation = Emulation(scenario, out, backend, sys.executable, args.timeout, say)
     try:
         result = emulation.run(Progress(scenario, out))
-    except EmulationError as exc:
+    except (EmulationError, OSError) as exc:
+        # everything was torn down already; what the processes wrote is kept
         print(f"run_topology: error: {exc}\nlogs so far are in {out}", file=sys.stderr)
         return 1
     emu_events = read_events(*result.logs)
