@@ -124,7 +124,9 @@ def acceptance(
     reached = [0] * gamma
     accepted_at = [0] * gamma
     drafted = accepted_total = 0
+    per_prompt = []
     for prompt in prompts:
+        prompt_reached, prompt_accepted = [0] * gamma, [0] * gamma
         committed = list(prompt)
         target_cache = new_cache()
         logits = forward_one(target.model, target_cache, committed, 1)
@@ -140,11 +142,14 @@ def acceptance(
             for position in range(min(count + 1, gamma)):
                 reached[position] += 1
                 accepted_at[position] += position < count
+                prompt_reached[position] += 1
+                prompt_accepted[position] += position < count
             drafted += gamma
             accepted_total += count
             crop_to(target_cache, len(committed) + count)
             committed.extend([*proposal.tokens[:count], token])
             drafter.accept(count)
+        per_prompt.append({"reached": prompt_reached, "accepted": prompt_accepted})
     per_position = [a / r if r else None for a, r in zip(accepted_at, reached, strict=True)]
     return {
         "gamma": gamma,
@@ -152,6 +157,7 @@ def acceptance(
         "overall": accepted_total / drafted if drafted else None,
         "rounds": reached[0] if reached else 0,
         "drafted": drafted,
+        "per_prompt": per_prompt,  # counts per position, in the order of ``prompts``
     }
 
 
@@ -260,6 +266,7 @@ def profile_pair(
     verifies = verify_ms(target, grid["batches"], grid["tokens"], grid["contexts"], repeats)
     progress("acceptance")
     accepted = acceptance(target, draft, prompts, gamma, tokens)
+    accepted["per_prompt"] = dict(zip(texts, accepted["per_prompt"], strict=True))
     return {
         "version": PROFILE_VERSION,
         "pair": {"target": target.name, "draft": draft.name},

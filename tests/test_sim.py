@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from emulator.scenario import load_scenario
-from emulator.sim.calibration import CalibrationError, PairProfile, find_profile
+from emulator.sim.calibration import CalibrationError, PairProfile, find_profile, sample_accepted
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
 from emulator.sim.simulation import SimOptions, Simulation
@@ -362,3 +362,17 @@ def test_the_engine_runs_events_in_time_then_schedule_order() -> None:
         engine.at(at, seen.append, name)
     engine.run()
     assert seen == ["a", "b", "c"] and engine.events == 3
+
+
+def test_a_prompt_the_profile_measured_gets_its_own_acceptance() -> None:
+    data = synthetic_profile(alpha=0.8)
+    data["acceptance"]["per_prompt"] = {
+        "hard prompt": {"reached": [90] * 8, "accepted": [9] * 8},
+    }
+    profile = PairProfile(data, "s")
+    hard = profile.acceptance_table("hard prompt")
+    assert hard[0] == pytest.approx((9 + 10 * 0.8) / (90 + 10))  # its counts, shrunk a little
+    assert profile.acceptance_table("never profiled")[:8] == [0.8] * 8
+    rng = random.Random(5)
+    draws = [sample_accepted(hard, 4, rng) for _ in range(4000)]
+    assert np.mean(draws) == pytest.approx(sum(hard[0] ** k for k in range(1, 5)), abs=0.02)

@@ -16,7 +16,20 @@ from typing import Any
 
 from runtime.profile_store import load_profile, profile_name
 
+PRIOR_ROUNDS = 10
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+
+def sample_accepted(table: list[float], gamma: int, rng: random.Random) -> int:
+    """How many of γ drafted tokens the target accepts: token i is accepted with probability
+    ``table[i]``, given that tokens 0..i-1 were."""
+    if gamma > len(table):
+        table.extend([table[-1]] * gamma)
+    accepted = 0
+    draw = rng.random
+    while accepted < gamma and draw() < table[accepted]:
+        accepted += 1
+    return accepted
 
 
 class CalibrationError(ValueError):
@@ -59,8 +72,7 @@ class PairProfile:
             raise CalibrationError(f"{source}: the verify grid misses {missing} points")
         self._verify_table = table
         self.acceptance = [float(a or 0.0) for a in data["acceptance"]["per_position"]]
-        # positions past the profiled window take the last profiled value
-        self._acceptance_table = self.acceptance + [self.acceptance[-1]] * 32
+        self._per_prompt = data["acceptance"].get("per_prompt", {})
         sizes = data["message_bytes"]
         self._open_bytes = self._pairs(sizes["open"])
         self._verify_bytes = dict(sizes["verify_greedy"])
@@ -125,17 +137,22 @@ class PairProfile:
         return value
 
     # -- acceptance ----------------------------------------------------------------------
-    def sample_accepted(self, gamma: int, rng: random.Random) -> int:
-        """How many of γ drafted tokens the target accepts: token i is accepted with the
-        profiled probability for position i, given that tokens 0..i-1 were."""
-        table = self._acceptance_table
-        if gamma > len(table):
-            table.extend([table[-1]] * gamma)
-        accepted = 0
-        random = rng.random
-        while accepted < gamma and random() < table[accepted]:
-            accepted += 1
-        return accepted
+    def acceptance_table(self, text: str | None = None) -> list[float]:
+        """Per-position acceptance for a prompt: the profile's own counts for that prompt
+        where it measured it (acceptance depends on what is being written), drawn towards
+        the pooled table by ``PRIOR_ROUNDS`` rounds' worth of weight; else the pooled one."""
+        pooled = self.acceptance
+        counts = self._per_prompt.get(text) if text is not None else None
+        if counts is None:
+            table = list(pooled)
+        else:
+            table = [
+                (accepted + PRIOR_ROUNDS * prior) / (reached + PRIOR_ROUNDS)
+                for accepted, reached, prior in zip(
+                    counts["accepted"], counts["reached"], pooled, strict=True
+                )
+            ]
+        return table + [table[-1]] * 32  # positions past the profiled window: the last value
 
     # -- sizes ---------------------------------------------------------------------------
     def open_bytes(self, prompt_tokens: int) -> int:

@@ -30,6 +30,7 @@ class Request:
     index: int
     session: str
     prompt_tokens: int
+    acceptance: list[float]
     t_arrival: float
     output_tokens: int = 0
     rounds: int = 0
@@ -51,7 +52,7 @@ class EdgeSim:
     server: TargetSim
     log: EventLog
     accept_rng: random.Random
-    prompt_lengths: list[int]
+    prompts: list[tuple[int, list[float]]]  # (tokens, acceptance per position) of each prompt
     max_tokens: int
     requests: int
     closed_loop: bool
@@ -68,8 +69,9 @@ class EdgeSim:
 
     def arrival(self, index: int) -> None:
         """Request ``index`` arrives; it starts at once unless an earlier one is running."""
-        prompt = self.prompt_lengths[index % len(self.prompt_lengths)]
-        self.waiting.append(Request(index, f"{self.name}-{index}", prompt, self.engine.now))
+        tokens, acceptance = self.prompts[index % len(self.prompts)]
+        request = Request(index, f"{self.name}-{index}", tokens, acceptance, self.engine.now)
+        self.waiting.append(request)
         if self.current is None:
             self._start_next()
 
@@ -80,7 +82,7 @@ class EdgeSim:
         self.uplink.send(
             self.profile.open_bytes(request.prompt_tokens),
             self.server.arrive,
-            Open(self, request.prompt_tokens, self.max_tokens),
+            Open(self, request.prompt_tokens, self.max_tokens, request.acceptance),
         )
         prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.compute_scale
         self._prefill_done = now + prefill

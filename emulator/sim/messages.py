@@ -14,6 +14,7 @@ class Open:
     edge: EdgeSim
     prompt_tokens: int
     max_tokens: int
+    acceptance: list[float]  # per position, for this prompt
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.sim.calibration import PairProfile
+from emulator.sim.calibration import PairProfile, sample_accepted
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
@@ -26,7 +26,7 @@ from runtime.policies import BatchingPolicy
 class Session:
     """The server's view of one request: how much of its token budget is used."""
 
-    profile: PairProfile
+    acceptance: list[float]
     rng: random.Random
     context: int
     remaining: int
@@ -99,7 +99,11 @@ class TargetSim:
         edge = message.edge
         done = message.max_tokens <= 1
         self.sessions[edge] = Session(
-            edge.profile, edge.accept_rng, message.prompt_tokens + 1, message.max_tokens - 1, done
+            message.acceptance,
+            edge.accept_rng,
+            message.prompt_tokens + 1,
+            message.max_tokens - 1,
+            done,
         )
         self.active += not done
         edge.downlink.send(edge.profile.opened_bytes, edge.opened, None)
@@ -121,7 +125,7 @@ class TargetSim:
         now = self.engine.now
         for item in batch:
             session = self.sessions[item.edge]
-            accepted = session.profile.sample_accepted(item.gamma, session.rng)
+            accepted = sample_accepted(session.acceptance, item.gamma, session.rng)
             emitted = min(accepted + 1, session.remaining)
             session.remaining -= emitted
             session.context += emitted

@@ -104,8 +104,11 @@ class Simulation:
             raise ValueError("a simulation needs at least one edge")
         drafts = sorted({group.draft for _, group in hosts})
         profiles = {draft: self._profile(draft) for draft in drafts}
-        prompt_lengths = {
-            draft: [profile.prompt_tokens(text) for text in workload.prompts]
+        prompts = {
+            draft: [
+                (profile.prompt_tokens(text), profile.acceptance_table(text))
+                for text in workload.prompts
+            ]
             for draft, profile in profiles.items()
         }
         cloud = scenario.cloud
@@ -141,7 +144,7 @@ class Simulation:
                 server=self.server,
                 log=log,
                 accept_rng=rng,
-                prompt_lengths=prompt_lengths[group.draft],
+                prompts=prompts[group.draft],
                 max_tokens=max_tokens,
                 requests=requests,
                 closed_loop=workload.arrival == "closed",
