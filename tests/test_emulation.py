@@ -70,7 +70,7 @@ def test_bad_scenarios_are_refused_before_any_namespace(tmp_path, change, messag
             "{constant: {rate_mbps: -5, delay_ms: 10}}",
         )
     else:
-        text = text.replace("cpu: 0.5", "cpu: 1.5", 1)
+        text = text.replace("cpu: 0.3", "cpu: 1.5", 1)
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     before = find_leftovers()
