@@ -50,6 +50,7 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime  # noqa: E402
 
@@ -166,8 +167,20 @@ def simulate(scenario: Scenario, out: Path) -> tuple[list[dict], list[str]]:
     return log.events, simulation.warnings
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the run cleanly (teardown, logs kept), also when the
+    shell that started us ignores SIGINT, as shells do for background jobs."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_signals()
     overrides = Overrides(
         edges=args.edges,
         policy=args.policy,

@@ -51,6 +51,14 @@ def tiny_scenario(folder: Path, link: dict, tokens: int = 40, requests: int = 1)
     return path
 
 
+@pytest.fixture(autouse=True)
+def clean_afterwards():
+    """Whatever a failing test left must not break the next one."""
+    yield
+    if os.geteuid() == 0:
+        cleanup()
+
+
 def assert_nothing_left() -> None:
     leftovers = find_leftovers()
     cleanup()
@@ -130,7 +138,11 @@ def test_ctrl_c_in_the_middle_leaves_nothing_behind(tmp_path) -> None:
             break
     assert any("workload started" in line for line in lines), "".join(lines)
     process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=120)
+    try:
+        rest, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
     assert process.returncode == 130, "".join(lines) + rest
     (out,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert (out / "e1.jsonl").exists() and (out / "report.md").exists()
