@@ -15,6 +15,8 @@ Event kinds and their fields:
   threads, torch_threads, affinity.
 - ``link`` (the emulator's trace replay): t, link, direction, piece, lateness_ms and the
   applied rate_mbps, delay_ms, jitter_ms, loss_pct, queue_packets.
+- ``sample`` (the emulator's resource sampler, once a second): t, cores (busy % per core),
+  processes (name -> cpu_percent, rss_mb).
 """
 
 from __future__ import annotations
