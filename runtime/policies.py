@@ -6,7 +6,6 @@ imports and calls exactly these, never a copy.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -65,24 +64,6 @@ class WindowPolicy(Protocol):
     def observe(self, observation: RoundObservation) -> None: ...
 
 
-class ObservationHistory:
-    """A bounded record of recent rounds, for policies that adapt."""
-
-    def __init__(self, size: int = 32) -> None:
-        self.rounds: deque[RoundObservation] = deque(maxlen=size)
-
-    def add(self, observation: RoundObservation) -> None:
-        self.rounds.append(observation)
-
-    @property
-    def last(self) -> RoundObservation | None:
-        return self.rounds[-1] if self.rounds else None
-
-    def acceptance(self) -> float | None:
-        drafted = sum(r.drafted for r in self.rounds)
-        return sum(r.accepted for r in self.rounds) / drafted if drafted else None
-
-
 class Fixed:
     """Always the same γ: the static speculative-decoding baseline."""
 
@@ -91,24 +72,161 @@ class Fixed:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = gamma
         self.name = f"fixed-{gamma}"
-        self.history = ObservationHistory()
 
     def next_gamma(self, context_len: int) -> int:
         return self.gamma
 
     def observe(self, observation: RoundObservation) -> None:
-        self.history.add(observation)
+        """A fixed window learns nothing."""
+
+
+class Heuristic:
+    """transformers' assisted-generation schedule: γ + 2 after a fully accepted window,
+    γ − 1 otherwise, within [low, high]."""
+
+    def __init__(self, start: int = 4, low: int = 1, high: int = 16) -> None:
+        if not 1 <= low <= start <= high:
+            raise ValueError(f"need 1 <= low <= start <= high, got {low}, {start}, {high}")
+        self.gamma, self.low, self.high = start, low, high
+        self.name = "heuristic"
+
+    def next_gamma(self, context_len: int) -> int:
+        return self.gamma
+
+    def observe(self, observation: RoundObservation) -> None:
+        if observation.drafted == 0:
+            return  # a round that drafted nothing (the budget's last token) says nothing
+        if observation.accepted == observation.drafted:
+            self.gamma = min(self.high, self.gamma + 2)
+        else:
+            self.gamma = max(self.low, self.gamma - 1)
+
+
+def expected_tokens(alpha: float, gamma: int) -> float:
+    """Tokens one round emits on average: accepted drafts plus the correction or bonus,
+    (1 − α^(γ+1)) / (1 − α) when each draft token is accepted with probability α."""
+    if alpha >= 1.0:
+        return gamma + 1.0
+    return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
+
+
+class Ewma:
+    """An exponentially weighted mean; None until the first sample."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+        self.value: float | None = None
+
+    def add(self, sample: float) -> None:
+        if self.value is None:
+            self.value = sample
+        else:
+            self.value += self.weight * (sample - self.value)
+
+
+AWC_OBJECTIVES = ("latency", "cloud")
+
+
+class AWC:
+    """Adaptive window control: each round, the γ with the most expected tokens per unit time.
+
+    From the observations it keeps smoothed estimates of the acceptance α (accepted tokens
+    and first rejections: the maximum-likelihood estimate for runs of accepted tokens), the
+    draft step time, the network part of the round trip, the server's queue wait and its
+    verify time per token of work, and picks γ in [low, high] maximising
+    E[tokens](γ) / (γ·t_draft + RTT + queue + t_verify(γ))  (objective ``latency``), or
+    E[tokens](γ) / t_verify(γ), the tokens per unit of cloud verify work (``cloud``).
+    Verify time is modelled as proportional to (``overhead_tokens`` + γ + 1): a forward pass
+    costs a fixed part plus a part per token. It leaves the current γ only for a predicted
+    gain above ``hysteresis``, so that noise does not make it oscillate.
+    """
+
+    def __init__(
+        self,
+        objective: str = "latency",
+        low: int = 1,
+        high: int = 16,
+        start: int = 4,
+        smoothing: float = 0.3,
+        acceptance_smoothing: float = 0.1,
+        hysteresis: float = 0.05,
+        overhead_tokens: float = 4.0,
+    ) -> None:
+        if objective not in AWC_OBJECTIVES:
+            raise ValueError(f"AWC objective must be one of {', '.join(AWC_OBJECTIVES)}")
+        if not 1 <= low <= start <= high:
+            raise ValueError(f"need 1 <= low <= start <= high, got {low}, {start}, {high}")
+        self.objective, self.low, self.high = objective, low, high
+        self.gamma = start
+        self.hysteresis = hysteresis
+        self.overhead_tokens = overhead_tokens
+        self.name = f"awc-{objective}"
+        # acceptance is noisy round to round (a run of accepts ends at random): a longer memory
+        self.successes = Ewma(acceptance_smoothing)
+        self.failures = Ewma(acceptance_smoothing)
+        self.draft_step_ms, self.network_ms = Ewma(smoothing), Ewma(smoothing)
+        self.queue_ms, self.verify_ms_per_token = Ewma(smoothing), Ewma(smoothing)
+
+    def alpha(self) -> float | None:
+        s, f = self.successes.value, self.failures.value
+        if s is None or f is None or s + f <= 0:
+            return None
+        return min(s / (s + f), 0.999)
+
+    def predicted_rate(self, gamma: int) -> float | None:
+        """Expected tokens per ms (``latency``) or per verify-ms (``cloud``) at this γ."""
+        alpha = self.alpha()
+        per_token = self.verify_ms_per_token.value
+        if alpha is None or per_token is None:
+            return None
+        verify = per_token * (self.overhead_tokens + gamma + 1)
+        if self.objective == "cloud":
+            return expected_tokens(alpha, gamma) / verify
+        cost = (
+            gamma * (self.draft_step_ms.value or 0.0)
+            + (self.network_ms.value or 0.0)
+            + (self.queue_ms.value or 0.0)
+            + verify
+        )
+        return expected_tokens(alpha, gamma) / cost
+
+    def next_gamma(self, context_len: int) -> int:
+        current = self.predicted_rate(self.gamma)
+        if current is None:
+            return self.gamma
+        rates = {g: self.predicted_rate(g) or 0.0 for g in range(self.low, self.high + 1)}
+        best = max(rates, key=rates.__getitem__)
+        if rates[best] > current * (1.0 + self.hysteresis):
+            self.gamma = best
+        return self.gamma
+
+    def observe(self, observation: RoundObservation) -> None:
+        o = observation
+        self.network_ms.add(o.network_ms)
+        self.queue_ms.add(o.server_queue_ms)
+        self.verify_ms_per_token.add(o.server_verify_ms / (self.overhead_tokens + o.gamma + 1))
+        if o.drafted > 0:
+            self.draft_step_ms.add(o.draft_step_ms)
+            self.successes.add(o.accepted)
+            self.failures.add(1.0 if o.accepted < o.drafted else 0.0)
+
+
+POLICY_SPECS = "fixed:N, heuristic[:START], awc[:latency|cloud]"
 
 
 def make_window_policy(spec: str) -> WindowPolicy:
-    """Build a window policy from a command-line spec such as ``fixed:4``."""
+    """Build a window policy from a spec such as ``fixed:4``, ``heuristic`` or ``awc:cloud``."""
     kind, _, arg = spec.partition(":")
-    if kind == "fixed":
-        try:
+    try:
+        if kind == "fixed":
             return Fixed(int(arg or 4))
-        except ValueError as exc:
-            raise ValueError(f"bad window policy {spec!r}: {exc}") from exc
-    raise ValueError(f"unknown window policy {spec!r}; available: fixed:N")
+        if kind == "heuristic":
+            return Heuristic(int(arg or 4))
+        if kind == "awc":
+            return AWC(arg or "latency")
+    except ValueError as exc:
+        raise ValueError(f"bad window policy {spec!r}: {exc}") from exc
+    raise ValueError(f"unknown window policy {spec!r}; available: {POLICY_SPECS}")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from emulator.scenario import load_scenario
 from emulator.sim.calibration import CalibrationError, PairProfile, find_profile, sample_accepted
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
+from emulator.sim.messages import Verify
+from emulator.sim.server import Session
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
@@ -376,3 +378,19 @@ def test_a_prompt_the_profile_measured_gets_its_own_acceptance() -> None:
     rng = random.Random(5)
     draws = [sample_accepted(hard, 4, rng) for _ in range(4000)]
     assert np.mean(draws) == pytest.approx(sum(hard[0] ** k for k in range(1, 5)), abs=0.02)
+
+
+def test_a_batch_deadline_timer_always_finds_its_request_due(tmp_path) -> None:
+    """Rounding once left the oldest request a hair short of max_wait at its own timer,
+    which then re-armed itself for the same instant forever."""
+    scenario, profile = write_scenario(tmp_path, {"constant": {"delay_ms": 5}}, edges=2)
+    simulation = Simulation(
+        load_scenario(scenario), EventLog(None, "sim"), SimOptions(profile=str(profile))
+    )
+    server = simulation.server
+    server.active = 2
+    simulation.engine.now = 2025.7299390566782
+    server.pending.append(Verify(simulation.edges[0], 4, 2005.7299390566783))
+    server.sessions[simulation.edges[0]] = Session([0.5] * 40, random.Random(1), 40, 20)
+    server._work()
+    assert server.busy and not server.pending  # dispatched, no timer for "now"

@@ -22,6 +22,9 @@ from runtime.events import EventLog
 from runtime.policies import BatchingPolicy
 
 
+CLOCK_SLACK_MS = 1e-6
+
+
 @dataclass(slots=True)
 class Session:
     """The server's view of one request: how much of its token budget is used."""
@@ -75,7 +78,10 @@ class TargetSim:
         if not self.pending:
             return
         oldest_wait = now - self.pending[0].t_recv
-        if self.batching.should_dispatch(len(self.pending), self.active, oldest_wait):
+        # A timer set for the oldest request's deadline must find it due: without the slack,
+        # rounding can leave it a hair short, and the timer would be set again for now.
+        due = oldest_wait + CLOCK_SLACK_MS
+        if self.batching.should_dispatch(len(self.pending), self.active, due):
             self._run_batch()
         else:
             wake = now + self.batching.wait_budget_ms(oldest_wait)
