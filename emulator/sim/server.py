@@ -21,7 +21,6 @@ from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
 from runtime.policies import BatchingPolicy
 
-
 CLOCK_SLACK_MS = 1e-6
 
 

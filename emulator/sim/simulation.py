@@ -14,13 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulator.scenario import EdgeGroup, LinkSpec, Scenario
-from emulator.sim.calibration import (
-    PROFILES_DIR,
-    CalibrationError,
-    PairProfile,
-    find_profile,
-    read_profile,
-)
+from emulator.sim.calibration import PROFILES_DIR, PairProfile, find_profile, read_profile
 from emulator.sim.edge import EdgeSim
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
@@ -225,6 +219,3 @@ class Simulation:
             warnings=self.warnings,
             link_counters=dict(counters),
         )
-
-
-__all__ = ["CalibrationError", "SimOptions", "SimResult", "Simulation", "plan_edges"]
