@@ -86,6 +86,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt: Any, figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def _rounds_by_edge(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
@@ -146,10 +153,7 @@ def plot_links(
         axis.legend(fontsize=7, loc="upper left")
         axis.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("time since the workload started (s)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def plot_gamma(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
@@ -172,10 +176,7 @@ def plot_gamma(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
         if axis.has_data():
             axis.legend(fontsize=7, ncol=4)
     axes[-1, 0].set_xlabel("time since the first request (s)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def plot_tpot_cdfs(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
@@ -198,10 +199,7 @@ def plot_tpot_cdfs(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     axis.grid(alpha=0.3)
     if axis.has_data():
         axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def acceptance_per_position(events: list[dict[str, Any]]) -> list[float | None]:
@@ -235,7 +233,4 @@ def plot_acceptance(
     axis.set_ylim(0, 1.05)
     axis.grid(alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
