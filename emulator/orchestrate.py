@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class EmulationResult:
     edge_exit_codes: dict[str, int | None]
     replay_lateness_ms_p99: float | None
     interrupted: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 Watcher = Callable[[float, bool], None]

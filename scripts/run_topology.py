@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     emu = summarise(emu_events)
     sim_events: list[dict] = []
     sim = comparison = None
-    notes = list(result.notes)
+    notes: list[str] = []
     if not args.no_sim and not result.interrupted:
         say("simulating the same scenario")
         started = time.monotonic()
