@@ -36,11 +36,11 @@ def headline(summary: dict[str, Any]) -> dict[str, float | None]:
 
 
 def compare_scope(emu: dict[str, Any], sim: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    rows = {}
-    for name, path in METRICS:
-        e, s = _value(emu, path), _value(sim, path)
-        rows[name] = {"emu": e, "sim": s, "error": relative_error(e, s)}
-    return rows
+    emulated, simulated = headline(emu), headline(sim)
+    return {
+        name: {"emu": e, "sim": simulated[name], "error": relative_error(e, simulated[name])}
+        for name, e in emulated.items()
+    }
 
 
 def compare(emu: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:

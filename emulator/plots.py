@@ -33,18 +33,12 @@ def _tpot_ms(request: dict[str, Any]) -> float | None:
 
 def plot_run(events: list[dict[str, Any]], path: str | Path, title: str) -> Path:
     """Draw the run's figure into ``path`` (PNG) and return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    plt = _pyplot()
+    rounds = _rounds_by_edge(events)
+    start = _start(events)
     tpots: dict[str, list[float]] = defaultdict(list)
-    start = min((e["t_arrival"] for e in events if e.get("event") == "request"), default=0.0)
     for event in events:
-        if event.get("event") == "round" and event.get("t_send") is not None:
-            rounds[event["edge"]].append(event)
-        elif event.get("event") == "request" and (tpot := _tpot_ms(event)) is not None:
+        if event.get("event") == "request" and (tpot := _tpot_ms(event)) is not None:
             tpots[edge_group(event["edge"])].append(tpot)
     figure, (cdf, rtt, window) = plt.subplots(3, 1, figsize=(9, 10))
     for group, values in sorted(tpots.items()):

@@ -280,6 +280,12 @@ class Overrides:
 TRACE_KEYS = ("trace", "up", "down", "rtt")
 
 
+def spread_edges(total: int, groups: int) -> list[int]:
+    """Edge hosts per group when ``total`` are spread over ``groups`` in turn (the first
+    groups get one more; with fewer edges than groups, the last groups get none)."""
+    return [total // groups + (i < total % groups) for i in range(groups)]
+
+
 def _absolute(spec: str) -> str:
     """A trace spec typed on the command line: a relative path is from the working folder."""
     fmt, sep, rest = spec.partition(":")
@@ -295,9 +301,10 @@ def apply_overrides(raw: Any, overrides: Overrides, path: Path) -> Any:
     raw = copy.deepcopy(raw)
     groups = [g for g in raw["edges"] if isinstance(g, dict)]
     if overrides.edges is not None:
-        groups = raw["edges"] = groups[: overrides.edges]  # fewer edges than groups: the first
-        for i, group in enumerate(groups):
-            group["count"] = overrides.edges // len(groups) + (i < overrides.edges % len(groups))
+        counts = spread_edges(overrides.edges, len(groups))
+        groups = raw["edges"] = [g for g, n in zip(groups, counts, strict=True) if n]
+        for group, count in zip(groups, counts, strict=False):
+            group["count"] = count
     for group in groups:
         if overrides.policy is not None:
             group["policy"] = overrides.policy

@@ -26,6 +26,7 @@ from typing import Any
 from emulator.scenario import load_scenario
 from emulator.sim.engine import Engine
 from emulator.sim.simulation import SimOptions, Simulation
+from runtime.arguments import window_policy_spec
 from runtime.events import EventLog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--edges", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request")
-    parser.add_argument("--policy", help="window policy of every edge (default: the scenario's)")
+    parser.add_argument(
+        "--policy",
+        type=window_policy_spec,
+        help="window policy of every edge (default: the scenario's)",
+    )
     parser.add_argument("--scenario", default=str(ROOT / "topologies" / "default.yaml"))
     parser.add_argument("--sweep", action="store_true", help=f"run {SWEEP} edges")
     parser.add_argument("--compare-simpy", action="store_true", help="engine vs SimPy")

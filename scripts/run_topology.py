@@ -70,19 +70,12 @@ from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario 
 from emulator.shaping.probe import choose_backend  # noqa: E402
 from emulator.sim.calibration import CalibrationError, find_profile  # noqa: E402
 from emulator.sim.simulation import Simulation  # noqa: E402
+from runtime.arguments import positive_int, window_policy_spec  # noqa: E402
 from runtime.events import EventLog, read_events  # noqa: E402
 from runtime.metrics import format_table, summarise  # noqa: E402
 from runtime.models import ModelError, prepare_model  # noqa: E402
-from runtime.policies import make_window_policy  # noqa: E402
 
 DEFAULT_TOPOLOGY = ROOT / "topologies" / "default.yaml"
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def trace_option(text: str) -> tuple[str, str]:
@@ -109,10 +102,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "LINK.rtt set one part; TRACE is a canonical CSV or FORMAT:PATH (mahimahi, norway,\n"
         "ucc, wifi-cellular, 5gophers, mecperf); repeatable",
     )
-    parser.add_argument("--policy", help="window policy of every edge, e.g. fixed:6")
-    parser.add_argument("--edges", type=positive, help="edge hosts in all, over the groups")
-    parser.add_argument("--requests", type=positive, help="requests per edge")
-    parser.add_argument("--max-new-tokens", type=positive, help="tokens per request")
+    parser.add_argument(
+        "--policy", type=window_policy_spec, help="window policy of every edge, e.g. fixed:6"
+    )
+    parser.add_argument("--edges", type=positive_int, help="edge hosts in all, over the groups")
+    parser.add_argument("--requests", type=positive_int, help="requests per edge")
+    parser.add_argument("--max-new-tokens", type=positive_int, help="tokens per request")
     parser.add_argument(
         "--shaper", choices=("netem", "delayline"), help="link shaping (default: probe)"
     )
@@ -127,13 +122,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="last line: JSON with results_dir, backend, emu, sim and error per metric",
     )
-    args = parser.parse_args(argv)
-    if args.policy:
-        try:
-            make_window_policy(args.policy)
-        except ValueError as exc:
-            parser.error(str(exc))
-    return args
+    return parser.parse_args(argv)
 
 
 def preflight(scenario: Scenario, need_sim: bool) -> list[str]:

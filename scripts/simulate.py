@@ -23,38 +23,27 @@ from emulator.plots import plot_run
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
 from emulator.sim.simulation import SimOptions, Simulation
+from runtime.arguments import positive_int, window_policy_spec
 from runtime.events import EventLog
 from runtime.metrics import format_table, summarise
-from runtime.policies import make_window_policy
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", help="scenario YAML file, e.g. topologies/default.yaml")
-    parser.add_argument("--edges", type=positive, help="edge hosts in all, over the groups")
-    parser.add_argument("--policy", help="window policy of every edge, e.g. fixed:6")
-    parser.add_argument("--requests", type=positive, help="requests per edge")
-    parser.add_argument("--max-new-tokens", type=positive, help="tokens per request")
+    parser.add_argument("--edges", type=positive_int, help="edge hosts in all, over the groups")
+    parser.add_argument(
+        "--policy", type=window_policy_spec, help="window policy of every edge, e.g. fixed:6"
+    )
+    parser.add_argument("--requests", type=positive_int, help="requests per edge")
+    parser.add_argument("--max-new-tokens", type=positive_int, help="tokens per request")
     parser.add_argument("--seed", type=int, help="overrides the scenario's seed")
     parser.add_argument("--profile", help="profile JSON for every pair (default: profiles/)")
     parser.add_argument("--until", type=float, default=float("inf"), help="simulated seconds")
     parser.add_argument("--out", default="results", help="parent folder of the results")
     parser.add_argument("--no-save", action="store_true", help="write no results folder")
     parser.add_argument("--json", action="store_true", help="last line: the metrics as JSON")
-    args = parser.parse_args(argv)
-    if args.policy:
-        try:
-            make_window_policy(args.policy)
-        except ValueError as exc:
-            parser.error(str(exc))
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

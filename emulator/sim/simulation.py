@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from emulator.scenario import EdgeGroup, LinkSpec, Scenario
+from emulator.scenario import EdgeGroup, LinkSpec, Scenario, spread_edges
 from emulator.sim.calibration import PROFILES_DIR, PairProfile, find_profile, read_profile
 from emulator.sim.edge import EdgeSim
 from emulator.sim.engine import Engine
@@ -65,11 +65,10 @@ def plan_edges(scenario: Scenario, total: int | None) -> list[tuple[str, EdgeGro
     """Edge hosts and their groups: the scenario's, or ``total`` spread over its groups."""
     if total is None:
         return scenario.edge_hosts()
-    groups = scenario.edges
-    counts = [total // len(groups) + (i < total % len(groups)) for i in range(len(groups))]
+    counts = spread_edges(total, len(scenario.edges))
     return [
         (f"{group.name}{index + 1}", group)
-        for group, count in zip(groups, counts, strict=True)
+        for group, count in zip(scenario.edges, counts, strict=True)
         for index in range(count)
     ]
 
