@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-from runtime.policies import make_window_policy
+from runtime.policies import WindowPolicy, make_window_policy
 
 
 def positive_int(text: str) -> int:
@@ -15,10 +16,17 @@ def positive_int(text: str) -> int:
     return value
 
 
-def window_policy_spec(text: str) -> str:
-    """A window policy spec (``fixed:4``, ``awc`` ...), checked by building the policy."""
-    try:
-        make_window_policy(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    return text
+def policy_spec_type(factory: Callable[[str], WindowPolicy]) -> Callable[[str], str]:
+    """An argparse type for window policy specs that ``factory`` builds."""
+
+    def check(text: str) -> str:
+        try:
+            factory(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        return text
+
+    return check
+
+
+window_policy_spec = policy_spec_type(make_window_policy)  # ``fixed:4``, ``awc`` ...

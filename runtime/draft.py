@@ -265,6 +265,7 @@ class EdgeClient:
             server_t_send=verdict["t_send"],
             queue_ms=verdict["queue_ms"],
             batch_size=verdict["batch_size"],
+            batch_width=verdict.get("batch_width", gamma + 1),
             verify_ms=verdict["verify_ms"],
             bytes_up=bytes_up,
             bytes_down=bytes_down,

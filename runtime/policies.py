@@ -27,6 +27,7 @@ class RoundObservation:
     batch_size: int
     draft_step_ms: float
     context_len: int
+    batch_width: int = 0  # tokens in the batch's longest row (every row is padded to it)
 
     @property
     def network_ms(self) -> float:
@@ -51,6 +52,7 @@ def observation_from_round(record: Mapping[str, Any]) -> RoundObservation:
         batch_size=record["batch_size"],
         draft_step_ms=record["draft_ms"] / gamma if gamma else 0.0,
         context_len=record["context_len"],
+        batch_width=record.get("batch_width", gamma + 1),
     )
 
 
@@ -124,21 +126,99 @@ class Ewma:
             self.value += self.weight * (sample - self.value)
 
 
+class WindowEstimates:
+    """Smoothed signals from the rounds a drafter has seen: what adaptive policies decide from.
+
+    Acceptance is estimated from accepted tokens and first rejections (the maximum-likelihood
+    estimate for runs of accepted tokens) with a longer memory, since one round's run ends at
+    random. Verify time is kept per token of batch *width* (``overhead_tokens`` + the longest
+    row, which every row of a padded batch pays for), and the queue wait in units of verify
+    time: under load it is the other batches' verify work ahead of this request.
+    """
+
+    def __init__(
+        self, smoothing: float, acceptance_smoothing: float, overhead_tokens: float
+    ) -> None:
+        self.overhead_tokens = overhead_tokens
+        self.successes = Ewma(acceptance_smoothing)
+        self.failures = Ewma(acceptance_smoothing)
+        self.draft_step_ms = Ewma(smoothing)
+        self.network_ms, self.network_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
+        self.queue_ms, self.queue_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
+        self.queue_batches = Ewma(smoothing)
+        self.verify_ms_per_token = Ewma(smoothing)
+        self.batch_size = Ewma(smoothing)
+        self.padded_width = Ewma(smoothing)
+        self.round_ms_per_token = Ewma(smoothing)
+        self.round_ms_per_token_slow = Ewma(smoothing / 4)
+        self.last_gamma = 0
+        self.context_len = 0
+
+    def alpha(self) -> float | None:
+        s, f = self.successes.value, self.failures.value
+        if s is None or f is None or s + f <= 0:
+            return None
+        return min(s / (s + f), 0.999)
+
+    def ready(self) -> bool:
+        return self.alpha() is not None and self.verify_ms_per_token.value is not None
+
+    def charged_verify_ms(self, gamma: int) -> float:
+        """The verify time this edge's row is charged when it drafts ``gamma`` tokens.
+
+        A batch is as wide as its longest row. Up to the width other edges' rows pad it to,
+        a longer row costs nothing more; beyond it, every row of the batch waits for the
+        extra width, so that part is charged once per row. Alone, this is the verify time.
+        """
+        padded = self.padded_width.value or 0.0
+        rows = max(1.0, self.batch_size.value or 1.0)
+        width = max(float(gamma + 1), padded) + (rows - 1.0) * max(0.0, gamma + 1 - padded)
+        return (self.verify_ms_per_token.value or 0.0) * (self.overhead_tokens + width)
+
+    def observe(self, o: RoundObservation) -> None:
+        self.network_ms.add(o.network_ms)
+        self.network_ms_slow.add(o.network_ms)
+        self.queue_ms.add(o.server_queue_ms)
+        self.queue_ms_slow.add(o.server_queue_ms)
+        self.last_gamma, self.context_len = o.gamma, o.context_len
+        self.batch_size.add(o.batch_size)
+        # a batch wider than this edge's row was widened by another edge: the padding up to
+        # that width is paid for anyway (0: this edge's own row is the widest, or alone)
+        self.padded_width.add(o.batch_width if o.batch_width > o.gamma + 1 else 0)
+        if o.server_verify_ms > 0:
+            self.verify_ms_per_token.add(
+                o.server_verify_ms / (self.overhead_tokens + max(o.batch_width, o.gamma + 1))
+            )
+            self.queue_batches.add(o.server_queue_ms / o.server_verify_ms)
+        if o.drafted > 0:
+            self.draft_step_ms.add(o.draft_step_ms)
+            self.successes.add(o.accepted)
+            self.failures.add(1.0 if o.accepted < o.drafted else 0.0)
+        round_ms = o.gamma * o.draft_step_ms + o.round_trip_ms
+        self.round_ms_per_token.add(round_ms / (o.accepted + 1))
+        self.round_ms_per_token_slow.add(round_ms / (o.accepted + 1))
+
+
 AWC_OBJECTIVES = ("latency", "cloud")
 
 
 class AWC:
     """Adaptive window control: each round, the γ with the most expected tokens per unit time.
 
-    From the observations it keeps smoothed estimates of the acceptance α (accepted tokens
-    and first rejections: the maximum-likelihood estimate for runs of accepted tokens), the
-    draft step time, the network part of the round trip, the server's queue wait and its
-    verify time per token of work, and picks γ in [low, high] maximising
-    E[tokens](γ) / (γ·t_draft + RTT + queue + t_verify(γ))  (objective ``latency``), or
-    E[tokens](γ) / t_verify(γ), the tokens per unit of cloud verify work (``cloud``).
+    From ``WindowEstimates`` it picks γ in [low, high] maximising
+    E[tokens](γ) / (γ·t_draft + network + t_verify(γ)·(1 + queue))  (objective ``latency``),
+    or E[tokens](γ) / t_verify(γ), the tokens per unit of cloud verify work (``cloud``).
     Verify time is modelled as proportional to (``overhead_tokens`` + γ + 1): a forward pass
-    costs a fixed part plus a part per token. It leaves the current γ only for a predicted
-    gain above ``hysteresis``, so that noise does not make it oscillate.
+    costs a fixed part plus a part per token. The queue wait, in units of verify time, is
+    the verify work of other batches ahead; it is assumed to grow with γ like this edge's own,
+    as if the edges sharing the server chose alike (they run the same policy in the same
+    world). In a batch with other rows, the verify time is charged as
+    ``WindowEstimates.charged_verify_ms`` says: padding up to the width others set is free,
+    widening the batch is charged for every row. So edges sharing batches settle on one
+    width instead of each padding everyone's batches with its own long rows. The network
+    part includes sending the drafts; the few bytes a drafted token adds to a message are
+    not modelled. AWC leaves the current γ only for a predicted gain above ``hysteresis``,
+    so that noise does not make it oscillate.
     """
 
     def __init__(
@@ -159,34 +239,22 @@ class AWC:
         self.objective, self.low, self.high = objective, low, high
         self.gamma = start
         self.hysteresis = hysteresis
-        self.overhead_tokens = overhead_tokens
         self.name = f"awc-{objective}"
-        # acceptance is noisy round to round (a run of accepts ends at random): a longer memory
-        self.successes = Ewma(acceptance_smoothing)
-        self.failures = Ewma(acceptance_smoothing)
-        self.draft_step_ms, self.network_ms = Ewma(smoothing), Ewma(smoothing)
-        self.queue_ms, self.verify_ms_per_token = Ewma(smoothing), Ewma(smoothing)
-
-    def alpha(self) -> float | None:
-        s, f = self.successes.value, self.failures.value
-        if s is None or f is None or s + f <= 0:
-            return None
-        return min(s / (s + f), 0.999)
+        self.estimates = WindowEstimates(smoothing, acceptance_smoothing, overhead_tokens)
 
     def predicted_rate(self, gamma: int) -> float | None:
         """Expected tokens per ms (``latency``) or per verify-ms (``cloud``) at this γ."""
-        alpha = self.alpha()
-        per_token = self.verify_ms_per_token.value
-        if alpha is None or per_token is None:
+        e = self.estimates
+        alpha = e.alpha()
+        if alpha is None or not e.ready():
             return None
-        verify = per_token * (self.overhead_tokens + gamma + 1)
+        verify = e.charged_verify_ms(gamma)
         if self.objective == "cloud":
             return expected_tokens(alpha, gamma) / verify
         cost = (
-            gamma * (self.draft_step_ms.value or 0.0)
-            + (self.network_ms.value or 0.0)
-            + (self.queue_ms.value or 0.0)
-            + verify
+            gamma * (e.draft_step_ms.value or 0.0)
+            + (e.network_ms.value or 0.0)
+            + verify * (1.0 + (e.queue_batches.value or 0.0))
         )
         return expected_tokens(alpha, gamma) / cost
 
@@ -201,14 +269,7 @@ class AWC:
         return self.gamma
 
     def observe(self, observation: RoundObservation) -> None:
-        o = observation
-        self.network_ms.add(o.network_ms)
-        self.queue_ms.add(o.server_queue_ms)
-        self.verify_ms_per_token.add(o.server_verify_ms / (self.overhead_tokens + o.gamma + 1))
-        if o.drafted > 0:
-            self.draft_step_ms.add(o.draft_step_ms)
-            self.successes.add(o.accepted)
-            self.failures.add(1.0 if o.accepted < o.drafted else 0.0)
+        self.estimates.observe(observation)
 
 
 POLICY_SPECS = "fixed:N, heuristic[:START], awc[:latency|cloud]"

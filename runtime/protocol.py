@@ -102,6 +102,7 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "done": ((bool,), True),
         "queue_ms": (_NUM, True),
         "batch_size": ((int,), True),
+        "batch_width": ((int,), False),
         "verify_ms": (_NUM, True),
         "t_recv": (_NUM, True),
         "t_send": (_NUM, True),

@@ -345,6 +345,7 @@ class TargetServer:
         logits = forward_rows(self.target.model, rows)
         outcomes = [self._decide(s, p, lg) for (s, p, _), lg in zip(work, logits, strict=True)]
         verify_ms = (time.perf_counter() - started) * 1000.0
+        width = max(len(row.tokens) for row in rows)
         bases = [len(session.committed) for session, _, _ in work]
         for (session, proposal, item), (accepted, token) in zip(work, outcomes, strict=True):
             emitted = self._commit(session, proposal, accepted, token)
@@ -361,6 +362,7 @@ class TargetServer:
                         "done": session.done,
                         "queue_ms": (dispatched - item.queued_at) * 1000.0,
                         "batch_size": len(rows),
+                        "batch_width": width,
                         "verify_ms": verify_ms,
                         "t_recv": item.t_recv,
                         "t_send": time.time(),

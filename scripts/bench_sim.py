@@ -25,8 +25,9 @@ from typing import Any
 
 from emulator.scenario import load_scenario
 from emulator.sim.engine import Engine
+from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.simulation import SimOptions, Simulation
-from runtime.arguments import window_policy_spec
+from runtime.arguments import policy_spec_type
 from runtime.events import EventLog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request")
     parser.add_argument(
         "--policy",
-        type=window_policy_spec,
+        type=policy_spec_type(simulated_window_policy),
         help="window policy of every edge (default: the scenario's)",
     )
     parser.add_argument("--scenario", default=str(ROOT / "topologies" / "default.yaml"))

@@ -33,8 +33,9 @@ from runtime.metrics import summarise
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "traces"
 FIXED = [f"fixed:{g}" for g in range(1, 9)]
-ADAPTIVE = ["heuristic", "awc", "awc:cloud"]
+ADAPTIVE = ["heuristic", "awc", "awc:cloud", "oracle"]
 SLO_TTFT_MS, SLO_TPOT_MS = 3000.0, 500.0
+CPU = 0.7
 LOAD_LEVELS = (1, 8, 32)
 
 
@@ -83,7 +84,7 @@ def scenarios(folder: Path, quick: bool) -> dict[str, Path]:
             "name": name,
             "seed": 1,
             "cloud": {"model": "smollm2", "cpu": 1.0, "batching": {"max_batch": 8}},
-            "edges": [{"name": "e", "count": edges, "draft": "int8", "cpu": 0.3, "link": link}],
+            "edges": [{"name": "e", "count": edges, "draft": "int8", "cpu": CPU, "link": link}],
             "wan": {"constant": {"rate_mbps": 1000, "delay_ms": 2}},
             "workload": {"requests_per_edge": 2 if quick else 4, "max_new_tokens": 128},
         }

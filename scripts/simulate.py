@@ -22,8 +22,9 @@ from tqdm import tqdm
 from emulator.plots import plot_run
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
+from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.simulation import SimOptions, Simulation
-from runtime.arguments import positive_int, window_policy_spec
+from runtime.arguments import policy_spec_type, positive_int
 from runtime.events import EventLog
 from runtime.metrics import format_table, summarise
 
@@ -33,7 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("scenario", help="scenario YAML file, e.g. topologies/default.yaml")
     parser.add_argument("--edges", type=positive_int, help="edge hosts in all, over the groups")
     parser.add_argument(
-        "--policy", type=window_policy_spec, help="window policy of every edge, e.g. fixed:6"
+        "--policy",
+        type=policy_spec_type(simulated_window_policy),
+        help="window policy of every edge, e.g. fixed:6, awc or oracle",
     )
     parser.add_argument("--requests", type=positive_int, help="requests per edge")
     parser.add_argument("--max-new-tokens", type=positive_int, help="tokens per request")

@@ -20,16 +20,17 @@ PRIOR_ROUNDS = 10
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 
 
-def sample_accepted(table: list[float], gamma: int, rng: random.Random) -> int:
-    """How many of γ drafted tokens the target accepts: token i is accepted with probability
-    ``table[i]``, given that tokens 0..i-1 were."""
-    if gamma > len(table):
-        table.extend([table[-1]] * gamma)
-    accepted = 0
+def sample_run(table: list[float], limit: int, rng: random.Random, start: int = 0) -> int:
+    """How many drafted tokens in a row the target would accept, counting at most ``limit``:
+    token i is accepted with probability ``table[i]``, given that tokens 0..i-1 were. With
+    ``start`` > 0, continues a run already known to be that long."""
+    if limit > len(table):
+        table.extend([table[-1]] * limit)
+    run = start
     draw = rng.random
-    while accepted < gamma and draw() < table[accepted]:
-        accepted += 1
-    return accepted
+    while run < limit and draw() < table[run]:
+        run += 1
+    return run
 
 
 class CalibrationError(ValueError):

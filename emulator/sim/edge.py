@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import collections
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from emulator.sim.calibration import PairProfile
+from emulator.sim.calibration import PairProfile, sample_run
 from emulator.sim.engine import Engine
 from emulator.sim.links import SimPath
 from emulator.sim.messages import Close, Open, Verdict, Verify
@@ -23,6 +24,8 @@ from runtime.policies import WindowPolicy, observation_from_round
 
 if TYPE_CHECKING:
     from emulator.sim.server import TargetSim
+
+RUN_HORIZON = 32  # acceptance runs are drawn this far whatever γ is (further only if γ is)
 
 
 @dataclass
@@ -66,6 +69,11 @@ class EdgeSim:
     _draft_ms: float = 0.0
     _t_send: float = 0.0
     _bytes_up: int = 0
+    foresee: Callable[[int], None] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        # only the simulator's Oracle is told the coming acceptance run
+        self.foresee = getattr(self.policy, "foresee", None)
 
     def arrival(self, index: int) -> None:
         """Request ``index`` arrives; it starts at once unless an earlier one is running."""
@@ -82,7 +90,7 @@ class EdgeSim:
         self.uplink.send(
             self.profile.open_bytes(request.prompt_tokens),
             self.server.arrive,
-            Open(self, request.prompt_tokens, self.max_tokens, request.acceptance),
+            Open(self, request.prompt_tokens, self.max_tokens),
         )
         prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.compute_scale
         self._prefill_done = now + prefill
@@ -104,15 +112,24 @@ class EdgeSim:
             self._draft()
 
     def _draft(self) -> None:
-        remaining = self.max_tokens - self.current.output_tokens
+        request = self.current
+        # The acceptance run is drawn before γ is chosen, and independently of it, so that
+        # every policy meets the same luck (common random numbers) and a clairvoyant one can
+        # be told it.
+        run = sample_run(request.acceptance, RUN_HORIZON, self.accept_rng)
+        if self.foresee is not None:
+            self.foresee(run)
+        remaining = self.max_tokens - request.output_tokens
         gamma = max(0, min(self.policy.next_gamma(self._context), remaining - 1))
+        if gamma > run == RUN_HORIZON:
+            run = sample_run(request.acceptance, gamma, self.accept_rng, start=run)
         step = self.profile.draft_step_ms(self._context) * self.compute_scale
         self._gamma, self._draft_ms = gamma, gamma * step
         # The access uplink is this edge's alone, so the send after drafting can be placed
         # on it now (one event fewer per round).
         self._t_send = self.engine.now + self._draft_ms
         self._bytes_up = self.profile.verify_bytes(gamma)
-        self.uplink.send(self._bytes_up, self.server.arrive, Verify(self, gamma), self._t_send)
+        self.uplink.send(self._bytes_up, self.server.arrive, Verify(self, gamma, run), self._t_send)
 
     def verdict(self, verdict: Verdict) -> None:
         request = self.current
@@ -140,6 +157,7 @@ class EdgeSim:
             server_t_send=verdict.t_send / 1000.0,
             queue_ms=verdict.queue_ms,
             batch_size=verdict.batch_size,
+            batch_width=verdict.batch_width,
             verify_ms=verdict.verify_ms,
             bytes_up=self._bytes_up,
             bytes_down=self.profile.verdict_bytes,

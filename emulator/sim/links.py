@@ -105,12 +105,22 @@ class SimLink:
             return self._span_piece
         cycle = math.floor(time_ms / self.period_ms) * self.period_ms
         piece = bisect.bisect_right(self.starts_ms, time_ms - cycle) - 1
+        self._set_span(cycle, piece)
+        # time_ms - cycle and cycle + start round differently: the time can land a hair past
+        # the span found, and asking again at the span's end would find the same span forever
+        if time_ms >= self._span_end:
+            if piece + 1 < len(self.starts_ms):
+                self._set_span(cycle, piece + 1)
+            else:
+                self._set_span(cycle + self.period_ms, 0)
+        return self._span_piece
+
+    def _set_span(self, cycle: float, piece: int) -> None:
         self._span_piece = piece
         self._span_start = cycle + self.starts_ms[piece]
         self._span_end = cycle + (
             self.starts_ms[piece + 1] if piece + 1 < len(self.starts_ms) else self.period_ms
         )
-        return piece
 
     def _service_start(self, time_ms: float) -> float:
         """The first moment from ``time_ms`` at which the rate is not zero (inf: never)."""

@@ -14,13 +14,13 @@ class Open:
     edge: EdgeSim
     prompt_tokens: int
     max_tokens: int
-    acceptance: list[float]  # per position, for this prompt
 
 
 @dataclass(slots=True)
 class Verify:
     edge: EdgeSim
     gamma: int
+    run: int  # drafted tokens in a row the target accepts; drawn by the edge, see EdgeSim
     t_recv: float = 0.0  # when the server drained it (ms)
 
 
@@ -35,6 +35,7 @@ class Verdict:
     done: bool
     queue_ms: float
     batch_size: int
+    batch_width: int
     verify_ms: float
     t_recv: float
     t_send: float

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import collections
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.sim.calibration import PairProfile, sample_accepted
+from emulator.sim.calibration import PairProfile
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
@@ -28,8 +27,6 @@ CLOCK_SLACK_MS = 1e-6
 class Session:
     """The server's view of one request: how much of its token budget is used."""
 
-    acceptance: list[float]
-    rng: random.Random
     context: int
     remaining: int
     done: bool = False
@@ -103,13 +100,7 @@ class TargetSim:
         self.busy = False
         edge = message.edge
         done = message.max_tokens <= 1
-        self.sessions[edge] = Session(
-            message.acceptance,
-            edge.accept_rng,
-            message.prompt_tokens + 1,
-            message.max_tokens - 1,
-            done,
-        )
+        self.sessions[edge] = Session(message.prompt_tokens + 1, message.max_tokens - 1, done)
         self.active += not done
         edge.downlink.send(edge.profile.opened_bytes, edge.opened, None)
         self._work()
@@ -122,15 +113,15 @@ class TargetSim:
         context = max(self.sessions[item.edge].context for item in batch) - 1
         verify_ms = self.profile.verify_ms(size, tokens, context) * self.compute_scale
         self.batches += 1
-        self._hold(verify_ms, self._batch_done, (batch, verify_ms, self.engine.now))
+        self._hold(verify_ms, self._batch_done, (batch, tokens, verify_ms, self.engine.now))
 
-    def _batch_done(self, work: tuple[list[Verify], float, float]) -> None:
-        batch, verify_ms, dispatched = work
+    def _batch_done(self, work: tuple[list[Verify], int, float, float]) -> None:
+        batch, tokens, verify_ms, dispatched = work
         self.busy = False
         now = self.engine.now
         for item in batch:
             session = self.sessions[item.edge]
-            accepted = sample_accepted(session.acceptance, item.gamma, session.rng)
+            accepted = min(item.run, item.gamma)
             emitted = min(accepted + 1, session.remaining)
             session.remaining -= emitted
             session.context += emitted
@@ -142,6 +133,7 @@ class TargetSim:
                 session.done,
                 dispatched - item.t_recv,
                 len(batch),
+                tokens,
                 verify_ms,
                 item.t_recv,
                 now,

@@ -18,10 +18,11 @@ from emulator.sim.calibration import PROFILES_DIR, PairProfile, find_profile, re
 from emulator.sim.edge import EdgeSim
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
+from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.server import TargetSim
 from runtime.arrivals import poisson_offsets, random_stream
 from runtime.events import EventLog
-from runtime.policies import BatchingPolicy, WindowPolicy, make_window_policy
+from runtime.policies import BatchingPolicy, WindowPolicy
 
 PolicyFactory = Callable[[str], WindowPolicy]
 PROGRESS_EVENTS = 100_000
@@ -81,7 +82,7 @@ class Simulation:
         scenario: Scenario,
         log: EventLog,
         options: SimOptions | None = None,
-        policy_factory: PolicyFactory = make_window_policy,
+        policy_factory: PolicyFactory = simulated_window_policy,
     ) -> None:
         self.options = options = options or SimOptions()
         self.scenario = scenario
