@@ -228,3 +228,45 @@ def plot_acceptance(
     axis.grid(alpha=0.3)
     axis.legend()
     return _save(plt, figure, path)
+
+
+def plot_policy_ratios(
+    results: dict[str, dict[str, dict[str, Any]]], shown: list[str], fixed: list[str], path: Path
+) -> Path:
+    """Each policy's throughput per scenario, relative to the best fixed γ in hindsight."""
+    plt = _pyplot()
+    names = list(results)
+    figure, axis = plt.subplots(figsize=(max(8, len(names) * 1.3), 4.5))
+    shown = [p for p in shown if all(p in results[name] for name in names)]
+    width = 0.8 / len(shown)
+    for index, policy in enumerate(shown):
+        values = []
+        for name in names:
+            best = max(results[name][p]["throughput_tok_s"] for p in fixed if p in results[name])
+            values.append(results[name][policy]["throughput_tok_s"] / best)
+        axis.bar([i + index * width for i in range(len(names))], values, width, label=policy)
+    axis.axhline(1.0, color="k", lw=0.8)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
+    axis.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    axis.set_ylabel("throughput / best fixed γ")
+    axis.legend(fontsize=7, ncol=4)
+    axis.set_title("window policies")
+    return _save(plt, figure, path)
+
+
+def plot_gains(validation: dict[str, dict[str, float]], path: Path) -> Path:
+    """Predicted (simulator) and measured (emulator) gains of AWC, side by side."""
+    plt = _pyplot()
+    names = list(validation)
+    figure, axes = plt.subplots(1, 2, figsize=(max(8, len(names) * 2.4), 4), sharey=True)
+    for axis, baseline in zip(axes, ("best_fixed", "heuristic"), strict=True):
+        for offset, world in ((0.0, "predicted"), (0.4, "measured")):
+            values = [validation[name][f"{world}_gain_vs_{baseline}_pct"] for name in names]
+            axis.bar([i + offset for i in range(len(names))], values, 0.4, label=world)
+        axis.axhline(0.0, color="k", lw=0.8)
+        axis.set_xticks([i + 0.2 for i in range(len(names))])
+        axis.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+        axis.set_title(f"AWC vs {baseline.replace('_', ' ')}")
+    axes[0].set_ylabel("throughput gain %")
+    axes[0].legend(fontsize=8)
+    return _save(plt, figure, path)

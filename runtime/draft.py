@@ -266,6 +266,7 @@ class EdgeClient:
             queue_ms=verdict["queue_ms"],
             batch_size=verdict["batch_size"],
             batch_width=verdict.get("batch_width", gamma + 1),
+            peer_width=verdict.get("peer_width", 0),
             verify_ms=verdict["verify_ms"],
             bytes_up=bytes_up,
             bytes_down=bytes_down,

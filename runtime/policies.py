@@ -6,9 +6,18 @@ imports and calls exactly these, never a copy.
 
 from __future__ import annotations
 
+import collections
+import functools
+import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
+
+from runtime.mlp import Mlp, load_json
 
 
 @dataclass(slots=True)
@@ -28,6 +37,7 @@ class RoundObservation:
     draft_step_ms: float
     context_len: int
     batch_width: int = 0  # tokens in the batch's longest row (every row is padded to it)
+    peer_width: int = 0  # tokens in the longest of the batch's other rows (0: alone)
 
     @property
     def network_ms(self) -> float:
@@ -53,7 +63,16 @@ def observation_from_round(record: Mapping[str, Any]) -> RoundObservation:
         draft_step_ms=record["draft_ms"] / gamma if gamma else 0.0,
         context_len=record["context_len"],
         batch_width=record.get("batch_width", gamma + 1),
+        peer_width=record.get("peer_width", 0),
     )
+
+
+def peer_widths(widths: list[int]) -> list[int]:
+    """For each row of a batch, the width of the longest other row (0 for a lone row): the
+    width a row's batch has whatever the row itself drafts."""
+    ordered = sorted(widths, reverse=True)
+    first, second = ordered[0], ordered[1] if len(ordered) > 1 else 0
+    return [second if width == first else first for width in widths]
 
 
 class WindowPolicy(Protocol):
@@ -113,11 +132,12 @@ def expected_tokens(alpha: float, gamma: int) -> float:
 
 
 class Ewma:
-    """An exponentially weighted mean; None until the first sample."""
+    """An exponentially weighted mean; ``initial`` (None: unknown) until the first sample,
+    which replaces an unknown value and is averaged into a given one."""
 
-    def __init__(self, weight: float) -> None:
+    def __init__(self, weight: float, initial: float | None = None) -> None:
         self.weight = weight
-        self.value: float | None = None
+        self.value: float | None = initial
 
     def add(self, sample: float) -> None:
         if self.value is None:
@@ -131,65 +151,69 @@ class WindowEstimates:
 
     Acceptance is estimated from accepted tokens and first rejections (the maximum-likelihood
     estimate for runs of accepted tokens) with a longer memory, since one round's run ends at
-    random. Verify time is kept per token of batch *width* (``overhead_tokens`` + the longest
+    random, and starts from a prior of α = 0.5: one fully accepted first round must not
+    read as α = 1. Verify time is kept per token of batch *width* (``overhead_tokens`` + the longest
     row, which every row of a padded batch pays for), and the queue wait in units of verify
     time: under load it is the other batches' verify work ahead of this request.
     """
 
     def __init__(
-        self, smoothing: float, acceptance_smoothing: float, overhead_tokens: float
+        self,
+        smoothing: float = 0.3,
+        acceptance_smoothing: float = 0.1,
+        overhead_tokens: float = 4.0,
     ) -> None:
         self.overhead_tokens = overhead_tokens
-        self.successes = Ewma(acceptance_smoothing)
-        self.failures = Ewma(acceptance_smoothing)
+        self.successes = Ewma(acceptance_smoothing, initial=1.0)
+        self.failures = Ewma(acceptance_smoothing, initial=1.0)
         self.draft_step_ms = Ewma(smoothing)
+        self.recent_network_ms: collections.deque[float] = collections.deque(maxlen=5)
         self.network_ms, self.network_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
         self.queue_ms, self.queue_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
         self.queue_batches = Ewma(smoothing)
         self.verify_ms_per_token = Ewma(smoothing)
         self.batch_size = Ewma(smoothing)
-        self.padded_width = Ewma(smoothing)
+        self.peer_width = Ewma(smoothing)
         self.round_ms_per_token = Ewma(smoothing)
         self.round_ms_per_token_slow = Ewma(smoothing / 4)
         self.last_gamma = 0
         self.context_len = 0
 
-    def alpha(self) -> float | None:
-        s, f = self.successes.value, self.failures.value
-        if s is None or f is None or s + f <= 0:
-            return None
-        return min(s / (s + f), 0.999)
+    def alpha(self) -> float:
+        s, f = self.successes.value or 0.0, self.failures.value or 0.0
+        return min(s / (s + f), 0.999) if s + f > 0 else 0.5
+
+    def typical_network_ms(self) -> float:
+        """The median network time of the last few rounds: recorded round trips have
+        one-round spikes (a retransmission, a handover) that are over before a window
+        drafted for them could pay off, while a lasting change shows within three rounds."""
+        return statistics.median(self.recent_network_ms) if self.recent_network_ms else 0.0
 
     def ready(self) -> bool:
-        return self.alpha() is not None and self.verify_ms_per_token.value is not None
+        """Whether a verdict has been seen: before it, nothing is known of the server."""
+        return self.verify_ms_per_token.value is not None
 
-    def charged_verify_ms(self, gamma: int) -> float:
-        """The verify time this edge's row is charged when it drafts ``gamma`` tokens.
-
-        A batch is as wide as its longest row. Up to the width other edges' rows pad it to,
-        a longer row costs nothing more; beyond it, every row of the batch waits for the
-        extra width, so that part is charged once per row. Alone, this is the verify time.
-        """
-        padded = self.padded_width.value or 0.0
-        rows = max(1.0, self.batch_size.value or 1.0)
-        width = max(float(gamma + 1), padded) + (rows - 1.0) * max(0.0, gamma + 1 - padded)
+    def verify_ms(self, gamma: int) -> float:
+        """Predicted verify time of a batch in which this edge's row drafts ``gamma`` tokens:
+        a batch is as wide as its longest row, so at least as wide as other edges' rows have
+        been making it; up to that width a longer row costs nothing more."""
+        width = max(gamma + 1.0, self.peer_width.value or 0.0)
         return (self.verify_ms_per_token.value or 0.0) * (self.overhead_tokens + width)
 
     def observe(self, o: RoundObservation) -> None:
+        self.recent_network_ms.append(o.network_ms)
         self.network_ms.add(o.network_ms)
         self.network_ms_slow.add(o.network_ms)
         self.queue_ms.add(o.server_queue_ms)
         self.queue_ms_slow.add(o.server_queue_ms)
         self.last_gamma, self.context_len = o.gamma, o.context_len
         self.batch_size.add(o.batch_size)
-        # a batch wider than this edge's row was widened by another edge: the padding up to
-        # that width is paid for anyway (0: this edge's own row is the widest, or alone)
-        self.padded_width.add(o.batch_width if o.batch_width > o.gamma + 1 else 0)
         if o.server_verify_ms > 0:
             self.verify_ms_per_token.add(
                 o.server_verify_ms / (self.overhead_tokens + max(o.batch_width, o.gamma + 1))
             )
             self.queue_batches.add(o.server_queue_ms / o.server_verify_ms)
+            self.peer_width.add(o.peer_width)
         if o.drafted > 0:
             self.draft_step_ms.add(o.draft_step_ms)
             self.successes.add(o.accepted)
@@ -212,10 +236,9 @@ class AWC:
     costs a fixed part plus a part per token. The queue wait, in units of verify time, is
     the verify work of other batches ahead; it is assumed to grow with γ like this edge's own,
     as if the edges sharing the server chose alike (they run the same policy in the same
-    world). In a batch with other rows, the verify time is charged as
-    ``WindowEstimates.charged_verify_ms`` says: padding up to the width others set is free,
-    widening the batch is charged for every row. So edges sharing batches settle on one
-    width instead of each padding everyone's batches with its own long rows. The network
+    world). So on a saturated server AWC moves towards the ``cloud`` choice. Where other
+    edges' rows make the batches wider than its own, the padding is paid for anyway, and it
+    drafts up to that width (``WindowEstimates.verify_ms``). The network
     part includes sending the drafts; the few bytes a drafted token adds to a message are
     not modelled. AWC leaves the current γ only for a predicted gain above ``hysteresis``,
     so that noise does not make it oscillate.
@@ -245,15 +268,15 @@ class AWC:
     def predicted_rate(self, gamma: int) -> float | None:
         """Expected tokens per ms (``latency``) or per verify-ms (``cloud``) at this γ."""
         e = self.estimates
-        alpha = e.alpha()
-        if alpha is None or not e.ready():
+        if not e.ready():
             return None
-        verify = e.charged_verify_ms(gamma)
+        alpha = e.alpha()
+        verify = e.verify_ms(gamma)
         if self.objective == "cloud":
             return expected_tokens(alpha, gamma) / verify
         cost = (
             gamma * (e.draft_step_ms.value or 0.0)
-            + (e.network_ms.value or 0.0)
+            + e.typical_network_ms()
             + verify * (1.0 + (e.queue_batches.value or 0.0))
         )
         return expected_tokens(alpha, gamma) / cost
@@ -272,7 +295,98 @@ class AWC:
         self.estimates.observe(observation)
 
 
-POLICY_SPECS = "fixed:N, heuristic[:START], awc[:latency|cloud]"
+WINDOW_FEATURES = (
+    "acceptance",
+    "log_draft_step_ms",
+    "log_network_ms",
+    "network_change",
+    "log_verify_ms_per_token",
+    "queue_batches",
+    "queue_change",
+    "log_batch_size",
+    "peer_width",
+    "log_tpot_ms",
+    "tpot_change",
+    "last_gamma",
+    "log_context_len",
+)
+LEARNED_WEIGHTS = Path(__file__).with_name("awc_learned.json")
+
+
+def _change(fast: Ewma, slow: Ewma, floor: float) -> float:
+    """A signal's trend: its short-memory mean relative to its long-memory one."""
+    if fast.value is None or slow.value is None:
+        return 0.0
+    return (fast.value - slow.value) / (slow.value + floor)
+
+
+def window_features(e: WindowEstimates) -> np.ndarray | None:
+    """``WINDOW_FEATURES`` of the estimates, on scales a network takes well (logs of times,
+    trends as relative changes); None before the first verdict."""
+    if not e.ready():
+        return None
+    return np.array(
+        [
+            e.alpha(),
+            math.log1p(e.draft_step_ms.value or 0.0),
+            math.log1p(e.typical_network_ms()),
+            _change(e.network_ms, e.network_ms_slow, 10.0),
+            math.log1p(e.verify_ms_per_token.value or 0.0),
+            e.queue_batches.value or 0.0,
+            _change(e.queue_ms, e.queue_ms_slow, 10.0),
+            math.log(max(1.0, e.batch_size.value or 1.0)),
+            e.peer_width.value or 0.0,
+            math.log1p(e.round_ms_per_token.value or 0.0),
+            _change(e.round_ms_per_token, e.round_ms_per_token_slow, 1.0),
+            float(e.last_gamma),
+            math.log1p(e.context_len),
+        ]
+    )
+
+
+@functools.cache
+def load_learned(path: Path) -> tuple[Mlp, tuple[int, ...]]:
+    """The network and the γ it scores, from a weights file written by train_awc.py."""
+    data = load_json(path)
+    try:
+        if tuple(data["features"]) != WINDOW_FEATURES:
+            raise ValueError("it was trained on other features; retrain with train_awc.py")
+        return Mlp.from_json(data["network"]), tuple(int(g) for g in data["gammas"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a learned window policy: {exc}") from exc
+
+
+class AWCLearned:
+    """The DSD paper's WC-DNN, trained: a small network scores each γ from the same
+    estimates AWC keeps, and the best-scoring γ is drafted.
+
+    The scores are the throughput of each γ relative to the best, as the simulator found
+    them for many simulated worlds (``scripts/train_awc.py``). It runs with numpy alone.
+    It switches γ only when the best score beats the current one by ``hysteresis``.
+    """
+
+    def __init__(self, weights: Path = LEARNED_WEIGHTS, start: int = 4, hysteresis: float = 0.02):
+        self.network, self.gammas = load_learned(Path(weights))
+        self.gamma = min(self.gammas, key=lambda g: abs(g - start))
+        self.hysteresis = hysteresis
+        self.name = "awc-learned"
+        self.estimates = WindowEstimates()
+
+    def next_gamma(self, context_len: int) -> int:
+        features = window_features(self.estimates)
+        if features is None:
+            return self.gamma
+        scores = self.network(features)
+        best = int(np.argmax(scores))
+        if scores[best] > scores[self.gammas.index(self.gamma)] + self.hysteresis:
+            self.gamma = self.gammas[best]
+        return self.gamma
+
+    def observe(self, observation: RoundObservation) -> None:
+        self.estimates.observe(observation)
+
+
+POLICY_SPECS = "fixed:N, heuristic[:START], awc[:latency|cloud], learned[:WEIGHTS.json]"
 
 
 def make_window_policy(spec: str) -> WindowPolicy:
@@ -285,6 +399,8 @@ def make_window_policy(spec: str) -> WindowPolicy:
             return Heuristic(int(arg or 4))
         if kind == "awc":
             return AWC(arg or "latency")
+        if kind == "learned":
+            return AWCLearned(Path(arg) if arg else LEARNED_WEIGHTS)
     except ValueError as exc:
         raise ValueError(f"bad window policy {spec!r}: {exc}") from exc
     raise ValueError(f"unknown window policy {spec!r}; available: {POLICY_SPECS}")

@@ -103,6 +103,7 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "queue_ms": (_NUM, True),
         "batch_size": ((int,), True),
         "batch_width": ((int,), False),
+        "peer_width": ((int,), False),
         "verify_ms": (_NUM, True),
         "t_recv": (_NUM, True),
         "t_send": (_NUM, True),

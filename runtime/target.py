@@ -26,7 +26,7 @@ from runtime.drafting import DraftState, Proposal
 from runtime.events import EventLog
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.models import DEFAULT_TARGET, LoadedModel, ModelError, load_model, make_draft
-from runtime.policies import BatchingPolicy
+from runtime.policies import BatchingPolicy, peer_widths
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.transport import wait_readable
 from runtime.verify import (
@@ -345,9 +345,12 @@ class TargetServer:
         logits = forward_rows(self.target.model, rows)
         outcomes = [self._decide(s, p, lg) for (s, p, _), lg in zip(work, logits, strict=True)]
         verify_ms = (time.perf_counter() - started) * 1000.0
-        width = max(len(row.tokens) for row in rows)
+        widths = [len(row.tokens) for row in rows]
+        peers = peer_widths(widths)
         bases = [len(session.committed) for session, _, _ in work]
-        for (session, proposal, item), (accepted, token) in zip(work, outcomes, strict=True):
+        for (session, proposal, item), (accepted, token), peer in zip(
+            work, outcomes, peers, strict=True
+        ):
             emitted = self._commit(session, proposal, accepted, token)
             if item is not None:
                 session.next_round += 1
@@ -362,7 +365,8 @@ class TargetServer:
                         "done": session.done,
                         "queue_ms": (dispatched - item.queued_at) * 1000.0,
                         "batch_size": len(rows),
-                        "batch_width": width,
+                        "batch_width": max(widths),
+                        "peer_width": peer,
                         "verify_ms": verify_ms,
                         "t_recv": item.t_recv,
                         "t_send": time.time(),

@@ -1,42 +1,71 @@
-"""Evaluate window policies (fixed γ, the heuristic, AWC) across links and load levels.
+"""Evaluate window policies (fixed γ, the heuristic, AWC, the learned AWC, the oracle) across
+links and load levels, in the simulator, the emulator or both.
 
-    python scripts/evaluate_awc.py --world sim [--json] [--out results]
+    python scripts/evaluate_awc.py --world sim [--quick] [--json]
+    sudo python scripts/evaluate_awc.py --world both [--scenarios constant-bad,lte-driving]
 
 Scenarios: a constant good and a constant bad link, one per recorded dataset family in
 ../shared/traces (LTE driving rates with an LTE RTT trace, 5G driving rates with 5G pings,
 WiFi rates with a WiFi RTT trace, edge-vs-cloud RTT alone), and the LTE link at load levels
-from one edge to server saturation. Each policy runs every scenario in the simulator with
-the bundled pair's profile. Prints a table, writes a PNG, and ends with a JSON line whose
-summary fields compare AWC with the best fixed γ in hindsight, fixed γ = 4 and the heuristic.
-Only the simulated world is evaluated so far.
+from one edge to server saturation. The single-edge scenarios are emulator-sized: ``emu``
+runs them in Mininet with the real processes (a smaller workload and fewer fixed γ, since
+every run loads the models), and ``both`` runs them in both worlds with the same seed and
+sets AWC's gain predicted by the simulator beside the gain measured in the emulator. Prints
+a table, writes PNGs and awc.json, and ends (with --json) with a JSON line whose summary
+compares AWC with the best fixed γ in hindsight, fixed γ = 4, the heuristic, the learned
+policy and the oracle.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from emulator.plots import plot_gains, plot_policy_ratios
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
 from emulator.sim.simulation import SimOptions, Simulation
-from runtime.events import EventLog
+from runtime.events import EventLog, read_events
 from runtime.metrics import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "traces"
 FIXED = [f"fixed:{g}" for g in range(1, 9)]
-ADAPTIVE = ["heuristic", "awc", "awc:cloud", "oracle"]
+SIM_POLICIES = [*FIXED, "heuristic", "awc", "awc:cloud", "learned", "oracle"]
+EMU_POLICIES = [
+    "fixed:1",
+    "fixed:2",
+    "fixed:3",
+    "fixed:4",
+    "fixed:6",
+    "heuristic",
+    "awc",
+    "learned",
+]
 SLO_TTFT_MS, SLO_TPOT_MS = 3000.0, 500.0
-CPU = 0.7
-LOAD_LEVELS = (1, 8, 32)
+LOAD_LEVELS = (8, 32)
+EDGE_CPU = 0.7  # one edge and the target fit the emulator's two cores beside the shapers
+RECORDED = ("lte-driving", "5g-driving", "wifi", "edge-vs-cloud-rtt")
+EMU_RUN_TIMEOUT_S = 900
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    emulable: bool
+    time_varying: bool
 
 
 def recorded_links() -> dict[str, dict[str, str]]:
@@ -67,38 +96,47 @@ def recorded_links() -> dict[str, dict[str, str]]:
     }
 
 
-def scenarios(folder: Path, quick: bool) -> dict[str, Path]:
-    """Scenario files for the evaluation, written into ``folder``."""
+def workload(world: str, quick: bool) -> dict[str, int]:
+    """Requests per edge and tokens: the emulator's runs are shorter (each loads the models)."""
+    if world == "sim":
+        return {"requests_per_edge": 2 if quick else 4, "max_new_tokens": 128}
+    return {"requests_per_edge": 1 if quick else 2, "max_new_tokens": 64}
+
+
+def write_scenarios(folder: Path, world: str, quick: bool) -> list[Scenario]:
+    """Scenario files for the evaluation, written into ``folder``; in ``emu`` and ``both``
+    only the emulator-sized ones."""
     links: dict[str, tuple[dict[str, Any], int]] = {
         "constant-good": ({"constant": {"rate_mbps": 50, "delay_ms": 10}}, 1),
         "constant-bad": ({"constant": {"rate_mbps": 2, "delay_ms": 150, "loss_pct": 1}}, 1),
     }
     for name, link in recorded_links().items():
         links[name] = (link, 1)
-    if "lte-driving" in links:
-        for edges in LOAD_LEVELS[1:]:
+    if "lte-driving" in links and world == "sim":
+        for edges in LOAD_LEVELS:
             links[f"lte-driving-{edges}-edges"] = (links["lte-driving"][0], edges)
-    paths = {}
+    scenarios = []
     for name, (link, edges) in links.items():
         raw = {
             "name": name,
             "seed": 1,
             "cloud": {"model": "smollm2", "cpu": 1.0, "batching": {"max_batch": 8}},
-            "edges": [{"name": "e", "count": edges, "draft": "int8", "cpu": CPU, "link": link}],
+            "edges": [
+                {"name": "e", "count": edges, "draft": "int8", "cpu": EDGE_CPU, "link": link}
+            ],
             "wan": {"constant": {"rate_mbps": 1000, "delay_ms": 2}},
-            "workload": {"requests_per_edge": 2 if quick else 4, "max_new_tokens": 128},
+            "workload": workload(world, quick),
         }
         path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(raw))
-        paths[name] = path
-    return paths
+        scenarios.append(Scenario(name, path, edges == 1, name.startswith(RECORDED)))
+    return scenarios
 
 
-def evaluate(path: Path, policy: str) -> dict[str, Any]:
-    log = EventLog(None, "sim", keep=True)
-    Simulation(load_scenario(path), log, SimOptions(policy=policy)).run()
-    summary = summarise(log.events)
-    requests = [e for e in log.events if e["event"] == "request" and not e.get("error")]
+def policy_metrics(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the evaluation reports of one run, from its event log (either world's)."""
+    summary = summarise(events)
+    requests = [e for e in events if e["event"] == "request" and not e.get("error")]
     good = sum(
         1
         for r in requests
@@ -106,95 +144,223 @@ def evaluate(path: Path, policy: str) -> dict[str, Any]:
         and (r["t_done"] - r["t_first_token"]) * 1000 / max(1, r["output_tokens"] - 1)
         <= SLO_TPOT_MS
     )
-    verify_ms = sum(e["verify_ms"] for e in log.events if e["event"] == "batch")
+    verify_ms = sum(e["verify_ms"] for e in events if e["event"] == "batch")
     return {
-        "throughput_tok_s": summary["throughput_tok_s"],
+        "throughput_tok_s": summary["throughput_tok_s"] or 0.0,
         "tpot_p50_ms": summary["tpot_ms"]["p50"],
         "tpot_p95_ms": summary["tpot_ms"]["p95"],
         "goodput_req_s": good / summary["duration_s"] if summary["duration_s"] else None,
         "tokens_per_round": summary["tokens_per_round"],
-        "verify_ms_per_token": verify_ms / summary["output_tokens"],
+        "verify_ms_per_token": verify_ms / max(1, summary["output_tokens"]),
         "gamma_mean": summary["gamma"]["mean"],
     }
 
 
-def summarise_policies(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    ratios: dict[str, list[float]] = {"best": [], "fixed4": [], "heuristic": []}
-    for per_policy in results.values():
-        awc = per_policy["awc"]["throughput_tok_s"]
-        best = max(per_policy[p]["throughput_tok_s"] for p in FIXED)
-        ratios["best"].append(awc / best)
-        ratios["fixed4"].append(awc / per_policy["fixed:4"]["throughput_tok_s"])
-        ratios["heuristic"].append(awc / per_policy["heuristic"]["throughput_tok_s"])
+def simulate(path: Path, policy: str) -> dict[str, Any]:
+    log = EventLog(None, "sim", keep=True)
+    Simulation(load_scenario(path), log, SimOptions(policy=policy)).run()
+    return policy_metrics(log.events)
+
+
+class EmulationFailed(RuntimeError):
+    """An emulated run did not finish; its output says why."""
+
+
+def emulate(path: Path, policy: str, out: Path) -> dict[str, Any]:
+    """One run of the main job (no simulation) with this policy on every edge."""
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "run_topology.py"),
+        "--topology",
+        str(path),
+        "--policy",
+        policy,
+        "--no-sim",
+        "--json-summary",
+        "--out",
+        str(out),
+    ]
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=EMU_RUN_TIMEOUT_S, check=False
+    )
+    if run.returncode != 0:
+        raise EmulationFailed(f"{path.stem} with {policy}: {run.stderr.strip() or run.stdout}")
+    results = Path(json.loads(run.stdout.strip().splitlines()[-1])["results_dir"])
+    skipped = {"links.jsonl", "resources.jsonl"}
+    logs = [p for p in sorted(results.glob("*.jsonl")) if p.name not in skipped]
+    return {**policy_metrics(read_events(*logs)), "results_dir": str(results)}
+
+
+def best_fixed(row: dict[str, dict[str, Any]], fixed: list[str]) -> float:
+    return max(row[p]["throughput_tok_s"] for p in fixed)
+
+
+def gain_pct(row: dict[str, dict[str, Any]], baseline: float) -> float:
+    return (row["awc"]["throughput_tok_s"] / baseline - 1.0) * 100.0
+
+
+def summarise_world(
+    results: dict[str, dict[str, dict[str, Any]]], scenarios: list[Scenario], fixed: list[str]
+) -> dict[str, Any]:
+    """The summary fields: AWC against each baseline over the scenarios."""
+    ratios: dict[str, list[float]] = {"best": [], "fixed4": [], "heuristic": [], "varying": []}
+    learned, oracle = [], []
+    for scenario in scenarios:
+        row = results[scenario.name]
+        awc = row["awc"]["throughput_tok_s"]
+        ratios["best"].append(awc / best_fixed(row, fixed))
+        ratios["fixed4"].append(awc / row["fixed:4"]["throughput_tok_s"])
+        ratios["heuristic"].append(awc / row["heuristic"]["throughput_tok_s"])
+        if scenario.time_varying:
+            ratios["varying"].append(awc / row["fixed:4"]["throughput_tok_s"])
+        if "learned" in row:
+            learned.append(row["learned"]["throughput_tok_s"] / awc)
+        if "oracle" in row:
+            oracle.append(row["oracle"]["throughput_tok_s"] / awc - 1.0)
     return {
         "awc_vs_best_fixed_min": min(ratios["best"]),
         "awc_vs_fixed4_mean": statistics.mean(ratios["fixed4"]),
+        "awc_vs_fixed4_time_varying_mean": (
+            statistics.mean(ratios["varying"]) if ratios["varying"] else None
+        ),
         "awc_vs_heuristic_mean": statistics.mean(ratios["heuristic"]),
-        "learned_vs_analytic_mean": None,  # the learned policy is not built yet
-        "oracle_gap_mean": None,  # nor the simulator's oracle
+        "learned_vs_analytic_mean": statistics.mean(learned) if learned else None,
+        "oracle_gap_mean": statistics.mean(oracle) if oracle else None,
     }
 
 
-def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
-    import matplotlib
+def validate(
+    sim: dict[str, dict[str, dict[str, Any]]], emu: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, dict[str, float]]:
+    """AWC's gains over the best fixed γ (among those both worlds ran) and over the
+    heuristic: predicted by the simulator, measured in the emulator, and their difference
+    in percentage points."""
+    rows = {}
+    for name, measured in emu.items():
+        predicted = sim[name]
+        row: dict[str, float] = {}
+        for baseline in ("best_fixed", "heuristic"):
+            gains = {}
+            for world, data in (("predicted", predicted), ("measured", measured)):
+                reference = (
+                    best_fixed(data, [p for p in data if p.startswith("fixed:")])
+                    if baseline == "best_fixed"
+                    else data["heuristic"]["throughput_tok_s"]
+                )
+                gains[world] = gain_pct(data, reference)
+                row[f"{world}_gain_vs_{baseline}_pct"] = gains[world]
+            row[f"difference_vs_{baseline}_pp"] = gains["predicted"] - gains["measured"]
+        rows[name] = row
+    return rows
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = list(results)
-    shown = ["fixed:1", "fixed:4", "fixed:8", *ADAPTIVE]
-    figure, axis = plt.subplots(figsize=(max(8, len(names) * 1.2), 4.5))
-    width = 0.8 / len(shown)
-    for index, policy in enumerate(shown):
-        values = []
-        for name in names:
-            best = max(results[name][p]["throughput_tok_s"] for p in FIXED)
-            values.append(results[name][policy]["throughput_tok_s"] / best)
-        axis.bar([i + index * width for i in range(len(names))], values, width, label=policy)
-    axis.axhline(1.0, color="k", lw=0.8)
-    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
-    axis.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
-    axis.set_ylabel("throughput / best fixed γ")
-    axis.legend(fontsize=7, ncol=3)
-    axis.set_title("window policies in the simulator")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+def print_row(world: str, name: str, row: dict[str, dict[str, Any]], fixed: list[str]) -> None:
+    best = max(fixed, key=lambda p: row[p]["throughput_tok_s"])
+    extra = "".join(
+        f"  {p} {row[p]['throughput_tok_s']:6.2f}" for p in ("learned", "oracle") if p in row
+    )
+    print(
+        f"{world} {name:<22} best {best:<8} {row[best]['throughput_tok_s']:6.2f} tok/s  "
+        f"fixed:4 {row['fixed:4']['throughput_tok_s']:6.2f}  "
+        f"heuristic {row['heuristic']['throughput_tok_s']:6.2f}  "
+        f"awc {row['awc']['throughput_tok_s']:6.2f} (γ {row['awc']['gamma_mean']:.1f}){extra}",
+        flush=True,
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--world", choices=("sim", "emu", "both"), default="sim")
+    parser.add_argument("--quick", action="store_true", help="fewer requests per edge")
+    parser.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
+    parser.add_argument("--policies", help="comma-separated policies (default: all the world runs)")
+    parser.add_argument("--out", default=str(ROOT / "results"), help="parent of the results")
+    parser.add_argument("--json", action="store_true", help="last line: the results as JSON")
+    return parser.parse_args(argv)
+
+
+def choose(all_names: list[str], wanted: str | None, what: str) -> list[str]:
+    if not wanted:
+        return all_names
+    chosen = [name.strip() for name in wanted.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in all_names]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; available: {', '.join(all_names)}")
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--world", choices=("sim",), default="sim", help="only sim so far")
-    parser.add_argument("--quick", action="store_true", help="fewer requests per edge")
-    parser.add_argument("--out", default=str(ROOT / "results"), help="parent of the results")
-    parser.add_argument("--json", action="store_true", help="last line: the results as JSON")
-    args = parser.parse_args(argv)
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+    args = parse_args(argv)
+    if args.world != "sim" and os.geteuid() != 0:
+        print("evaluate_awc: error: the emulator needs root: run it with sudo", file=sys.stderr)
+        return 2
+    out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-awc-{args.world}"
+    sim: dict[str, dict[str, dict[str, Any]]] = {}
+    emu: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         try:
-            paths = scenarios(Path(folder), args.quick)
-            for name, path in paths.items():
-                results[name] = {p: evaluate(path, p) for p in FIXED + ADAPTIVE}
-                row = results[name]
-                best = max(FIXED, key=lambda p: row[p]["throughput_tok_s"])
-                print(
-                    f"{name:<24} best {best:<8} {row[best]['throughput_tok_s']:6.2f} tok/s  "
-                    f"fixed:4 {row['fixed:4']['throughput_tok_s']:6.2f}  "
-                    f"heuristic {row['heuristic']['throughput_tok_s']:6.2f}  "
-                    f"awc {row['awc']['throughput_tok_s']:6.2f} (γ {row['awc']['gamma_mean']:.1f})",
-                    flush=True,
-                )
-        except (ScenarioError, CalibrationError) as exc:
+            scenarios = write_scenarios(Path(folder), args.world, args.quick)
+            names = choose([s.name for s in scenarios], args.scenarios, "scenario")
+            scenarios = [s for s in scenarios if s.name in names]
+            # both worlds run the emulator's policies in ``both``, so that gains compare
+            offered = SIM_POLICIES if args.world == "sim" else EMU_POLICIES
+            policies = choose(offered, args.policies, "policy")
+            for needed in ("fixed:4", "heuristic", "awc"):
+                if needed not in policies:
+                    raise ValueError(f"the summary needs {needed} among the policies")
+            fixed = [p for p in policies if p.startswith("fixed:")]
+            for scenario in scenarios:
+                if args.world in ("sim", "both"):
+                    sim[scenario.name] = {p: simulate(scenario.path, p) for p in policies}
+                    print_row("sim", scenario.name, sim[scenario.name], fixed)
+                if args.world in ("emu", "both"):
+                    emu[scenario.name] = {}
+                    for policy in policies:
+                        print(f"emu {scenario.name}: running {policy}", flush=True)
+                        emu[scenario.name][policy] = emulate(scenario.path, policy, out / "runs")
+                    print_row("emu", scenario.name, emu[scenario.name], fixed)
+        except (ScenarioError, CalibrationError, ValueError, EmulationFailed) as exc:
             print(f"evaluate_awc: error: {exc}", file=sys.stderr)
             return 2
-    summary = summarise_policies(results)
-    out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-awc-{args.world}"
+        except subprocess.TimeoutExpired as exc:
+            print(
+                f"evaluate_awc: error: an emulated run took over {exc.timeout} s", file=sys.stderr
+            )
+            return 1
     out.mkdir(parents=True, exist_ok=True)
-    plot(results, out / "policies.png")
-    document = {"world": args.world, "scenarios": results, "summary": summary}
+    worlds = {}
+    for world, results in (("sim", sim), ("emu", emu)):
+        if results:
+            policies = list(next(iter(results.values())))
+            fixed = [p for p in policies if p.startswith("fixed:")]
+            shown = ["fixed:1", "fixed:4", *policies[len(fixed) :]]
+            plot_policy_ratios(results, shown, fixed, out / f"policies-{world}.png")
+            worlds[world] = {
+                "scenarios": results,
+                "summary": summarise_world(results, scenarios, fixed),
+            }
+    # the first world's results at the top; with ``both``, the emulator's under "emulated"
+    document: dict[str, Any] = {
+        "world": args.world,
+        "slo_ms": {"ttft": SLO_TTFT_MS, "tpot": SLO_TPOT_MS},
+        **worlds["sim" if sim else "emu"],
+    }
+    if args.world == "both":
+        document["emulated"] = worlds["emu"]
+        document["validation"] = validate(sim, emu)
+        plot_gains(document["validation"], out / "gains.png")
     (out / "awc.json").write_text(json.dumps(document, indent=1))
-    for key, value in summary.items():
-        print(f"{key:>26}: {'-' if value is None else f'{value:.3f}'}")
+    for key, value in document["summary"].items():
+        print(f"{key:>34}: {'-' if value is None else f'{value:.3f}'}")
+    for name, row in document.get("validation", {}).items():
+        print(
+            f"{name}: AWC vs best fixed predicted {row['predicted_gain_vs_best_fixed_pct']:+.1f}% "
+            f"measured {row['measured_gain_vs_best_fixed_pct']:+.1f}% "
+            f"({row['difference_vs_best_fixed_pp']:+.1f} pp); vs heuristic predicted "
+            f"{row['predicted_gain_vs_heuristic_pct']:+.1f}% measured "
+            f"{row['measured_gain_vs_heuristic_pct']:+.1f}% "
+            f"({row['difference_vs_heuristic_pp']:+.1f} pp)"
+        )
     print(f"results in {out}")
     if args.json:
         print(json.dumps(document))

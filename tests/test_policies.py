@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
+import shlex
 
+import numpy as np
 import pytest
+from cli import run_command
 
+from runtime.mlp import Mlp
 from runtime.policies import (
     AWC,
+    LEARNED_WEIGHTS,
+    WINDOW_FEATURES,
+    AWCLearned,
     Fixed,
     Heuristic,
     RoundObservation,
     expected_tokens,
     make_window_policy,
+    peer_widths,
 )
 
 
@@ -25,8 +34,12 @@ def observe_rounds(
     draft_step_ms: float = 20.0,
     verify_ms_per_token: float = 10.0,
     seed: int = 1,
+    queue_batches: float = 0.0,
+    others_width: int = 0,
 ) -> list[int]:
-    """Feed a policy rounds of a world with these parameters; returns the γ it chose."""
+    """Feed a policy rounds of a world with these parameters; returns the γ it chose.
+    ``queue_batches``: each request waits that many batches' verify time; ``others_width``:
+    other rows pad every batch to this width."""
     rng = random.Random(seed)
     chosen = []
     for _ in range(rounds):
@@ -35,18 +48,22 @@ def observe_rounds(
         accepted = 0
         while accepted < gamma and rng.random() < alpha:
             accepted += 1
-        verify = verify_ms_per_token * (4 + gamma + 1)
+        width = max(gamma + 1, others_width)
+        verify = verify_ms_per_token * (4 + width)
+        queue = queue_batches * verify
         policy.observe(
             RoundObservation(
                 gamma=gamma,
                 drafted=gamma,
                 accepted=accepted,
-                round_trip_ms=network_ms + verify,
+                round_trip_ms=network_ms + queue + verify,
                 server_verify_ms=verify,
-                server_queue_ms=0.0,
-                batch_size=1,
+                server_queue_ms=queue,
+                batch_size=8 if others_width or queue_batches else 1,
                 draft_step_ms=draft_step_ms,
                 context_len=100,
+                batch_width=width,
+                peer_width=others_width,
             )
         )
     return chosen
@@ -102,11 +119,100 @@ def test_the_cloud_objective_spends_less_verify_work_per_token_on_a_slow_link() 
     assert cloud[-1] < latency[-1]
 
 
+def test_each_row_learns_the_width_of_the_longest_other_row() -> None:
+    assert peer_widths([3]) == [0]
+    assert peer_widths([2, 5, 3]) == [5, 3, 5]
+    assert peer_widths([4, 4, 1]) == [4, 4, 4]
+
+
 def test_policy_specs() -> None:
     assert isinstance(make_window_policy("fixed:3"), Fixed)
     assert isinstance(make_window_policy("heuristic:6"), Heuristic)
     assert make_window_policy("awc").name == "awc-latency"
     assert make_window_policy("awc:cloud").name == "awc-cloud"
+    assert make_window_policy("learned").name == "awc-learned"
     for bad in ("awc:fast", "fixed:-1", "heuristic:0", "often"):
         with pytest.raises(ValueError):
             make_window_policy(bad)
+
+
+def test_awc_does_not_read_one_fully_accepted_round_as_certain_acceptance() -> None:
+    policy = AWC()
+    policy.observe(RoundObservation(4, 4, 4, 120.0, 50.0, 0.0, 1, 20.0, 100, 5))
+    assert policy.estimates.alpha() < 0.75
+    assert policy.next_gamma(100) <= 6
+
+
+def test_awc_ignores_a_one_round_spike_but_follows_a_lasting_change() -> None:
+    policy = AWC()
+    observe_rounds(policy, 60, alpha=0.7, network_ms=30)
+    settled = policy.gamma
+    spike = RoundObservation(settled, settled, 1, 2000.0, 90.0, 0.0, 1, 20.0, 100, settled + 1)
+    policy.observe(spike)
+    assert policy.next_gamma(100) == settled
+    lasting = observe_rounds(policy, 6, alpha=0.7, network_ms=400, seed=4)
+    assert lasting[-1] > settled
+
+
+def test_awc_drafts_up_to_the_width_other_rows_pad_the_batch_to() -> None:
+    """A fast drafter alone keeps γ small; when other rows pad every batch to 7 tokens, the
+    verify time is paid anyway and only the cheap drafting is left to weigh."""
+    alone = observe_rounds(AWC(), 60, alpha=0.6, network_ms=10, draft_step_ms=2.0)
+    padded = observe_rounds(AWC(), 60, alpha=0.6, network_ms=10, draft_step_ms=2.0, others_width=7)
+    assert alone[-1] <= 2
+    assert padded[-1] >= 5
+    assert len(set(padded[-20:])) == 1  # and stays there
+
+
+def test_awc_drafts_less_when_the_queue_is_other_batches_verify_work() -> None:
+    """On a saturated server the wait grows with every row's width: long windows cost
+    more than the edge's own verify time."""
+    idle = observe_rounds(AWC(), 80, alpha=0.8, network_ms=1000, verify_ms_per_token=50.0)
+    busy = observe_rounds(
+        AWC(), 80, alpha=0.8, network_ms=1000, verify_ms_per_token=50.0, queue_batches=3.0
+    )
+    assert busy[-1] < idle[-1]
+
+
+def test_the_learned_policy_loads_and_decides_without_torch() -> None:
+    """A fresh interpreter in which importing torch fails: the policy must not need it."""
+    program = """
+import sys
+sys.modules["torch"] = None  # any import of torch now raises ImportError
+from runtime.policies import RoundObservation, make_window_policy
+policy = make_window_policy("learned")
+for _ in range(30):
+    gamma = policy.next_gamma(100)
+    policy.observe(RoundObservation(gamma, gamma, gamma // 2, 260.0, 60.0, 0.0, 1, 25.0, 100))
+print(policy.next_gamma(100), "torch" in sys.modules and sys.modules["torch"] is not None)
+"""
+    done = run_command(f"-c {shlex.quote(program)}", timeout=60)
+    assert done.returncode == 0, done.stderr
+    gamma, torch_loaded = done.stdout.split()
+    assert 1 <= int(gamma) <= 10
+    assert torch_loaded == "False"
+
+
+def test_the_learned_policy_grows_the_window_on_a_long_round_trip() -> None:
+    short = observe_rounds(AWCLearned(), 60, alpha=0.8, network_ms=20, draft_step_ms=70.0)
+    long = observe_rounds(AWCLearned(), 60, alpha=0.8, network_ms=600, draft_step_ms=70.0)
+    assert long[-1] > short[-1]
+
+
+def test_weights_files_are_checked_when_loaded(tmp_path) -> None:
+    data = json.loads(LEARNED_WEIGHTS.read_text())
+    assert data["training"]["world_ranges"]  # the training set is described
+    network = Mlp.from_json(data["network"])
+    again = Mlp.from_json(json.loads(json.dumps(network.to_json())))
+    features = np.linspace(0.1, 2.0, len(WINDOW_FEATURES))
+    assert np.allclose(network(features), again(features))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**data, "features": ["acceptance"]}))
+    with pytest.raises(ValueError, match="other features"):
+        make_window_policy(f"learned:{other}")
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**data, "network": {**data["network"], "biases": [[0.0]]}}))
+    with pytest.raises(ValueError, match="not a learned window policy"):
+        make_window_policy(f"learned:{broken}")
+    with pytest.raises(ValueError, match="cannot read"):
+        make_window_policy(f"learned:{tmp_path / 'missing.json'}")

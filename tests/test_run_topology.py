@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from cli import ROOT, run_script
+from cli import ROOT, require_mininet, run_script
 
 from emulator.cleanup import cleanup, find_leftovers
 from emulator.scenario import Overrides, load_scenario
@@ -26,15 +26,6 @@ from runtime.events import read_events
 
 SHARED = ROOT.parent / "shared" / "traces"
 SCRIPT = ROOT / "scripts" / "run_topology.py"
-
-
-def require_mininet() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("Mininet needs root")
-    if not Path("/usr/bin/mnexec").exists() and not any(
-        (Path(p) / "mnexec").exists() for p in os.environ.get("PATH", "").split(":")
-    ):
-        pytest.skip("mnexec is not installed (apt install mininet)")
 
 
 def tiny_scenario(folder: Path, link: dict, tokens: int = 40, requests: int = 1) -> Path:

@@ -23,11 +23,13 @@ from emulator.sim.calibration import CalibrationError, PairProfile, find_profile
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
 from emulator.sim.messages import Verify
+from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.server import Session
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import EventLog
+from runtime.metrics import summarise
 from runtime.policies import RoundObservation, observation_from_round
 from runtime.profile_store import PROFILE_VERSION
 
@@ -416,3 +418,40 @@ def test_a_batch_deadline_timer_always_finds_its_request_due(tmp_path) -> None:
     server.sessions[simulation.edges[0]] = Session(40, 20)
     server._work()
     assert server.busy and not server.pending  # dispatched, no timer for "now"
+
+
+def test_every_policy_meets_the_same_acceptance_runs_and_the_oracle_drafts_exactly_them(
+    tmp_path,
+) -> None:
+    """Runs are drawn before γ and independently of it (common random numbers): a window
+    longer than any run accepts exactly the run, and the oracle, told the run, drafts it."""
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, requests=2, tokens=400, alpha=0.75
+    )
+    wide = rounds_of(simulate(scenario, profile, policy="fixed:16"))
+    oracle = rounds_of(simulate(scenario, profile, policy="oracle"))
+    uncapped = [r for r in wide if r["accepted"] < 16]
+    assert len(uncapped) > 100
+    assert [r["accepted"] for r in wide] == [r["gamma"] for r in oracle][: len(wide)]
+    assert all(r["accepted"] == r["gamma"] for r in oracle)
+    assert len({r["gamma"] for r in oracle}) > 4
+
+
+def test_the_oracle_bounds_the_fixed_windows_from_above(tmp_path) -> None:
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 40}}, requests=2, tokens=200, alpha=0.7
+    )
+    throughput = {
+        policy: summarise(simulate(scenario, profile, policy=policy))["throughput_tok_s"]
+        for policy in ("oracle", "fixed:1", "fixed:3", "fixed:6")
+    }
+    assert throughput["oracle"] > max(v for k, v in throughput.items() if k != "oracle")
+
+
+def test_the_oracle_is_only_offered_by_the_simulator() -> None:
+    from runtime.policies import make_window_policy
+
+    assert simulated_window_policy("oracle").name == "oracle"
+    assert simulated_window_policy("awc").name == "awc-latency"
+    with pytest.raises(ValueError, match="unknown window policy"):
+        make_window_policy("oracle")

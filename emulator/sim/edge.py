@@ -158,6 +158,7 @@ class EdgeSim:
             queue_ms=verdict.queue_ms,
             batch_size=verdict.batch_size,
             batch_width=verdict.batch_width,
+            peer_width=verdict.peer_width,
             verify_ms=verdict.verify_ms,
             bytes_up=self._bytes_up,
             bytes_down=self.profile.verdict_bytes,

@@ -36,6 +36,7 @@ class Verdict:
     queue_ms: float
     batch_size: int
     batch_width: int
+    peer_width: int
     verify_ms: float
     t_recv: float
     t_send: float

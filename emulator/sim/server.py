@@ -18,7 +18,7 @@ from emulator.sim.calibration import PairProfile
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
-from runtime.policies import BatchingPolicy
+from runtime.policies import BatchingPolicy, peer_widths
 
 CLOCK_SLACK_MS = 1e-6
 
@@ -119,7 +119,8 @@ class TargetSim:
         batch, tokens, verify_ms, dispatched = work
         self.busy = False
         now = self.engine.now
-        for item in batch:
+        peers = peer_widths([item.gamma + 1 for item in batch])
+        for item, peer in zip(batch, peers, strict=True):
             session = self.sessions[item.edge]
             accepted = min(item.run, item.gamma)
             emitted = min(accepted + 1, session.remaining)
@@ -134,6 +135,7 @@ class TargetSim:
                 dispatched - item.t_recv,
                 len(batch),
                 tokens,
+                peer,
                 verify_ms,
                 item.t_recv,
                 now,
