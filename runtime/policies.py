@@ -38,6 +38,9 @@ class RoundObservation:
     context_len: int
     batch_width: int = 0  # tokens in the batch's longest row (every row is padded to it)
     peer_width: int = 0  # tokens in the longest of the batch's other rows (0: alone)
+    batch_accepted: int = -1  # accepted tokens over all the batch's rows (-1: not reported)
+    batch_rejected: int = 0  # rows of the batch that ended in a rejection
+    utilisation: float = 0.0  # the server's busy share of its recent past
 
     @property
     def network_ms(self) -> float:
@@ -64,6 +67,9 @@ def observation_from_round(record: Mapping[str, Any]) -> RoundObservation:
         context_len=record["context_len"],
         batch_width=record.get("batch_width", gamma + 1),
         peer_width=record.get("peer_width", 0),
+        batch_accepted=record.get("batch_accepted", -1),
+        batch_rejected=record.get("batch_rejected", 0),
+        utilisation=record.get("utilisation", 0.0),
     )
 
 
@@ -146,15 +152,21 @@ class Ewma:
             self.value += self.weight * (sample - self.value)
 
 
+def _ratio(successes: Ewma, failures: Ewma) -> float:
+    s, f = successes.value or 0.0, failures.value or 0.0
+    return min(s / (s + f), 0.999) if s + f > 0 else 0.5
+
+
 class WindowEstimates:
     """Smoothed signals from the rounds a drafter has seen: what adaptive policies decide from.
 
     Acceptance is estimated from accepted tokens and first rejections (the maximum-likelihood
     estimate for runs of accepted tokens) with a longer memory, since one round's run ends at
-    random, and starts from a prior of α = 0.5: one fully accepted first round must not
-    read as α = 1. Verify time is kept per token of batch *width* (``overhead_tokens`` + the longest
-    row, which every row of a padded batch pays for), and the queue wait in units of verify
-    time: under load it is the other batches' verify work ahead of this request.
+    random, and starts from a prior of α = 0.5: one fully accepted first round must not read
+    as α = 1. Verify time is kept per token of batch width (``overhead_tokens`` + the longest
+    row, which every row of a padded batch pays for); the round time and the queue wait in
+    units of verify time; the server's utilisation and the batch's acceptance as verdicts
+    report them.
     """
 
     def __init__(
@@ -171,6 +183,10 @@ class WindowEstimates:
         self.network_ms, self.network_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
         self.queue_ms, self.queue_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
         self.queue_batches = Ewma(smoothing)
+        self.round_batches = Ewma(smoothing)
+        self.utilisation = Ewma(smoothing)
+        self.batch_successes = Ewma(acceptance_smoothing, initial=1.0)
+        self.batch_failures = Ewma(acceptance_smoothing, initial=1.0)
         self.verify_ms_per_token = Ewma(smoothing)
         self.batch_size = Ewma(smoothing)
         self.peer_width = Ewma(smoothing)
@@ -180,8 +196,19 @@ class WindowEstimates:
         self.context_len = 0
 
     def alpha(self) -> float:
-        s, f = self.successes.value or 0.0, self.failures.value or 0.0
-        return min(s / (s + f), 0.999) if s + f > 0 else 0.5
+        return _ratio(self.successes, self.failures)
+
+    def batch_alpha(self) -> float:
+        """Acceptance over the rows this edge's requests were batched with (its own where
+        the server does not report it)."""
+        return _ratio(self.batch_successes, self.batch_failures)
+
+    def server_cycle_ms(self, gamma: int) -> float:
+        """How long the server takes to verify a round of every edge it serves, were all of
+        them to draft ``gamma``: its busy share of this edge's round, scaled with the verify
+        time. On a saturated server this, not the edge's own path, sets the round time."""
+        busy = (self.utilisation.value or 0.0) * (self.round_batches.value or 0.0)
+        return busy * self.verify_ms(gamma)
 
     def typical_network_ms(self) -> float:
         """The median network time of the last few rounds: recorded round trips have
@@ -213,11 +240,21 @@ class WindowEstimates:
                 o.server_verify_ms / (self.overhead_tokens + max(o.batch_width, o.gamma + 1))
             )
             self.queue_batches.add(o.server_queue_ms / o.server_verify_ms)
+            server_ms = o.server_queue_ms + o.server_verify_ms
+            round_ms = o.gamma * o.draft_step_ms + self.typical_network_ms() + server_ms
+            self.round_batches.add(round_ms / o.server_verify_ms)
+            self.utilisation.add(o.utilisation)
             self.peer_width.add(o.peer_width)
         if o.drafted > 0:
             self.draft_step_ms.add(o.draft_step_ms)
             self.successes.add(o.accepted)
             self.failures.add(1.0 if o.accepted < o.drafted else 0.0)
+            if o.batch_accepted >= 0:
+                self.batch_successes.add(o.batch_accepted / o.batch_size)
+                self.batch_failures.add(o.batch_rejected / o.batch_size)
+            else:
+                self.batch_successes.add(o.accepted)
+                self.batch_failures.add(1.0 if o.accepted < o.drafted else 0.0)
         round_ms = o.gamma * o.draft_step_ms + o.round_trip_ms
         self.round_ms_per_token.add(round_ms / (o.accepted + 1))
         self.round_ms_per_token_slow.add(round_ms / (o.accepted + 1))
@@ -229,19 +266,22 @@ AWC_OBJECTIVES = ("latency", "cloud")
 class AWC:
     """Adaptive window control: each round, the γ with the most expected tokens per unit time.
 
-    From ``WindowEstimates`` it picks γ in [low, high] maximising
-    E[tokens](γ) / (γ·t_draft + network + t_verify(γ)·(1 + queue))  (objective ``latency``),
-    or E[tokens](γ) / t_verify(γ), the tokens per unit of cloud verify work (``cloud``).
-    Verify time is modelled as proportional to (``overhead_tokens`` + γ + 1): a forward pass
-    costs a fixed part plus a part per token. The queue wait, in units of verify time, is
-    the verify work of other batches ahead; it is assumed to grow with γ like this edge's own,
-    as if the edges sharing the server chose alike (they run the same policy in the same
-    world). So on a saturated server AWC moves towards the ``cloud`` choice. Where other
-    edges' rows make the batches wider than its own, the padding is paid for anyway, and it
-    drafts up to that width (``WindowEstimates.verify_ms``). The network
-    part includes sending the drafts; the few bytes a drafted token adds to a message are
-    not modelled. AWC leaves the current γ only for a predicted gain above ``hysteresis``,
-    so that noise does not make it oscillate.
+    From ``WindowEstimates`` it picks γ in [low, high] maximising, for objective ``latency``,
+    the smaller of two rates: the edge's own, E[tokens](γ) / (γ·t_draft + network +
+    t_verify(γ)), and its share of the server's, E_batch[tokens](γ) / server cycle(γ), where
+    the cycle is the server's busy time per round of every edge (its reported utilisation
+    times this edge's round time, scaled with the verify time) and E_batch uses the
+    acceptance of the rows this edge shares batches with. Alone or on an idle server the
+    first binds; on a saturated one the second does, and since every edge then weighs the
+    same batch acceptance, they settle on one width rather than each padding everyone's
+    batches with its own long rows. With ``cloud``: E[tokens](γ) / t_verify(γ), the tokens
+    per unit of cloud verify work. E[tokens] = (1 − α^(γ+1)) / (1 − α). Verify time is
+    modelled as proportional to (``overhead_tokens`` + width): a forward pass costs a fixed
+    part plus a part per token of its longest row; up to the width other rows give the
+    batch anyway, a longer row costs nothing more. The network part includes sending the
+    drafts; the few bytes a drafted token adds to a message are not modelled. AWC leaves the
+    current γ only for a predicted gain above ``hysteresis``, so that noise does not make it
+    oscillate.
     """
 
     def __init__(
@@ -252,7 +292,7 @@ class AWC:
         start: int = 4,
         smoothing: float = 0.3,
         acceptance_smoothing: float = 0.1,
-        hysteresis: float = 0.05,
+        hysteresis: float = 0.02,
         overhead_tokens: float = 4.0,
     ) -> None:
         if objective not in AWC_OBJECTIVES:
@@ -274,12 +314,10 @@ class AWC:
         verify = e.verify_ms(gamma)
         if self.objective == "cloud":
             return expected_tokens(alpha, gamma) / verify
-        cost = (
-            gamma * (e.draft_step_ms.value or 0.0)
-            + e.typical_network_ms()
-            + verify * (1.0 + (e.queue_batches.value or 0.0))
-        )
-        return expected_tokens(alpha, gamma) / cost
+        own_path = gamma * (e.draft_step_ms.value or 0.0) + e.typical_network_ms() + verify
+        edge_bound = expected_tokens(alpha, gamma) / own_path
+        server_bound = expected_tokens(e.batch_alpha(), gamma) / max(e.server_cycle_ms(gamma), 1e-9)
+        return min(edge_bound, server_bound)
 
     def next_gamma(self, context_len: int) -> int:
         current = self.predicted_rate(self.gamma)
@@ -305,6 +343,8 @@ WINDOW_FEATURES = (
     "queue_change",
     "log_batch_size",
     "peer_width",
+    "utilisation",
+    "batch_acceptance",
     "log_tpot_ms",
     "tpot_change",
     "last_gamma",
@@ -336,6 +376,8 @@ def window_features(e: WindowEstimates) -> np.ndarray | None:
             _change(e.queue_ms, e.queue_ms_slow, 10.0),
             math.log(max(1.0, e.batch_size.value or 1.0)),
             e.peer_width.value or 0.0,
+            e.utilisation.value or 0.0,
+            e.batch_alpha(),
             math.log1p(e.round_ms_per_token.value or 0.0),
             _change(e.round_ms_per_token, e.round_ms_per_token_slow, 1.0),
             float(e.last_gamma),

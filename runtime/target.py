@@ -29,6 +29,7 @@ from runtime.models import DEFAULT_TARGET, LoadedModel, ModelError, load_model, 
 from runtime.policies import BatchingPolicy, peer_widths
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.transport import wait_readable
+from runtime.utilisation import BusyMeter
 from runtime.verify import (
     SamplingParams,
     greedy_verify,
@@ -39,6 +40,7 @@ from runtime.verify import (
 
 POLL_IDLE_MS = 100
 DEFAULT_SESSION_TIMEOUT_S = 300.0
+BUSY_WINDOW_S = 5.0  # the recent past whose busy share verdicts report
 
 
 @dataclass
@@ -94,6 +96,7 @@ class TargetServer:
         self.target = target
         self.draft = draft
         self.batching = batching or BatchingPolicy()
+        self.busy = BusyMeter(BUSY_WINDOW_S)
         self.log = log or EventLog(None, "target")
         self.session_timeout_s = session_timeout_s
         self.spin_ms = spin_ms
@@ -231,6 +234,7 @@ class TargetServer:
             session.drafter = DraftState(self.draft, params, params.seed + 1)
             session.drafter.prefill(prompt)
         prefill_ms = (time.perf_counter() - start) * 1000.0
+        self.busy.add(time.monotonic() - prefill_ms / 1000.0, time.monotonic())
         emitted, session.done = truncate_emitted([first], session.remaining, self._eos(session))
         session.committed.extend(emitted)
         self.sessions[key] = session
@@ -345,8 +349,13 @@ class TargetServer:
         logits = forward_rows(self.target.model, rows)
         outcomes = [self._decide(s, p, lg) for (s, p, _), lg in zip(work, logits, strict=True)]
         verify_ms = (time.perf_counter() - started) * 1000.0
+        self.busy.add(dispatched, dispatched + verify_ms / 1000.0)
+        utilisation = self.busy.share(time.monotonic())
         widths = [len(row.tokens) for row in rows]
         peers = peer_widths(widths)
+        drafted = [len(proposal.tokens) for _, proposal, _ in work]
+        batch_accepted = sum(accepted for accepted, _ in outcomes)
+        batch_rejected = sum(a < d for (a, _), d in zip(outcomes, drafted, strict=True))
         bases = [len(session.committed) for session, _, _ in work]
         for (session, proposal, item), (accepted, token), peer in zip(
             work, outcomes, peers, strict=True
@@ -367,6 +376,9 @@ class TargetServer:
                         "batch_size": len(rows),
                         "batch_width": max(widths),
                         "peer_width": peer,
+                        "batch_accepted": batch_accepted,
+                        "batch_rejected": batch_rejected,
+                        "utilisation": utilisation,
                         "verify_ms": verify_ms,
                         "t_recv": item.t_recv,
                         "t_send": time.time(),

@@ -1,7 +1,7 @@
 """Evaluate window policies (fixed γ, the heuristic, AWC, the learned AWC, the oracle) across
 links and load levels, in the simulator, the emulator or both.
 
-    python scripts/evaluate_awc.py --world sim [--quick] [--json]
+    python scripts/evaluate_awc.py --world sim [--quick] [--seed N] [--json]
     sudo python scripts/evaluate_awc.py --world both [--scenarios constant-bad,lte-driving]
 
 Scenarios: a constant good and a constant bad link, one per recorded dataset family in
@@ -103,7 +103,7 @@ def workload(world: str, quick: bool) -> dict[str, int]:
     return {"requests_per_edge": 1 if quick else 2, "max_new_tokens": 64}
 
 
-def write_scenarios(folder: Path, world: str, quick: bool) -> list[Scenario]:
+def write_scenarios(folder: Path, world: str, quick: bool, seed: int = 1) -> list[Scenario]:
     """Scenario files for the evaluation, written into ``folder``; in ``emu`` and ``both``
     only the emulator-sized ones."""
     links: dict[str, tuple[dict[str, Any], int]] = {
@@ -119,7 +119,7 @@ def write_scenarios(folder: Path, world: str, quick: bool) -> list[Scenario]:
     for name, (link, edges) in links.items():
         raw = {
             "name": name,
-            "seed": 1,
+            "seed": seed,
             "cloud": {"model": "smollm2", "cpu": 1.0, "batching": {"max_batch": 8}},
             "edges": [
                 {"name": "e", "count": edges, "draft": "int8", "cpu": EDGE_CPU, "link": link}
@@ -274,6 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer requests per edge")
     parser.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
     parser.add_argument("--policies", help="comma-separated policies (default: all the world runs)")
+    parser.add_argument("--seed", type=int, default=1, help="every scenario's seed")
     parser.add_argument("--out", default=str(ROOT / "results"), help="parent of the results")
     parser.add_argument("--json", action="store_true", help="last line: the results as JSON")
     return parser.parse_args(argv)
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     emu: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         try:
-            scenarios = write_scenarios(Path(folder), args.world, args.quick)
+            scenarios = write_scenarios(Path(folder), args.world, args.quick, args.seed)
             names = choose([s.name for s in scenarios], args.scenarios, "scenario")
             scenarios = [s for s in scenarios if s.name in names]
             # both worlds run the emulator's policies in ``both``, so that gains compare

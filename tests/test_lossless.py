@@ -141,3 +141,40 @@ def test_default_pair_concurrent_edges(default_pair, start_server) -> None:
     for (edge, number), output in outputs.items():
         assert output == expected[number], f"edge {edge} prompt {number}"
     assert max(e["batch_size"] for e in log.events if e["event"] == "batch") > 1
+
+
+def test_verdicts_describe_the_batch_and_the_servers_load(
+    tiny_target, tiny_draft, start_server
+) -> None:
+    """What batch-aware policies learn from: each row's verdict says how wide the batch
+    and its other rows were, what the batch accepted, and how busy the server has been."""
+    server = start_server(tiny_target, batching=BatchingPolicy(max_batch=8, max_wait_ms=200.0))
+    logs = {gamma: EventLog(None, f"edge-{gamma}", keep=True) for gamma in (2, 6)}
+
+    def edge(gamma: int) -> None:
+        client = EdgeClient(server.endpoint, tiny_draft, f"e{gamma}", Fixed(gamma), log=logs[gamma])
+        try:
+            client.run(tiny_target.encode_prompt(f"prompt {gamma}"), TINY_TOKENS)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=edge, args=(gamma,)) for gamma in logs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    shared = 0
+    for gamma, log in logs.items():
+        for r in (e for e in log.events if e["event"] == "round" and e["drafted"] == gamma):
+            assert r["batch_width"] >= gamma + 1
+            assert 0.0 < r["utilisation"] <= 1.0
+            if r["batch_size"] == 1:
+                assert r["peer_width"] == 0 and r["batch_accepted"] == r["accepted"]
+            else:
+                shared += 1
+                # the other row drafts its γ, or fewer near the end of its token budget
+                assert 1 <= r["peer_width"] <= (7 if gamma == 2 else 3)
+                assert r["batch_width"] == max(gamma + 1, r["peer_width"])
+                assert r["accepted"] <= r["batch_accepted"] <= 8
+                assert r["batch_rejected"] <= 2
+    assert shared > 4

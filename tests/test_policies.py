@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import random
@@ -24,6 +25,7 @@ from runtime.policies import (
     make_window_policy,
     peer_widths,
 )
+from runtime.utilisation import BusyMeter
 
 
 def observe_rounds(
@@ -64,6 +66,7 @@ def observe_rounds(
                 context_len=100,
                 batch_width=width,
                 peer_width=others_width,
+                utilisation=1.0 if queue_batches else verify / (network_ms + queue + verify),
             )
         )
     return chosen
@@ -147,9 +150,13 @@ def test_awc_ignores_a_one_round_spike_but_follows_a_lasting_change() -> None:
     policy = AWC()
     observe_rounds(policy, 60, alpha=0.7, network_ms=30)
     settled = policy.gamma
-    spike = RoundObservation(settled, settled, 1, 2000.0, 90.0, 0.0, 1, 20.0, 100, settled + 1)
-    policy.observe(spike)
-    assert policy.next_gamma(100) == settled
+    verify = 10.0 * (4 + settled + 1)
+    calm, spiked = copy.deepcopy(policy), copy.deepcopy(policy)
+    calm.observe(RoundObservation(settled, settled, 2, 30.0 + verify, verify, 0.0, 1, 20.0, 100))
+    spiked.observe(
+        RoundObservation(settled, settled, 2, 2000.0 + verify, verify, 0.0, 1, 20.0, 100)
+    )
+    assert spiked.next_gamma(100) == calm.next_gamma(100)
     lasting = observe_rounds(policy, 6, alpha=0.7, network_ms=400, seed=4)
     assert lasting[-1] > settled
 
@@ -165,8 +172,9 @@ def test_awc_drafts_up_to_the_width_other_rows_pad_the_batch_to() -> None:
 
 
 def test_awc_drafts_less_when_the_queue_is_other_batches_verify_work() -> None:
-    """On a saturated server the wait grows with every row's width: long windows cost
-    more than the edge's own verify time."""
+    """On a saturated server (always busy, requests waiting three batches) the round time
+    is the server's cycle, which grows with every row's width: long windows cost more than
+    the edge's own verify time."""
     idle = observe_rounds(AWC(), 80, alpha=0.8, network_ms=1000, verify_ms_per_token=50.0)
     busy = observe_rounds(
         AWC(), 80, alpha=0.8, network_ms=1000, verify_ms_per_token=50.0, queue_batches=3.0
@@ -216,3 +224,14 @@ def test_weights_files_are_checked_when_loaded(tmp_path) -> None:
         make_window_policy(f"learned:{broken}")
     with pytest.raises(ValueError, match="cannot read"):
         make_window_policy(f"learned:{tmp_path / 'missing.json'}")
+
+
+def test_the_busy_meter_counts_only_the_recent_window() -> None:
+    meter = BusyMeter(10.0)
+    meter.add(0.0, 2.0)
+    meter.add(5.0, 6.0)
+    assert meter.share(10.0) == pytest.approx(0.3)
+    assert meter.share(13.0) == pytest.approx(0.1)  # the first span has left the window
+    meter.add(12.0, 20.0)
+    assert meter.share(14.0) == pytest.approx(0.3)  # a span still running counts so far
+    assert len(meter.spans) == 2

@@ -37,6 +37,9 @@ class Verdict:
     batch_size: int
     batch_width: int
     peer_width: int
+    batch_accepted: int
+    batch_rejected: int
+    utilisation: float
     verify_ms: float
     t_recv: float
     t_send: float

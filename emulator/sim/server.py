@@ -19,8 +19,10 @@ from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
 from runtime.policies import BatchingPolicy, peer_widths
+from runtime.utilisation import BusyMeter
 
 CLOCK_SLACK_MS = 1e-6
+BUSY_WINDOW_MS = 5000.0  # the runtime's BUSY_WINDOW_S
 
 
 @dataclass(slots=True)
@@ -47,6 +49,7 @@ class TargetSim:
     timer_at: float = math.inf
     busy_ms: float = 0.0
     batches: int = 0
+    meter: BusyMeter = field(default_factory=lambda: BusyMeter(BUSY_WINDOW_MS))
 
     def arrive(self, message: Open | Verify | Close) -> None:
         """A message reaches the server host; it is read when the loop is free."""
@@ -94,6 +97,7 @@ class TargetSim:
     def _hold(self, duration_ms: float, then: Callable[[Any], None], argument: Any) -> None:
         self.busy = True
         self.busy_ms += duration_ms
+        self.meter.add(self.engine.now, self.engine.now + duration_ms)
         self.engine.at(self.engine.now + duration_ms, then, argument)
 
     def _opened(self, message: Open) -> None:
@@ -120,9 +124,12 @@ class TargetSim:
         self.busy = False
         now = self.engine.now
         peers = peer_widths([item.gamma + 1 for item in batch])
-        for item, peer in zip(batch, peers, strict=True):
+        outcomes = [min(item.run, item.gamma) for item in batch]
+        batch_accepted = sum(outcomes)
+        batch_rejected = sum(a < item.gamma for a, item in zip(outcomes, batch, strict=True))
+        utilisation = self.meter.share(now)
+        for item, peer, accepted in zip(batch, peers, outcomes, strict=True):
             session = self.sessions[item.edge]
-            accepted = min(item.run, item.gamma)
             emitted = min(accepted + 1, session.remaining)
             session.remaining -= emitted
             session.context += emitted
@@ -136,6 +143,9 @@ class TargetSim:
                 len(batch),
                 tokens,
                 peer,
+                batch_accepted,
+                batch_rejected,
+                utilisation,
                 verify_ms,
                 item.t_recv,
                 now,
