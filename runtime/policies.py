@@ -333,6 +333,31 @@ class AWC:
         self.estimates.observe(observation)
 
 
+class Oracle:
+    """γ = the coming round's acceptance run, capped at ``high``: an upper bound for AWC.
+
+    Only the simulator can run it: it draws how many drafted tokens in a row the target
+    will accept before γ is chosen, independently of γ, and tells this policy (``foresee``).
+    Drafting exactly that many wastes no draft step and no verify slot on a rejected token,
+    yet emits every token the round could. It foresees acceptance only, not the network or
+    the server. The real draft client has no future to tell it, so ``make_window_policy``
+    does not offer it."""
+
+    def __init__(self, high: int = 16) -> None:
+        self.high = high
+        self.name = "oracle"
+        self._run = 1
+
+    def foresee(self, run: int) -> None:
+        self._run = run
+
+    def next_gamma(self, context_len: int) -> int:
+        return min(self._run, self.high)
+
+    def observe(self, observation: RoundObservation) -> None:
+        """Nothing to learn: it is told the future."""
+
+
 WINDOW_FEATURES = (
     "acceptance",
     "log_draft_step_ms",
