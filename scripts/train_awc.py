@@ -31,17 +31,12 @@ from tqdm import tqdm
 from emulator.scenario import load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.arguments import positive_int
+from runtime.estimates import WINDOW_FEATURES, WindowEstimates, window_features
 from runtime.events import EventLog
 from runtime.metrics import summarise
 from runtime.mlp import train_mlp
-from runtime.policies import (
-    LEARNED_WEIGHTS,
-    WINDOW_FEATURES,
-    Fixed,
-    RoundObservation,
-    WindowEstimates,
-    window_features,
-)
+from runtime.observations import RoundObservation
+from runtime.policies import LEARNED_WEIGHTS, Fixed
 
 GAMMAS = tuple(range(1, 11))
 EDGE_COUNTS = (1, 1, 1, 2, 4, 8, 16, 32)
