@@ -11,19 +11,26 @@ from one edge to server saturation. The single-edge scenarios are emulator-sized
 runs them in Mininet with the real processes (a smaller workload and fewer fixed γ, since
 every run loads the models), and ``both`` runs them in both worlds with the same seed and
 sets AWC's gain predicted by the simulator beside the gain measured in the emulator. Prints
-a table, writes PNGs and awc.json, and ends (with --json) with a JSON line whose summary
-compares AWC with the best fixed γ in hindsight, fixed γ = 4, the heuristic, the learned
-policy and the oracle.
+tables of every metric (also in awc.md), writes PNGs and awc.json, and ends (with --json)
+with a JSON line whose summary compares AWC with the best fixed γ in hindsight, fixed γ = 4,
+the heuristic, the learned policy and the oracle. Started by a Python without the project's
+packages (sudo's), it re-runs itself with the project's .venv.
 """
 
 from __future__ import annotations
+
+import sys
+
+from project_python import ROOT, use_project_python
+
+if __name__ == "__main__":
+    use_project_python(__file__)
 
 import argparse
 import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +46,6 @@ from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog, read_events
 from runtime.metrics import summarise
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "traces"
 FIXED = [f"fixed:{g}" for g in range(1, 9)]
 SIM_POLICIES = [*FIXED, "heuristic", "awc", "awc:cloud", "learned", "oracle"]
@@ -268,6 +274,54 @@ def print_row(world: str, name: str, row: dict[str, dict[str, Any]], fixed: list
     )
 
 
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def policy_tables(world: str, results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Every metric of every policy, one markdown table per scenario."""
+    lines = []
+    for name, row in results.items():
+        best = best_fixed(row, [p for p in row if p.startswith("fixed:")])
+        lines += [
+            f"### {world}: {name}",
+            "",
+            "| policy | tok/s | x best fixed | TPOT p50 ms | TPOT p95 ms | goodput req/s "
+            "| tok/round | verify ms/tok | mean γ |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for policy, m in row.items():
+            lines.append(
+                f"| {policy} | {m['throughput_tok_s']:.2f} | {m['throughput_tok_s'] / best:.3f} "
+                f"| {_number(m['tpot_p50_ms'], 0)} | {_number(m['tpot_p95_ms'], 0)} "
+                f"| {_number(m['goodput_req_s'], 3)} | {_number(m['tokens_per_round'], 2)} "
+                f"| {m['verify_ms_per_token']:.1f} | {_number(m['gamma_mean'], 1)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def validation_table(validation: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "### AWC's gain: predicted (simulator) vs measured (emulator)",
+        "",
+        "| scenario | vs best fixed: predicted | measured | difference | vs heuristic: predicted "
+        "| measured | difference |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in validation.items():
+        cells = [
+            f"{row[f'{world}_gain_vs_{baseline}_pct']:+.1f} %"
+            for baseline in ("best_fixed", "heuristic")
+            for world in ("predicted", "measured")
+        ]
+        lines.append(
+            f"| {name} | {cells[0]} | {cells[1]} | {row['difference_vs_best_fixed_pp']:+.1f} pp "
+            f"| {cells[2]} | {cells[3]} | {row['difference_vs_heuristic_pp']:+.1f} pp |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", choices=("sim", "emu", "both"), default="sim")
@@ -351,18 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         document["validation"] = validate(sim, emu)
         plot_gains(document["validation"], out / "gains.png")
     (out / "awc.json").write_text(json.dumps(document, indent=1))
+    report = "\n".join(policy_tables(world, worlds[world]["scenarios"]) for world in worlds)
+    if "validation" in document:
+        report += "\n" + validation_table(document["validation"])
+    (out / "awc.md").write_text(report)
+    print("\n" + report)
     for key, value in document["summary"].items():
-        print(f"{key:>34}: {'-' if value is None else f'{value:.3f}'}")
-    for name, row in document.get("validation", {}).items():
-        print(
-            f"{name}: AWC vs best fixed predicted {row['predicted_gain_vs_best_fixed_pct']:+.1f}% "
-            f"measured {row['measured_gain_vs_best_fixed_pct']:+.1f}% "
-            f"({row['difference_vs_best_fixed_pp']:+.1f} pp); vs heuristic predicted "
-            f"{row['predicted_gain_vs_heuristic_pct']:+.1f}% measured "
-            f"{row['measured_gain_vs_heuristic_pct']:+.1f}% "
-            f"({row['difference_vs_heuristic_pp']:+.1f} pp)"
-        )
-    print(f"results in {out}")
+        print(f"{key:>34}: {_number(value, 3)}")
+    print(f"results (awc.json, awc.md, PNGs) in {out}")
     if args.json:
         print(json.dumps(document))
     return 0
