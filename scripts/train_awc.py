@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "gammas": list(GAMMAS),
         "network": network.to_json(),
         "training": {
-            "command": "python scripts/train_awc.py " + " ".join(argv or sys.argv[1:]),
+            "command": " ".join(["python scripts/train_awc.py", *(argv or sys.argv[1:])]),
             "worlds": args.worlds,
             "world_ranges": WORLD_RANGES,
             "labels": "throughput of each fixed γ relative to the best, simulated",
