@@ -6,7 +6,8 @@ links and load levels, in the simulator, the emulator or both.
 
 Scenarios: a constant good and a constant bad link, one per recorded dataset family in
 ../shared/traces (LTE driving rates with an LTE RTT trace, 5G driving rates with 5G pings,
-WiFi rates with a WiFi RTT trace, edge-vs-cloud RTT alone), and the LTE link at load levels
+WiFi rates with a WiFi RTT trace, Norwegian 3G bus rates with the LTE RTT trace,
+edge-vs-cloud RTT alone), and the LTE link at load levels
 from one edge to server saturation. The single-edge scenarios are emulator-sized: ``emu``
 runs them in Mininet with the real processes (a smaller workload and fewer fixed γ, since
 every run loads the models), and ``both`` runs them in both worlds with the same seed and
@@ -62,7 +63,7 @@ EMU_POLICIES = [
 SLO_TTFT_MS, SLO_TPOT_MS = 3000.0, 500.0
 LOAD_LEVELS = (8, 32)
 EDGE_CPU = 0.7  # one edge and the target fit the emulator's two cores beside the shapers
-RECORDED = ("lte-driving", "5g-driving", "wifi", "edge-vs-cloud-rtt")
+RECORDED = ("lte-driving", "5g-driving", "wifi", "3g-bus", "edge-vs-cloud-rtt")
 EMU_RUN_TIMEOUT_S = 900
 
 
@@ -94,6 +95,10 @@ def recorded_links() -> dict[str, dict[str, str]]:
         "wifi": {
             "trace": f"wifi-cellular:{SHARED / 'wifi-cellular' / '7_1_wifi.csv'}",
             "rtt": f"mecperf:{mecperf / 'wifi-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
+        },
+        "3g-bus": {
+            "trace": f"norway:{SHARED / 'norway-3g' / 'norway_bus_1'}",
+            "rtt": f"mecperf:{mecperf / 'lte-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
         },
         "edge-vs-cloud-rtt": {
             "up": f"mecperf:{mecperf / 'lte-TCPRTT-noise20M_Client_edge_trace0.txt'}",
