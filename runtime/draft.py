@@ -33,7 +33,8 @@ from runtime.models import (
     load_model,
     make_draft,
 )
-from runtime.policies import WindowPolicy, make_window_policy, observation_from_round
+from runtime.observations import observation_from_round
+from runtime.policies import WindowPolicy, make_window_policy
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.prompts import load_prompts
 from runtime.transport import wait_readable

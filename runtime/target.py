@@ -26,7 +26,8 @@ from runtime.drafting import DraftState, Proposal
 from runtime.events import EventLog
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.models import DEFAULT_TARGET, LoadedModel, ModelError, load_model, make_draft
-from runtime.policies import BatchingPolicy, peer_widths
+from runtime.observations import peer_widths
+from runtime.policies import BatchingPolicy
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.transport import wait_readable
 from runtime.utilisation import BusyMeter

@@ -6,24 +6,32 @@ links and load levels, in the simulator, the emulator or both.
 
 Scenarios: a constant good and a constant bad link, one per recorded dataset family in
 ../shared/traces (LTE driving rates with an LTE RTT trace, 5G driving rates with 5G pings,
-WiFi rates with a WiFi RTT trace, edge-vs-cloud RTT alone), and the LTE link at load levels
+WiFi rates with a WiFi RTT trace, Norwegian 3G bus rates with the LTE RTT trace,
+edge-vs-cloud RTT alone), and the LTE link at load levels
 from one edge to server saturation. The single-edge scenarios are emulator-sized: ``emu``
 runs them in Mininet with the real processes (a smaller workload and fewer fixed γ, since
 every run loads the models), and ``both`` runs them in both worlds with the same seed and
 sets AWC's gain predicted by the simulator beside the gain measured in the emulator. Prints
-a table, writes PNGs and awc.json, and ends (with --json) with a JSON line whose summary
-compares AWC with the best fixed γ in hindsight, fixed γ = 4, the heuristic, the learned
-policy and the oracle.
+tables of every metric (also in awc.md), writes PNGs and awc.json, and ends (with --json)
+with a JSON line whose summary compares AWC with the best fixed γ in hindsight, fixed γ = 4,
+the heuristic, the learned policy and the oracle. Started by a Python without the project's
+packages (sudo's), it re-runs itself with the project's .venv.
 """
 
 from __future__ import annotations
+
+import sys
+
+from project_python import ROOT, use_project_python
+
+if __name__ == "__main__":
+    use_project_python(__file__)
 
 import argparse
 import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +47,6 @@ from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog, read_events
 from runtime.metrics import summarise
 
-ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "traces"
 FIXED = [f"fixed:{g}" for g in range(1, 9)]
 SIM_POLICIES = [*FIXED, "heuristic", "awc", "awc:cloud", "learned", "oracle"]
@@ -56,7 +63,7 @@ EMU_POLICIES = [
 SLO_TTFT_MS, SLO_TPOT_MS = 3000.0, 500.0
 LOAD_LEVELS = (8, 32)
 EDGE_CPU = 0.7  # one edge and the target fit the emulator's two cores beside the shapers
-RECORDED = ("lte-driving", "5g-driving", "wifi", "edge-vs-cloud-rtt")
+RECORDED = ("lte-driving", "5g-driving", "wifi", "3g-bus", "edge-vs-cloud-rtt")
 EMU_RUN_TIMEOUT_S = 900
 
 
@@ -88,6 +95,10 @@ def recorded_links() -> dict[str, dict[str, str]]:
         "wifi": {
             "trace": f"wifi-cellular:{SHARED / 'wifi-cellular' / '7_1_wifi.csv'}",
             "rtt": f"mecperf:{mecperf / 'wifi-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
+        },
+        "3g-bus": {
+            "trace": f"norway:{SHARED / 'norway-3g' / 'norway_bus_1'}",
+            "rtt": f"mecperf:{mecperf / 'lte-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
         },
         "edge-vs-cloud-rtt": {
             "up": f"mecperf:{mecperf / 'lte-TCPRTT-noise20M_Client_edge_trace0.txt'}",
@@ -268,6 +279,54 @@ def print_row(world: str, name: str, row: dict[str, dict[str, Any]], fixed: list
     )
 
 
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def policy_tables(world: str, results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Every metric of every policy, one markdown table per scenario."""
+    lines = []
+    for name, row in results.items():
+        best = best_fixed(row, [p for p in row if p.startswith("fixed:")])
+        lines += [
+            f"### {world}: {name}",
+            "",
+            "| policy | tok/s | x best fixed | TPOT p50 ms | TPOT p95 ms | goodput req/s "
+            "| tok/round | verify ms/tok | mean γ |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for policy, m in row.items():
+            lines.append(
+                f"| {policy} | {m['throughput_tok_s']:.2f} | {m['throughput_tok_s'] / best:.3f} "
+                f"| {_number(m['tpot_p50_ms'], 0)} | {_number(m['tpot_p95_ms'], 0)} "
+                f"| {_number(m['goodput_req_s'], 3)} | {_number(m['tokens_per_round'], 2)} "
+                f"| {m['verify_ms_per_token']:.1f} | {_number(m['gamma_mean'], 1)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def validation_table(validation: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "### AWC's gain: predicted (simulator) vs measured (emulator)",
+        "",
+        "| scenario | vs best fixed: predicted | measured | difference | vs heuristic: predicted "
+        "| measured | difference |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in validation.items():
+        cells = [
+            f"{row[f'{world}_gain_vs_{baseline}_pct']:+.1f} %"
+            for baseline in ("best_fixed", "heuristic")
+            for world in ("predicted", "measured")
+        ]
+        lines.append(
+            f"| {name} | {cells[0]} | {cells[1]} | {row['difference_vs_best_fixed_pp']:+.1f} pp "
+            f"| {cells[2]} | {cells[3]} | {row['difference_vs_heuristic_pp']:+.1f} pp |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", choices=("sim", "emu", "both"), default="sim")
@@ -351,18 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         document["validation"] = validate(sim, emu)
         plot_gains(document["validation"], out / "gains.png")
     (out / "awc.json").write_text(json.dumps(document, indent=1))
+    report = "\n".join(policy_tables(world, worlds[world]["scenarios"]) for world in worlds)
+    if "validation" in document:
+        report += "\n" + validation_table(document["validation"])
+    (out / "awc.md").write_text(report)
+    print("\n" + report)
     for key, value in document["summary"].items():
-        print(f"{key:>34}: {'-' if value is None else f'{value:.3f}'}")
-    for name, row in document.get("validation", {}).items():
-        print(
-            f"{name}: AWC vs best fixed predicted {row['predicted_gain_vs_best_fixed_pct']:+.1f}% "
-            f"measured {row['measured_gain_vs_best_fixed_pct']:+.1f}% "
-            f"({row['difference_vs_best_fixed_pp']:+.1f} pp); vs heuristic predicted "
-            f"{row['predicted_gain_vs_heuristic_pct']:+.1f}% measured "
-            f"{row['measured_gain_vs_heuristic_pct']:+.1f}% "
-            f"({row['difference_vs_heuristic_pp']:+.1f} pp)"
-        )
-    print(f"results in {out}")
+        print(f"{key:>34}: {_number(value, 3)}")
+    print(f"results (awc.json, awc.md, PNGs) in {out}")
     if args.json:
         print(json.dumps(document))
     return 0

@@ -13,67 +13,41 @@ itself with the project's .venv.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-NEEDED = ("torch", "transformers", "zmq", "mininet", "yaml", "orjson", "rich", "emulator")
-
-
-def use_project_python() -> None:
-    """Re-execute with the project's venv when this interpreter lacks its packages."""
-    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
-    if not missing:
-        return
-    venv = ROOT / ".venv" / "bin" / "python"
-    if venv.is_file() and not os.environ.get("DSD_EMU_REEXEC"):
-        print(
-            f"run_topology: {sys.executable} lacks {', '.join(missing)}; "
-            f"re-running with {venv.relative_to(ROOT)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        os.environ["DSD_EMU_REEXEC"] = "1"
-        os.execv(str(venv), [str(venv), str(Path(__file__).resolve()), *sys.argv[1:]])
-    print(
-        f"run_topology: error: this Python lacks {', '.join(missing)} and there is no project "
-        "venv; install everything with: bash scripts/bootstrap.sh install",
-        file=sys.stderr,
-    )
-    raise SystemExit(2)
-
+from project_python import ROOT, use_project_python
 
 if __name__ == "__main__":
-    use_project_python()
+    use_project_python(__file__)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime  # noqa: E402
+import argparse
+import json
+import signal
+import time
+from datetime import datetime
 
-import yaml  # noqa: E402
-from mininet.log import setLogLevel  # noqa: E402
+import yaml
+from mininet.log import setLogLevel
 
-from emulator.fidelity import compare, format_fidelity, headline, headline_errors  # noqa: E402
-from emulator.orchestrate import (  # noqa: E402
+from emulator.fidelity import compare, format_fidelity, headline, headline_errors
+from emulator.orchestrate import (
     Emulation,
     EmulationError,
     describe_host,
     missing_tools,
 )
-from emulator.progress import Progress  # noqa: E402
-from emulator.report import write_results  # noqa: E402
-from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario  # noqa: E402
-from emulator.shaping.probe import choose_backend  # noqa: E402
-from emulator.sim.calibration import CalibrationError, find_profile  # noqa: E402
-from emulator.sim.simulation import Simulation  # noqa: E402
-from runtime.arguments import positive_int, window_policy_spec  # noqa: E402
-from runtime.events import EventLog, read_events  # noqa: E402
-from runtime.metrics import format_table, summarise  # noqa: E402
-from runtime.models import ModelError, prepare_model  # noqa: E402
+from emulator.progress import Progress
+from emulator.report import write_results
+from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario
+from emulator.shaping.probe import choose_backend
+from emulator.sim.calibration import CalibrationError, find_profile
+from emulator.sim.simulation import Simulation
+from runtime.arguments import positive_int, window_policy_spec
+from runtime.events import EventLog, read_events
+from runtime.metrics import format_table, summarise
+from runtime.models import ModelError, prepare_model
 
 DEFAULT_TOPOLOGY = ROOT / "topologies" / "default.yaml"
 

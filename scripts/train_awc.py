@@ -31,17 +31,12 @@ from tqdm import tqdm
 from emulator.scenario import load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.arguments import positive_int
+from runtime.estimates import WINDOW_FEATURES, WindowEstimates, window_features
 from runtime.events import EventLog
 from runtime.metrics import summarise
 from runtime.mlp import train_mlp
-from runtime.policies import (
-    LEARNED_WEIGHTS,
-    WINDOW_FEATURES,
-    Fixed,
-    RoundObservation,
-    WindowEstimates,
-    window_features,
-)
+from runtime.observations import RoundObservation
+from runtime.policies import LEARNED_WEIGHTS, Fixed
 
 GAMMAS = tuple(range(1, 11))
 EDGE_COUNTS = (1, 1, 1, 2, 4, 8, 16, 32)
@@ -176,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "gammas": list(GAMMAS),
         "network": network.to_json(),
         "training": {
-            "command": "python scripts/train_awc.py " + " ".join(argv or sys.argv[1:]),
+            "command": " ".join(["python scripts/train_awc.py", *(argv or sys.argv[1:])]),
             "worlds": args.worlds,
             "world_ranges": WORLD_RANGES,
             "labels": "throughput of each fixed γ relative to the best, simulated",

@@ -11,7 +11,8 @@ import pytest
 from cli import require_mininet, run_script
 
 from emulator.cleanup import cleanup, find_leftovers
-from runtime.policies import RoundObservation, make_window_policy
+from runtime.observations import RoundObservation
+from runtime.policies import make_window_policy
 
 SUMMARY_FIELDS = (
     "awc_vs_best_fixed_min",

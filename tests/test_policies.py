@@ -12,18 +12,17 @@ import numpy as np
 import pytest
 from cli import run_command
 
+from runtime.estimates import WINDOW_FEATURES
 from runtime.mlp import Mlp
+from runtime.observations import RoundObservation, peer_widths
 from runtime.policies import (
     AWC,
     LEARNED_WEIGHTS,
-    WINDOW_FEATURES,
     AWCLearned,
     Fixed,
     Heuristic,
-    RoundObservation,
     expected_tokens,
     make_window_policy,
-    peer_widths,
 )
 from runtime.utilisation import BusyMeter
 
@@ -187,7 +186,8 @@ def test_the_learned_policy_loads_and_decides_without_torch() -> None:
     program = """
 import sys
 sys.modules["torch"] = None  # any import of torch now raises ImportError
-from runtime.policies import RoundObservation, make_window_policy
+from runtime.observations import RoundObservation
+from runtime.policies import make_window_policy
 policy = make_window_policy("learned")
 for _ in range(30):
     gamma = policy.next_gamma(100)

@@ -223,7 +223,11 @@ def test_preflight_says_sudo_is_needed_when_not_root(monkeypatch) -> None:
     assert any("sudo python scripts/run_topology.py" in p for p in problems)
 
 
-def test_a_python_without_the_packages_re_runs_itself_in_the_venv() -> None:
+@pytest.mark.parametrize(
+    ("script", "usage"),
+    [("run_topology.py", "--trace LINK=TRACE"), ("evaluate_awc.py", "--world {sim,emu,both}")],
+)
+def test_a_python_without_the_packages_re_runs_itself_in_the_venv(script, usage) -> None:
     system = Path("/usr/bin/python3")
     venv = ROOT / ".venv" / "bin" / "python"
     if not system.exists() or not venv.exists():
@@ -232,7 +236,7 @@ def test_a_python_without_the_packages_re_runs_itself_in_the_venv() -> None:
     if probe.returncode == 0:
         pytest.skip("the system python3 has the project's packages")
     result = subprocess.run(
-        [str(system), str(SCRIPT), "--help"],
+        [str(system), str(ROOT / "scripts" / script), "--help"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -241,4 +245,4 @@ def test_a_python_without_the_packages_re_runs_itself_in_the_venv() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "re-running with .venv/bin/python" in result.stderr
-    assert "--trace LINK=TRACE" in result.stdout
+    assert usage in result.stdout

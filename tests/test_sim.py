@@ -30,7 +30,7 @@ from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import EventLog
 from runtime.metrics import summarise
-from runtime.policies import RoundObservation, observation_from_round
+from runtime.observations import RoundObservation, observation_from_round
 from runtime.profile_store import PROFILE_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]

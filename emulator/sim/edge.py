@@ -20,7 +20,8 @@ from emulator.sim.engine import Engine
 from emulator.sim.links import SimPath
 from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
-from runtime.policies import WindowPolicy, observation_from_round
+from runtime.observations import observation_from_round
+from runtime.policies import WindowPolicy
 
 if TYPE_CHECKING:
     from emulator.sim.server import TargetSim

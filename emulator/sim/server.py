@@ -18,7 +18,8 @@ from emulator.sim.calibration import PairProfile
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
-from runtime.policies import BatchingPolicy, peer_widths
+from runtime.observations import peer_widths
+from runtime.policies import BatchingPolicy
 from runtime.utilisation import BusyMeter
 
 CLOCK_SLACK_MS = 1e-6
