@@ -30,7 +30,7 @@ from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.transport import wait_readable
-from runtime.utilisation import BusyMeter
+from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
 from runtime.verify import (
     SamplingParams,
     greedy_verify,
@@ -41,7 +41,6 @@ from runtime.verify import (
 
 POLL_IDLE_MS = 100
 DEFAULT_SESSION_TIMEOUT_S = 300.0
-BUSY_WINDOW_S = 5.0  # the recent past whose busy share verdicts report
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 
+BUSY_WINDOW_S = 5.0  # the recent past whose busy share verdicts report
+
 
 class BusyMeter:
     """Busy spans of the last ``window`` time units, and their share of it."""

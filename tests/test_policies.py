@@ -13,7 +13,7 @@ import pytest
 from cli import run_command
 
 from runtime.estimates import WINDOW_FEATURES
-from runtime.mlp import Mlp
+from runtime.mlp import Mlp, train_mlp
 from runtime.observations import RoundObservation, peer_widths
 from runtime.policies import (
     AWC,
@@ -235,3 +235,12 @@ def test_the_busy_meter_counts_only_the_recent_window() -> None:
     meter.add(12.0, 20.0)
     assert meter.share(14.0) == pytest.approx(0.3)  # a span still running counts so far
     assert len(meter.spans) == 2
+
+
+def test_the_mlp_training_fits_a_smooth_function() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.0, (2000, 3))
+    y = np.stack([np.sin(2.0 * x[:, 0]), x[:, 1] * x[:, 2]], axis=1)
+    network, losses = train_mlp(x, y, hidden=(16,), epochs=200, seed=0)
+    assert losses[-1] < losses[0] / 100
+    assert np.abs(network(x[:200]) - y[:200]).mean() < 0.05

@@ -20,10 +20,9 @@ from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
-from runtime.utilisation import BusyMeter
+from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
 
 CLOCK_SLACK_MS = 1e-6
-BUSY_WINDOW_MS = 5000.0  # the runtime's BUSY_WINDOW_S
 
 
 @dataclass(slots=True)
@@ -50,7 +49,7 @@ class TargetSim:
     timer_at: float = math.inf
     busy_ms: float = 0.0
     batches: int = 0
-    meter: BusyMeter = field(default_factory=lambda: BusyMeter(BUSY_WINDOW_MS))
+    meter: BusyMeter = field(default_factory=lambda: BusyMeter(BUSY_WINDOW_S * 1000.0))
 
     def arrive(self, message: Open | Verify | Close) -> None:
         """A message reaches the server host; it is read when the loop is free."""
