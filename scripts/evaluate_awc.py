@@ -355,8 +355,6 @@ def main(argv: list[str] | None = None) -> int:
         print("evaluate_awc: error: the emulator needs root: run it with sudo", file=sys.stderr)
         return 2
     out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-awc-{args.world}"
-    sim: dict[str, dict[str, dict[str, Any]]] = {}
-    emu: dict[str, dict[str, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         try:
             scenarios = write_scenarios(Path(folder), args.world, args.quick, args.seed)
@@ -368,37 +366,44 @@ def main(argv: list[str] | None = None) -> int:
             for needed in ("fixed:4", "heuristic", "awc"):
                 if needed not in policies:
                     raise ValueError(f"the summary needs {needed} among the policies")
-            fixed = [p for p in policies if p.startswith("fixed:")]
-            for scenario in scenarios:
-                if args.world in ("sim", "both"):
-                    sim[scenario.name] = {p: simulate(scenario.path, p) for p in policies}
-                    print_row("sim", scenario.name, sim[scenario.name], fixed)
-                if args.world in ("emu", "both"):
-                    emu[scenario.name] = {}
-                    for policy in policies:
-                        print(f"emu {scenario.name}: running {policy}", flush=True)
-                        emu[scenario.name][policy] = emulate(scenario.path, policy, out / "runs")
-                    print_row("emu", scenario.name, emu[scenario.name], fixed)
-        except (ScenarioError, CalibrationError, ValueError, EmulationFailed) as exc:
+        except (ScenarioError, CalibrationError, ValueError) as exc:
             print(f"evaluate_awc: error: {exc}", file=sys.stderr)
             return 2
-        except subprocess.TimeoutExpired as exc:
-            print(
-                f"evaluate_awc: error: an emulated run took over {exc.timeout} s", file=sys.stderr
-            )
-            return 1
-    out.mkdir(parents=True, exist_ok=True)
+        fixed = [p for p in policies if p.startswith("fixed:")]
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / "partial.json"
+        results: dict[str, dict[str, dict[str, dict[str, Any]]]] = {"sim": {}, "emu": {}}
+        try:
+            for scenario in scenarios:
+                for world in ("sim", "emu"):
+                    if args.world not in (world, "both"):
+                        continue
+                    row = results[world][scenario.name] = {}
+                    for policy in policies:
+                        if world == "emu":
+                            print(f"emu {scenario.name}: running {policy}", flush=True)
+                            row[policy] = emulate(scenario.path, policy, out / "runs")
+                        else:
+                            row[policy] = simulate(scenario.path, policy)
+                        # each run is kept at once: a failure or Ctrl-C loses none of them
+                        partial.write_text(json.dumps(results, indent=1))
+                    print_row(world, scenario.name, row, fixed)
+        except (EmulationFailed, subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+            why = {
+                EmulationFailed: str(exc),
+                subprocess.TimeoutExpired: f"an emulated run took over {EMU_RUN_TIMEOUT_S} s",
+                KeyboardInterrupt: "interrupted",
+            }[type(exc)]
+            print(f"evaluate_awc: {why}; the runs done so far are in {partial}", file=sys.stderr)
+            return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    sim, emu = results["sim"], results["emu"]
+    partial.unlink()
     worlds = {}
-    for world, results in (("sim", sim), ("emu", emu)):
-        if results:
-            policies = list(next(iter(results.values())))
-            fixed = [p for p in policies if p.startswith("fixed:")]
-            shown = ["fixed:1", "fixed:4", *policies[len(fixed) :]]
-            plot_policy_ratios(results, shown, fixed, out / f"policies-{world}.png")
-            worlds[world] = {
-                "scenarios": results,
-                "summary": summarise_world(results, scenarios, fixed),
-            }
+    for world, runs in results.items():
+        if runs:
+            shown = ["fixed:1", "fixed:4", *(p for p in policies if p not in fixed)]
+            plot_policy_ratios(runs, shown, fixed, out / f"policies-{world}.png")
+            worlds[world] = {"scenarios": runs, "summary": summarise_world(runs, scenarios, fixed)}
     # the first world's results at the top; with ``both``, the emulator's under "emulated"
     document: dict[str, Any] = {
         "world": args.world,

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from cli import require_mininet, run_script
+from cli import ROOT, require_mininet, run_script
 
 from emulator.cleanup import cleanup, find_leftovers
 from runtime.observations import RoundObservation
@@ -132,3 +136,22 @@ def test_evaluate_in_both_worlds_sets_predicted_and_measured_gains_side_by_side(
     assert (results / "gains.png").exists()
     assert not any(leftovers.values()), leftovers
     assert Path(measured["awc"]["results_dir"]).is_relative_to(results / "runs")
+
+
+def test_ctrl_c_keeps_the_runs_done_so_far(tmp_path) -> None:
+    command = [sys.executable, str(ROOT / "scripts" / "evaluate_awc.py"), "--out", str(tmp_path)]
+    evaluation = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(6.0)  # loaded, and some of the first scenario's runs done
+        evaluation.send_signal(signal.SIGINT)
+        _, stderr = evaluation.communicate(timeout=60)
+    finally:
+        evaluation.kill()
+    assert evaluation.returncode == 130, stderr
+    assert "interrupted; the runs done so far are in" in stderr
+    assert "Traceback" not in stderr
+    (partial,) = tmp_path.glob("*/partial.json")
+    done = json.loads(partial.read_text())["sim"]
+    assert done and all(done.values())
