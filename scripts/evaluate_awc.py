@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from emulator.interrupts import stop_on_signals
 from emulator.plots import plot_gains, plot_policy_ratios
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
@@ -351,6 +352,7 @@ def choose(all_names: list[str], wanted: str | None, what: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_signals()
     if args.world != "sim" and os.geteuid() != 0:
         print("evaluate_awc: error: the emulator needs root: run it with sudo", file=sys.stderr)
         return 2
@@ -386,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
                         else:
                             row[policy] = simulate(scenario.path, policy)
                         # each run is kept at once: a failure or Ctrl-C loses none of them
-                        partial.write_text(json.dumps(results, indent=1))
+                        # (written aside, then renamed: an interrupted write leaves the last)
+                        partial.with_suffix(".tmp").write_text(json.dumps(results, indent=1))
+                        partial.with_suffix(".tmp").replace(partial)
                     print_row(world, scenario.name, row, fixed)
         except (EmulationFailed, subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
             why = {

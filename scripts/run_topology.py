@@ -24,7 +24,6 @@ if __name__ == "__main__":
 
 import argparse
 import json
-import signal
 import time
 from datetime import datetime
 
@@ -32,6 +31,7 @@ import yaml
 from mininet.log import setLogLevel
 
 from emulator.fidelity import compare, format_fidelity, headline, headline_errors
+from emulator.interrupts import stop_on_signals
 from emulator.orchestrate import (
     Emulation,
     EmulationError,
@@ -128,17 +128,6 @@ def simulate(scenario: Scenario, out: Path) -> tuple[list[dict], list[str]]:
     simulation.run()
     log.close()
     return log.events, simulation.warnings
-
-
-def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM both end the run cleanly (teardown, logs kept), also when the
-    shell that started us ignores SIGINT, as shells do for background jobs."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:

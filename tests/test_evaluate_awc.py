@@ -144,7 +144,9 @@ def test_ctrl_c_keeps_the_runs_done_so_far(tmp_path) -> None:
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        time.sleep(6.0)  # loaded, and some of the first scenario's runs done
+        deadline = time.monotonic() + 120.0
+        while not list(tmp_path.glob("*/partial.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until the first runs are done and kept
         evaluation.send_signal(signal.SIGINT)
         _, stderr = evaluation.communicate(timeout=60)
     finally:
