@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=positive_int, default=2, help="worlds simulated at once")
     parser.add_argument("--out", default=str(LEARNED_WEIGHTS), help="weights file to write")
     args = parser.parse_args(argv)
+    if not Path(args.out).resolve().parent.is_dir():
+        print(f"train_awc: error: no folder for {args.out}", file=sys.stderr)
+        return 2
     worlds = [random_world(i, args.seed) for i in range(args.worlds)]
     with multiprocessing.Pool(args.jobs) as pool:
         labelled = list(
