@@ -1,9 +1,12 @@
 """How closely the simulator predicted an emulated run: the same metrics from both event
-logs, side by side, with the relative error of each (sim − emu) / emu."""
+logs, side by side, with the relative error of each (sim − emu) / emu; and the measures a
+suite of runs is judged by (distribution distance, MAPE, whether policies rank alike)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 METRICS = (
     ("ttft_p50_ms", ("ttft_ms", "p50")),
@@ -79,3 +82,33 @@ def format_fidelity(comparison: dict[str, Any], max_edges: int = 16) -> str:
 def headline_errors(comparison: dict[str, Any]) -> dict[str, float | None]:
     """The overall relative error of each metric (for the JSON summary line)."""
     return {metric: row["error"] for metric, row in comparison["overall"].items()}
+
+
+def ks_distance(a: list[float], b: list[float]) -> float | None:
+    """The two-sample Kolmogorov–Smirnov statistic: the largest gap between the two
+    empirical CDFs (0: the same distribution of samples, 1: disjoint)."""
+    if not a or not b:
+        return None
+    xs, ys = np.sort(a), np.sort(b)
+    grid = np.concatenate([xs, ys])
+    gap = np.searchsorted(xs, grid, side="right") / len(xs) - np.searchsorted(
+        ys, grid, side="right"
+    ) / len(ys)
+    return float(np.max(np.abs(gap)))
+
+
+def mape(errors: list[float | None]) -> float | None:
+    """Mean absolute relative error over the errors that exist."""
+    present = [abs(e) for e in errors if e is not None]
+    return float(np.mean(present)) if present else None
+
+
+def rank_agreement(emu: dict[str, float], sim: dict[str, float]) -> float | None:
+    """The share of pairs of policies that both worlds order the same way (1.0: the same
+    ranking); pairs tied in either world count as agreeing."""
+    names = sorted(set(emu) & set(sim))
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    if not pairs:
+        return None
+    same = sum(np.sign(emu[a] - emu[b]) * np.sign(sim[a] - sim[b]) >= 0 for a, b in pairs)
+    return same / len(pairs)

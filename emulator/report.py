@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.attribution import compare_breakdowns, format_breakdown
 from emulator.fidelity import format_fidelity
 from emulator.plots import plot_acceptance, plot_gamma, plot_links, plot_tpot_cdfs
 from emulator.resources import summarise_samples
@@ -60,7 +61,14 @@ def write_results(
     resources = summarise_samples(read_events(resources_path) if resources_path.exists() else [])
     report = Report(out / "report.md", contention_warnings(resources, run_info["cpus"]))
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
-    metrics = {"emu": emu, "sim": sim, "fidelity": comparison, "resources": resources}
+    round_time = compare_breakdowns(emu_events, sim_events) if sim_events else {}
+    metrics = {
+        "emu": emu,
+        "sim": sim,
+        "fidelity": comparison,
+        "round_time": round_time,
+        "resources": resources,
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     worlds = {"emulated": emu_events, **({"simulated": sim_events} if sim_events else {})}
     wan = scenario.wan.trace if scenario.wan else None
@@ -72,7 +80,9 @@ def write_results(
     plots.append(plot_tpot_cdfs(worlds, out / "tpot_cdf.png"))
     plots.append(plot_acceptance(worlds, _profiled_acceptance(scenario), out / "acceptance.png"))
     report.path.write_text(
-        _markdown(scenario, run_info, emu, sim, comparison, resources, report.warnings, plots)
+        _markdown(
+            scenario, run_info, emu, sim, comparison, round_time, resources, report.warnings, plots
+        )
     )
     return report
 
@@ -83,6 +93,7 @@ def _markdown(
     emu: dict[str, Any],
     sim: dict[str, Any] | None,
     comparison: dict[str, Any] | None,
+    round_time: dict[str, dict[str, float | None]],
     resources: dict[str, Any],
     warnings: list[str],
     plots: list[Path],
@@ -116,6 +127,15 @@ def _markdown(
             "",
             "```",
             format_fidelity(comparison),
+            "```",
+        ]
+    if round_time:
+        lines += [
+            "",
+            "## Where the round time goes (mean ms per round; share of the difference)",
+            "",
+            "```",
+            format_breakdown(round_time),
             "```",
         ]
     lines += ["", "## CPU and memory", ""]

@@ -98,6 +98,9 @@ def test_default_scenario_end_to_end_with_the_fidelity_report(tmp_path, default_
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["emu"]["requests"] == 2 and metrics["emu"]["output_tokens"] == 32
     assert metrics["sim"]["output_tokens"] == 32
+    round_time = metrics["round_time"]  # where each world's round time goes
+    assert round_time["verify"]["emu_ms"] > 0 and round_time["draft"]["sim_ms"] > 0
+    assert "Where the round time goes" in (out / "report.md").read_text()
     assert metrics["resources"]["samples"] > 0
     assert "fidelity (simulated vs emulated)" in result.stdout
     assert "Fidelity" in (out / "report.md").read_text()
