@@ -33,7 +33,7 @@ from runtime.models import (
     load_model,
     make_draft,
 )
-from runtime.observations import observation_from_round
+from runtime.observations import BATCH_REPORT_FIELDS, observation_from_round
 from runtime.policies import WindowPolicy, make_window_policy
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.prompts import load_prompts
@@ -266,11 +266,7 @@ class EdgeClient:
             server_t_send=verdict["t_send"],
             queue_ms=verdict["queue_ms"],
             batch_size=verdict["batch_size"],
-            batch_width=verdict.get("batch_width", gamma + 1),
-            peer_width=verdict.get("peer_width", 0),
-            batch_accepted=verdict.get("batch_accepted", -1),
-            batch_rejected=verdict.get("batch_rejected", 0),
-            utilisation=verdict.get("utilisation", 0.0),
+            **{name: verdict[name] for name in BATCH_REPORT_FIELDS if name in verdict},
             verify_ms=verdict["verify_ms"],
             bytes_up=bytes_up,
             bytes_down=bytes_down,
