@@ -72,7 +72,6 @@ EMU_RUN_TIMEOUT_S = 900
 class Scenario:
     name: str
     path: Path
-    emulable: bool
     time_varying: bool
 
 
@@ -141,7 +140,7 @@ def write_scenarios(folder: Path, world: str, quick: bool, seed: int = 1) -> lis
         }
         path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(raw))
-        scenarios.append(Scenario(name, path, edges == 1, name.startswith(RECORDED)))
+        scenarios.append(Scenario(name, path, name.startswith(RECORDED)))
     return scenarios
 
 
@@ -203,8 +202,9 @@ def emulate(path: Path, policy: str, out: Path) -> dict[str, Any]:
     return {**policy_metrics(read_events(*logs)), "results_dir": str(results)}
 
 
-def best_fixed(row: dict[str, dict[str, Any]], fixed: list[str]) -> float:
-    return max(row[p]["throughput_tok_s"] for p in fixed)
+def best_fixed(row: dict[str, dict[str, Any]]) -> float:
+    """The throughput of the best fixed γ among those run: the best in hindsight."""
+    return max(m["throughput_tok_s"] for p, m in row.items() if p.startswith("fixed:"))
 
 
 def gain_pct(row: dict[str, dict[str, Any]], baseline: float) -> float:
@@ -212,7 +212,7 @@ def gain_pct(row: dict[str, dict[str, Any]], baseline: float) -> float:
 
 
 def summarise_world(
-    results: dict[str, dict[str, dict[str, Any]]], scenarios: list[Scenario], fixed: list[str]
+    results: dict[str, dict[str, dict[str, Any]]], scenarios: list[Scenario]
 ) -> dict[str, Any]:
     """The summary fields: AWC against each baseline over the scenarios."""
     ratios: dict[str, list[float]] = {"best": [], "fixed4": [], "heuristic": [], "varying": []}
@@ -220,7 +220,7 @@ def summarise_world(
     for scenario in scenarios:
         row = results[scenario.name]
         awc = row["awc"]["throughput_tok_s"]
-        ratios["best"].append(awc / best_fixed(row, fixed))
+        ratios["best"].append(awc / best_fixed(row))
         ratios["fixed4"].append(awc / row["fixed:4"]["throughput_tok_s"])
         ratios["heuristic"].append(awc / row["heuristic"]["throughput_tok_s"])
         if scenario.time_varying:
@@ -255,7 +255,7 @@ def validate(
             gains = {}
             for world, data in (("predicted", predicted), ("measured", measured)):
                 reference = (
-                    best_fixed(data, [p for p in data if p.startswith("fixed:")])
+                    best_fixed(data)
                     if baseline == "best_fixed"
                     else data["heuristic"]["throughput_tok_s"]
                 )
@@ -266,7 +266,8 @@ def validate(
     return rows
 
 
-def print_row(world: str, name: str, row: dict[str, dict[str, Any]], fixed: list[str]) -> None:
+def print_row(world: str, name: str, row: dict[str, dict[str, Any]]) -> None:
+    fixed = [p for p in row if p.startswith("fixed:")]
     best = max(fixed, key=lambda p: row[p]["throughput_tok_s"])
     extra = "".join(
         f"  {p} {row[p]['throughput_tok_s']:6.2f}" for p in ("learned", "oracle") if p in row
@@ -288,7 +289,7 @@ def policy_tables(world: str, results: dict[str, dict[str, dict[str, Any]]]) -> 
     """Every metric of every policy, one markdown table per scenario."""
     lines = []
     for name, row in results.items():
-        best = best_fixed(row, [p for p in row if p.startswith("fixed:")])
+        best = best_fixed(row)
         lines += [
             f"### {world}: {name}",
             "",
@@ -371,7 +372,6 @@ def main(argv: list[str] | None = None) -> int:
         except (ScenarioError, CalibrationError, ValueError) as exc:
             print(f"evaluate_awc: error: {exc}", file=sys.stderr)
             return 2
-        fixed = [p for p in policies if p.startswith("fixed:")]
         out.mkdir(parents=True, exist_ok=True)
         partial = out / "partial.json"
         results: dict[str, dict[str, dict[str, dict[str, Any]]]] = {"sim": {}, "emu": {}}
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                         # (written aside, then renamed: an interrupted write leaves the last)
                         partial.with_suffix(".tmp").write_text(json.dumps(results, indent=1))
                         partial.with_suffix(".tmp").replace(partial)
-                    print_row(world, scenario.name, row, fixed)
+                    print_row(world, scenario.name, row)
         except (EmulationFailed, subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
             why = {
                 EmulationFailed: str(exc),
@@ -403,11 +403,12 @@ def main(argv: list[str] | None = None) -> int:
     sim, emu = results["sim"], results["emu"]
     partial.unlink()
     worlds = {}
+    fixed = [p for p in policies if p.startswith("fixed:")]
     for world, runs in results.items():
         if runs:
             shown = ["fixed:1", "fixed:4", *(p for p in policies if p not in fixed)]
             plot_policy_ratios(runs, shown, fixed, out / f"policies-{world}.png")
-            worlds[world] = {"scenarios": runs, "summary": summarise_world(runs, scenarios, fixed)}
+            worlds[world] = {"scenarios": runs, "summary": summarise_world(runs, scenarios)}
     # the first world's results at the top; with ``both``, the emulator's under "emulated"
     document: dict[str, Any] = {
         "world": args.world,
