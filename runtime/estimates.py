@@ -55,6 +55,11 @@ class WindowEstimates:
         self.failures = Ewma(acceptance_smoothing, initial=1.0)
         self.draft_step_ms = Ewma(smoothing)
         self.recent_network_ms: collections.deque[float] = collections.deque(maxlen=5)
+        # The median network time of the last few rounds: recorded round trips have
+        # one-round spikes (a retransmission, a handover) that are over before a window
+        # drafted for them could pay off, while a lasting change shows within three rounds.
+        # Kept up to date here, since each decision weighs it for every γ.
+        self.typical_network_ms = 0.0
         self.network_ms, self.network_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
         self.queue_ms, self.queue_ms_slow = Ewma(smoothing), Ewma(smoothing / 4)
         self.queue_batches = Ewma(smoothing)
@@ -85,12 +90,6 @@ class WindowEstimates:
         busy = (self.utilisation.value or 0.0) * (self.round_batches.value or 0.0)
         return busy * self.verify_ms(gamma)
 
-    def typical_network_ms(self) -> float:
-        """The median network time of the last few rounds: recorded round trips have
-        one-round spikes (a retransmission, a handover) that are over before a window
-        drafted for them could pay off, while a lasting change shows within three rounds."""
-        return statistics.median(self.recent_network_ms) if self.recent_network_ms else 0.0
-
     def ready(self) -> bool:
         """Whether a verdict has been seen: before it, nothing is known of the server."""
         return self.verify_ms_per_token.value is not None
@@ -104,6 +103,7 @@ class WindowEstimates:
 
     def observe(self, o: RoundObservation) -> None:
         self.recent_network_ms.append(o.network_ms)
+        self.typical_network_ms = statistics.median(self.recent_network_ms)
         self.network_ms.add(o.network_ms)
         self.network_ms_slow.add(o.network_ms)
         self.queue_ms.add(o.server_queue_ms)
@@ -116,7 +116,7 @@ class WindowEstimates:
             )
             self.queue_batches.add(o.server_queue_ms / o.server_verify_ms)
             server_ms = o.server_queue_ms + o.server_verify_ms
-            round_ms = o.gamma * o.draft_step_ms + self.typical_network_ms() + server_ms
+            round_ms = o.gamma * o.draft_step_ms + self.typical_network_ms + server_ms
             self.round_batches.add(round_ms / o.server_verify_ms)
             self.utilisation.add(o.utilisation)
             self.peer_width.add(o.peer_width)
@@ -170,7 +170,7 @@ def window_features(e: WindowEstimates) -> np.ndarray | None:
         [
             e.alpha(),
             math.log1p(e.draft_step_ms.value or 0.0),
-            math.log1p(e.typical_network_ms()),
+            math.log1p(e.typical_network_ms),
             _change(e.network_ms, e.network_ms_slow, 10.0),
             math.log1p(e.verify_ms_per_token.value or 0.0),
             e.queue_batches.value or 0.0,

@@ -128,7 +128,7 @@ class AWC:
         verify = e.verify_ms(gamma)
         if self.objective == "cloud":
             return expected_tokens(alpha, gamma) / verify
-        own_path = gamma * (e.draft_step_ms.value or 0.0) + e.typical_network_ms() + verify
+        own_path = gamma * (e.draft_step_ms.value or 0.0) + e.typical_network_ms + verify
         edge_bound = expected_tokens(alpha, gamma) / own_path
         server_bound = expected_tokens(e.batch_alpha(), gamma) / max(e.server_cycle_ms(gamma), 1e-9)
         return min(edge_bound, server_bound)
