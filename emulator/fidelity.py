@@ -10,11 +10,13 @@ import numpy as np
 
 METRICS = (
     ("ttft_p50_ms", ("ttft_ms", "p50")),
+    ("tpot_mean_ms", ("tpot_ms", "mean")),
     ("tpot_p50_ms", ("tpot_ms", "p50")),
     ("tpot_p95_ms", ("tpot_ms", "p95")),
     ("throughput_tok_s", ("throughput_tok_s",)),
     ("acceptance", ("acceptance_rate",)),
     ("tokens_per_round", ("tokens_per_round",)),
+    ("round_trip_p50_ms", ("round_trip_ms", "p50")),
 )
 
 
@@ -103,12 +105,48 @@ def mape(errors: list[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
+def ranked_pairs(emu: dict[str, float], sim: dict[str, float]) -> tuple[int, int]:
+    """Of the pairs of policies, how many both worlds order the same way, and how many
+    there are; pairs tied in either world count as agreeing."""
+    names = sorted(set(emu) & set(sim))
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    same = sum(np.sign(emu[a] - emu[b]) * np.sign(sim[a] - sim[b]) >= 0 for a, b in pairs)
+    return int(same), len(pairs)
+
+
 def rank_agreement(emu: dict[str, float], sim: dict[str, float]) -> float | None:
     """The share of pairs of policies that both worlds order the same way (1.0: the same
     ranking); pairs tied in either world count as agreeing."""
-    names = sorted(set(emu) & set(sim))
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    if not pairs:
-        return None
-    same = sum(np.sign(emu[a] - emu[b]) * np.sign(sim[a] - sim[b]) >= 0 for a, b in pairs)
-    return same / len(pairs)
+    same, pairs = ranked_pairs(emu, sim)
+    return same / pairs if pairs else None
+
+
+def token_intervals(events: list[dict[str, Any]]) -> list[float]:
+    """TPOT at the grain of rounds: per round, the time since the request's previous tokens
+    arrived divided by the tokens this round emitted (ms). A short run gives a handful of
+    requests but many rounds, enough for a distribution."""
+    first = {
+        e["session"]: e["t_first_token"]
+        for e in events
+        if e["event"] == "request" and e.get("t_first_token") is not None
+    }
+    rounds = sorted(
+        (e for e in events if e["event"] == "round" and e["session"] in first),
+        key=lambda e: (e["session"], e["round"]),
+    )
+    intervals, last = [], dict(first)
+    for record in rounds:
+        session = record["session"]
+        if record["emitted"] > 0:
+            intervals.append((record["t_recv"] - last[session]) * 1000.0 / record["emitted"])
+        last[session] = record["t_recv"]
+    return intervals
+
+
+def round_trips(events: list[dict[str, Any]]) -> list[float]:
+    """Each round's wait at the edge, from sending the draft to the verdict (ms)."""
+    return [
+        (e["t_recv"] - e["t_send"]) * 1000.0
+        for e in events
+        if e["event"] == "round" and e.get("t_send") is not None
+    ]

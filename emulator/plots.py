@@ -270,3 +270,57 @@ def plot_gains(validation: dict[str, dict[str, float]], path: Path) -> Path:
     axes[0].set_ylabel("throughput gain %")
     axes[0].legend(fontsize=8)
     return _save(plt, figure, path)
+
+
+def plot_cdf_grid(samples: dict[str, dict[str, list[float]]], xlabel: str, path: Path) -> Path:
+    """One panel per case: the empirical CDF of a quantity in each world, overlaid."""
+    plt = _pyplot()
+    columns = min(4, max(1, len(samples)))
+    rows = -(-len(samples) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), squeeze=False)
+    for axis in axes.flat[len(samples) :]:
+        axis.set_visible(False)
+    for axis, (name, worlds) in zip(axes.flat, samples.items(), strict=False):
+        for world, values in worlds.items():
+            data = np.sort(values)
+            if data.size:
+                axis.step(
+                    data,
+                    np.arange(1, data.size + 1) / data.size,
+                    where="post",
+                    ls="-" if world == "emulated" else "--",
+                    label=world,
+                )
+        axis.set_title(name, fontsize=8)
+        axis.set_xlabel(xlabel, fontsize=8)
+        axis.tick_params(labelsize=7)
+        axis.grid(alpha=0.3)
+        if axis.has_data():
+            axis.legend(fontsize=7)
+    return _save(plt, figure, path)
+
+
+def plot_error_heatmap(
+    errors: dict[str, dict[str, float | None]], path: Path, limit: float = 0.2
+) -> Path:
+    """Cases x metrics, coloured by the simulator's relative error (clipped at ±``limit``)
+    and labelled with it; blank where a metric has no value."""
+    plt = _pyplot()
+    cases = list(errors)
+    metrics = list(next(iter(errors.values()), {}))
+    grid = np.array(
+        [[np.nan if errors[c][m] is None else errors[c][m] for m in metrics] for c in cases],
+        dtype=float,
+    ).reshape(len(cases), len(metrics))
+    figure, axis = plt.subplots(figsize=(1.2 * len(metrics) + 3, 0.4 * len(cases) + 1.8))
+    image = axis.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    for (row, column), value in np.ndenumerate(grid):
+        if not np.isnan(value):
+            axis.text(column, row, f"{value * 100:+.0f}%", ha="center", va="center", fontsize=7)
+    axis.set_xticks(range(len(metrics)))
+    axis.set_xticklabels(metrics, rotation=30, ha="right", fontsize=8)
+    axis.set_yticks(range(len(cases)))
+    axis.set_yticklabels(cases, fontsize=8)
+    figure.colorbar(image, label="(simulated - emulated) / emulated")
+    axis.set_title("simulator error per case and metric")
+    return _save(plt, figure, path)

@@ -23,7 +23,9 @@ from runtime.drafting import DraftState
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.models import LoadedModel
 from runtime.profile_store import PROFILE_VERSION
-from runtime.verify import SamplingParams, greedy_verify
+from runtime.verify import SamplingParams
+
+STEP_GAMMA = 4
 
 
 def _timed(step: Callable[[], object], repeats: int) -> float:
@@ -46,16 +48,27 @@ def _filled_cache(model: LoadedModel, length: int, seed: int) -> Any:
 
 
 def draft_step_ms(draft: LoadedModel, contexts: Iterable[int], repeats: int) -> list[dict]:
-    """One-token draft forward time at each context length."""
+    """Draft time per token at each context, timed as the edge drafts: ``DraftState.propose``
+    rounds of one and of ``STEP_GAMMA`` tokens. A round's first token costs more (the cache
+    is cropped to the committed tokens and the round's new committed token fed with it), so
+    a point holds ``first_ms`` and ``ms``, the time of each further token."""
     out = []
+    generator = torch.Generator().manual_seed(7)
     for context in contexts:
-        cache = _filled_cache(draft, context, context)
-
-        def step(cache: Any = cache, context: int = context) -> None:
-            forward_one(draft.model, cache, [1], 1)
-            crop_to(cache, context)
-
-        out.append({"context": context, "ms": _timed(step, repeats)})
+        committed = torch.randint(0, draft.vocab_size, (context,), generator=generator).tolist()
+        drafter = DraftState(draft, SamplingParams(), seed=0)
+        drafter.prefill(committed[:-1])
+        times: dict[int, list[float]] = {1: [], STEP_GAMMA: []}
+        for repeat in range(repeats + 1):
+            for gamma in times:
+                proposal = drafter.propose(committed, gamma)
+                if repeat:  # the first round of each size warms up
+                    times[gamma].append(proposal.draft_ms)
+                drafter.accept(0)
+                committed.append(proposal.tokens[0])
+        first = statistics.median(times[1])
+        rest = (statistics.median(times[STEP_GAMMA]) - first) / (STEP_GAMMA - 1)
+        out.append({"context": context, "first_ms": first, "ms": max(rest, 0.0)})
     return out
 
 
@@ -113,6 +126,46 @@ def verify_ms(
     return grid
 
 
+def greedy_matches(
+    target: LoadedModel, draft: LoadedModel, prompt: list[int], tokens: int
+) -> list[bool]:
+    """Whether the draft's greedy token equals the target's at each output position, the
+    draft fed the target's own output one step at a time as the edge feeds it. Under greedy
+    verification the output is the target's whatever γ is, so these fix every round: a round
+    starting at position i accepts the run of matches from i (position 0 is the target's
+    prefill token, never drafted)."""
+    cache = new_cache()
+    outputs = [int(forward_one(target.model, cache, list(prompt), 1)[-1].argmax())]
+    while len(outputs) < tokens:
+        outputs.append(int(forward_one(target.model, cache, [outputs[-1]], 1)[-1].argmax()))
+    drafter = DraftState(draft, SamplingParams(), seed=0)
+    drafter.prefill(list(prompt))
+    committed = [*prompt, outputs[0]]
+    matches = [False]
+    for token in outputs[1:]:
+        hit = drafter.propose(committed, 1).tokens[0] == token
+        drafter.accept(int(hit))
+        committed.append(token)
+        matches.append(hit)
+    return matches
+
+
+def window_counts(matches: list[bool], gamma: int) -> tuple[list[int], list[int]]:
+    """Rounds of window ``gamma`` over one prompt's matches: per draft position, how many
+    rounds reached it and how many accepted it."""
+    reached, accepted = [0] * gamma, [0] * gamma
+    position = 1
+    while position < len(matches):
+        run = 0
+        while run < gamma and position + run < len(matches) and matches[position + run]:
+            run += 1
+        for index in range(min(run + 1, gamma)):
+            reached[index] += 1
+            accepted[index] += index < run
+        position += run + 1
+    return reached, accepted
+
+
 def acceptance(
     target: LoadedModel,
     draft: LoadedModel,
@@ -120,44 +173,31 @@ def acceptance(
     gamma: int,
     tokens: int,
 ) -> dict[str, Any]:
-    """Greedy per-position acceptance: a[i] = P(draft token i accepted | 0..i-1 accepted)."""
-    reached = [0] * gamma
-    accepted_at = [0] * gamma
-    drafted = accepted_total = 0
+    """Greedy acceptance: per prompt the matches (as a string of 0/1) and the counts of
+    rounds of window ``gamma``; pooled, a[i] = P(draft token i accepted | 0..i-1 were)."""
+    reached, accepted_at = [0] * gamma, [0] * gamma
     per_prompt = []
     for prompt in prompts:
-        prompt_reached, prompt_accepted = [0] * gamma, [0] * gamma
-        committed = list(prompt)
-        target_cache = new_cache()
-        logits = forward_one(target.model, target_cache, committed, 1)
-        committed.append(int(logits[-1].argmax()))
-        drafter = DraftState(draft, SamplingParams(), seed=0)
-        drafter.prefill(prompt)
-        while len(committed) - len(prompt) < tokens:
-            proposal = drafter.propose(committed, gamma)
-            verify = forward_one(
-                target.model, target_cache, [committed[-1], *proposal.tokens], gamma + 1
-            )
-            count, token = greedy_verify(proposal.tokens, verify)
-            for position in range(min(count + 1, gamma)):
-                reached[position] += 1
-                accepted_at[position] += position < count
-                prompt_reached[position] += 1
-                prompt_accepted[position] += position < count
-            drafted += gamma
-            accepted_total += count
-            crop_to(target_cache, len(committed) + count)
-            committed.extend([*proposal.tokens[:count], token])
-            drafter.accept(count)
-        per_prompt.append({"reached": prompt_reached, "accepted": prompt_accepted})
+        matches = greedy_matches(target, draft, prompt, tokens)
+        prompt_reached, prompt_accepted = window_counts(matches, gamma)
+        reached = [a + b for a, b in zip(reached, prompt_reached, strict=True)]
+        accepted_at = [a + b for a, b in zip(accepted_at, prompt_accepted, strict=True)]
+        per_prompt.append(
+            {
+                "reached": prompt_reached,
+                "accepted": prompt_accepted,
+                "matches": "".join("1" if hit else "0" for hit in matches),
+            }
+        )
     per_position = [a / r if r else None for a, r in zip(accepted_at, reached, strict=True)]
+    drafted = gamma * reached[0] if reached else 0
     return {
         "gamma": gamma,
         "per_position": per_position,
-        "overall": accepted_total / drafted if drafted else None,
+        "overall": sum(accepted_at) / drafted if drafted else None,
         "rounds": reached[0] if reached else 0,
         "drafted": drafted,
-        "per_prompt": per_prompt,  # counts per position, in the order of ``prompts``
+        "per_prompt": per_prompt,  # in the order of ``prompts``
     }
 
 

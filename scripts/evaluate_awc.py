@@ -45,10 +45,10 @@ from emulator.plots import plot_gains, plot_policy_ratios
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
 from emulator.sim.simulation import SimOptions, Simulation
+from emulator.traces.recorded import recorded_links
 from runtime.events import EventLog, read_events
 from runtime.metrics import summarise
 
-SHARED = ROOT.parent / "shared" / "traces"
 FIXED = [f"fixed:{g}" for g in range(1, 9)]
 SIM_POLICIES = [*FIXED, "heuristic", "awc", "awc:cloud", "learned", "oracle"]
 EMU_POLICIES = [
@@ -73,38 +73,6 @@ class Scenario:
     name: str
     path: Path
     time_varying: bool
-
-
-def recorded_links() -> dict[str, dict[str, str]]:
-    """One link per dataset family; an empty dict when the recorded traces are absent."""
-    if not SHARED.is_dir():
-        return {}
-    mahimahi = SHARED / "mahimahi" / "ATT-LTE-driving-2016"
-    mecperf = SHARED / "mecperf"
-    ucc = sorted((SHARED / "ucc-5g" / "driving").glob("*.csv"))[0]
-    return {
-        "lte-driving": {
-            "up": f"mahimahi:{mahimahi}.up",
-            "down": f"mahimahi:{mahimahi}.down",
-            "rtt": f"mecperf:{mecperf / 'lte-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
-        },
-        "5g-driving": {
-            "trace": f"ucc:{ucc}",
-            "rtt": f"5gophers:{SHARED / '5gophers' / 'ping-trace-01.log'}",
-        },
-        "wifi": {
-            "trace": f"wifi-cellular:{SHARED / 'wifi-cellular' / '7_1_wifi.csv'}",
-            "rtt": f"mecperf:{mecperf / 'wifi-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
-        },
-        "3g-bus": {
-            "trace": f"norway:{SHARED / 'norway-3g' / 'norway_bus_1'}",
-            "rtt": f"mecperf:{mecperf / 'lte-TCPRTT-noise0M_Client_cloud_trace0.txt'}",
-        },
-        "edge-vs-cloud-rtt": {
-            "up": f"mecperf:{mecperf / 'lte-TCPRTT-noise20M_Client_edge_trace0.txt'}",
-            "down": f"mecperf:{mecperf / 'lte-TCPRTT-noise20M_Client_edge_trace0.txt'}",
-        },
-    }
 
 
 def workload(world: str, quick: bool) -> dict[str, int]:

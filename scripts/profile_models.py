@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cpus", help="pin to these CPUs, e.g. 1")
     parser.add_argument("--gamma", type=int, default=8, help="window for the acceptance runs")
-    parser.add_argument("--tokens", type=int, default=64, help="tokens per acceptance prompt")
+    parser.add_argument("--tokens", type=int, default=128, help="tokens per acceptance prompt")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per point")
     parser.add_argument("-o", "--output", help="default: profiles/<target>-<draft>.json")
     args = parser.parse_args(argv)

@@ -43,7 +43,7 @@ from emulator.report import write_results
 from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario
 from emulator.shaping.probe import choose_backend
 from emulator.sim.calibration import CalibrationError, find_profile
-from emulator.sim.simulation import Simulation
+from emulator.sim.simulation import SimOptions, Simulation
 from runtime.arguments import positive_int, window_policy_spec
 from runtime.events import EventLog, read_events
 from runtime.metrics import format_table, summarise
@@ -122,9 +122,10 @@ def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
     return problems
 
 
-def simulate(scenario: Scenario, out: Path) -> tuple[list[dict], list[str]]:
+def simulate(scenario: Scenario, out: Path, cpus: dict[str, str]) -> tuple[list[dict], list[str]]:
+    """The simulator's run of the scenario, on the CPUs the emulation pinned its hosts to."""
     log = EventLog(out / "sim.jsonl", "sim", keep=True, flush_each=False)
-    simulation = Simulation(scenario, log)
+    simulation = Simulation(scenario, log, SimOptions(cpu_plan=cpus))
     simulation.run()
     log.close()
     return log.events, simulation.warnings
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_sim and not result.interrupted:
         say("simulating the same scenario")
         started = time.monotonic()
-        sim_events, warnings = simulate(scenario, out)
+        sim_events, warnings = simulate(scenario, out, result.cpus)
         notes += warnings
         sim = summarise(sim_events)
         comparison = compare(emu, sim)

@@ -20,6 +20,7 @@ import yaml
 
 from emulator.scenario import load_scenario
 from emulator.sim.calibration import CalibrationError, PairProfile, find_profile, sample_run
+from emulator.sim.cpu import CoreShare, CpuQuota, SharedCore
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
 from emulator.sim.messages import Verify
@@ -404,6 +405,31 @@ def test_a_prompt_the_profile_measured_gets_its_own_acceptance() -> None:
     assert np.mean(draws) == pytest.approx(sum(hard[0] ** k for k in range(1, 5)), abs=0.02)
 
 
+def test_recorded_greedy_matches_fix_every_round_for_any_window(tmp_path) -> None:
+    """Under greedy verification a prompt's output is the target's whatever γ is, so the
+    profile's recorded matches decide each round; past them the runs are drawn."""
+    scenario, profile = write_scenario(tmp_path, {"constant": {"delay_ms": 5}}, tokens=30)
+    data = json.loads(profile.read_text())
+    matches = "0" + "11011100" + "1111111" + "0000"  # 20 positions recorded
+    prompt = load_scenario(scenario).workload.prompts[0]
+    data["acceptance"]["per_prompt"] = {
+        prompt: {"reached": [1] * 8, "accepted": [1] * 8, "matches": matches}
+    }
+    profile.write_text(json.dumps(data))
+    # γ = 4 from position 1: 1-2 then the correction at 3; 4-6, correction 7; 8 wrong;
+    # 9-12, bonus 13; 14-15, correction 16; 17, 18, 19 wrong; past 20: drawn
+    accepted = [r["accepted"] for r in rounds_of(simulate(scenario, profile))]
+    assert accepted[:8] == [2, 3, 0, 4, 2, 0, 0, 0]
+    # γ = 2: 1-2, bonus 3; 4-5, bonus 6; 7 and 8 wrong; 9-10, bonus 11; 12-13, bonus 14;
+    # 15, correction 16
+    scenario, _ = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, tokens=30, policy="fixed:2"
+    )
+    profile.write_text(json.dumps(data))
+    accepted = [r["accepted"] for r in rounds_of(simulate(scenario, profile))]
+    assert accepted[:7] == [2, 2, 0, 0, 2, 2, 1]
+
+
 def test_a_batch_deadline_timer_always_finds_its_request_due(tmp_path) -> None:
     """Rounding once left the oldest request a hair short of max_wait at its own timer,
     which then re-armed itself for the same instant forever."""
@@ -455,3 +481,52 @@ def test_the_oracle_is_only_offered_by_the_simulator() -> None:
     assert simulated_window_policy("awc").name == "awc-latency"
     with pytest.raises(ValueError, match="unknown window policy"):
         make_window_policy("oracle")
+
+
+def test_a_cpu_quota_runs_at_full_speed_until_the_period_s_share_is_spent() -> None:
+    quota = CpuQuota(0.3, phase_ms=0.0)  # 30 ms of every 100 ms period
+    assert quota.finish(0.0, 20.0) == pytest.approx(20.0)
+    # 10 ms of this period's quota are left: then the next period's 30, then 10 more
+    assert quota.finish(25.0, 50.0) == pytest.approx(210.0)
+    # a fresh period: 67 ms need three periods' quotas, not 67 / 0.3
+    assert CpuQuota(0.3, phase_ms=0.0).finish(0.0, 67.0) == pytest.approx(207.0)
+    # crossing a period boundary with quota to spare costs nothing
+    assert CpuQuota(0.7, phase_ms=0.0).finish(90.0, 30.0) == pytest.approx(120.0)
+    # over a long computation the share is what counts
+    assert CpuQuota(0.3, phase_ms=37.0).finish(5.0, 9000.0) == pytest.approx(30000, rel=0.01)
+    unlimited = CpuQuota(1.0, phase_ms=50.0)
+    assert unlimited.unlimited and unlimited.finish(3.0, 500.0) == 503.0
+
+
+def test_edges_pinned_to_one_core_share_it_and_each_spends_its_own_quota() -> None:
+    engine = Engine()
+    core = SharedCore(engine)
+    a, b = core.host(1.0, phase_ms=0.0), core.host(0.3, phase_ms=0.0)
+    done: dict[str, float] = {}
+    engine.at(0.0, lambda _: a.compute(60.0, lambda name: done.setdefault(name, engine.now), "a"))
+    engine.at(0.0, lambda _: b.compute(60.0, lambda name: done.setdefault(name, engine.now), "b"))
+    engine.run()
+    # both at half speed until b's 30 ms quota is spent (t = 60); a then finishes alone;
+    # b waits for its next period and runs its last 30 ms alone
+    assert done == {"a": pytest.approx(90.0), "b": pytest.approx(130.0)}
+    c = core.host(0.3, phase_ms=50.0)
+    engine.at(200.0, lambda _: c.compute(20.0, lambda name: done.setdefault(name, engine.now), "c"))
+    engine.run()
+    assert done["c"] == pytest.approx(220.0)  # alone on the core: full speed
+
+
+def test_a_simulation_of_an_emulation_shares_the_core_its_edges_were_pinned_to(tmp_path) -> None:
+    scenario, profile = write_scenario(tmp_path, {"constant": {"delay_ms": 5}}, edges=3)
+    plans = {"shared": {"cloud": "1", "e1": "0", "e2": "0", "e3": "0"}, "apart": None}
+    draft_ms = {}
+    for name, plan in plans.items():
+        log = EventLog(None, "sim", keep=True)
+        options = SimOptions(profile=str(profile), cpu_plan=plan)
+        simulation = Simulation(load_scenario(scenario), log, options)
+        kinds = {type(edge.cpu) for edge in simulation.edges}
+        assert kinds == ({CoreShare} if plan else {CpuQuota})
+        assert len(simulation.cores) == (1 if plan else 0)
+        simulation.run()
+        draft_ms[name] = np.mean([r["draft_ms"] for r in rounds_of(log.events)])
+    # three drafters at once on one core: each at a third of the speed
+    assert draft_ms["shared"] > 1.5 * draft_ms["apart"]

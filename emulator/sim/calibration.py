@@ -61,6 +61,11 @@ class PairProfile:
         self.pair = data["pair"]
         self.threads = int(data["conditions"].get("threads", data["conditions"]["torch_threads"]))
         self._draft_step = self._points(data["draft_step_ms"], "context")
+        firsts = [
+            {"context": p["context"], "ms": p.get("first_ms", p["ms"])}
+            for p in data["draft_step_ms"]
+        ]
+        self._draft_first = self._points(firsts, "context")
         self._draft_prefill = self._points(data["draft_prefill_ms"], "prompt_tokens")
         self._target_prefill = self._points(data["target_prefill_ms"], "prompt_tokens")
         grid = data["verify_ms"]
@@ -74,6 +79,11 @@ class PairProfile:
         self._verify_table = table
         self.acceptance = [float(a or 0.0) for a in data["acceptance"]["per_position"]]
         self._per_prompt = data["acceptance"].get("per_prompt", {})
+        self._matches = {
+            text: [mark == "1" for mark in counts["matches"]]
+            for text, counts in self._per_prompt.items()
+            if "matches" in counts
+        }
         sizes = data["message_bytes"]
         self._open_bytes = self._pairs(sizes["open"])
         self._verify_bytes = dict(sizes["verify_greedy"])
@@ -102,6 +112,18 @@ class PairProfile:
         key = ("step", context)
         if key not in self._memo:
             self._memo[key] = interpolate(*self._draft_step, context)
+        return self._memo[key]
+
+    def draft_ms(self, gamma: int, context: int) -> float:
+        """Drafting ``gamma`` tokens in one round: the round's first token (the cache cropped
+        and the new committed token fed too) and the further ones (profiles from before
+        ``first_ms`` was measured price the first like the others)."""
+        if gamma <= 0:
+            return 0.0
+        key = ("draft", gamma, context)
+        if key not in self._memo:
+            first = interpolate(*self._draft_first, context)
+            self._memo[key] = first + (gamma - 1) * self.draft_step_ms(context)
         return self._memo[key]
 
     def draft_prefill_ms(self, prompt_tokens: int) -> float:
@@ -154,6 +176,11 @@ class PairProfile:
                 )
             ]
         return table + [table[-1]] * 32  # positions past the profiled window: the last value
+
+    def greedy_matches(self, text: str) -> list[bool]:
+        """Where the profile ran this prompt: per output position, whether the draft's
+        greedy token was the target's (``runtime.profile.greedy_matches``); else empty."""
+        return self._matches.get(text, [])
 
     # -- sizes ---------------------------------------------------------------------------
     def open_bytes(self, prompt_tokens: int) -> int:

@@ -10,12 +10,14 @@ runtime's own object, fed through ``observation_from_round`` exactly as the clie
 from __future__ import annotations
 
 import collections
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from emulator.sim.calibration import PairProfile, sample_run
+from emulator.sim.cpu import CoreShare, CpuQuota
 from emulator.sim.engine import Engine
 from emulator.sim.links import SimPath
 from emulator.sim.messages import Close, Open, Verdict, Verify
@@ -29,12 +31,23 @@ if TYPE_CHECKING:
 RUN_HORIZON = 32  # acceptance runs are drawn this far whatever γ is (further only if γ is)
 
 
+@dataclass(frozen=True)
+class PromptModel:
+    """What the simulator knows of one prompt: its length in tokens, the per-position
+    acceptance to draw from, and the profile's recorded greedy matches (may be empty)."""
+
+    tokens: int
+    acceptance: list[float]
+    matches: list[bool]
+
+
 @dataclass
 class Request:
     index: int
     session: str
     prompt_tokens: int
     acceptance: list[float]
+    matches: list[bool]
     t_arrival: float
     output_tokens: int = 0
     rounds: int = 0
@@ -50,13 +63,13 @@ class EdgeSim:
     engine: Engine
     profile: PairProfile
     policy: WindowPolicy
-    compute_scale: float
+    cpu: CpuQuota | CoreShare
     uplink: SimPath
     downlink: SimPath
     server: TargetSim
     log: EventLog
     accept_rng: random.Random
-    prompts: list[tuple[int, list[float]]]  # (tokens, acceptance per position) of each prompt
+    prompts: list[PromptModel]
     max_tokens: int
     requests: int
     closed_loop: bool
@@ -66,7 +79,10 @@ class EdgeSim:
     rounds: int = 0
     _context: int = 0
     _prefill_done: float = 0.0
+    _opened_early: bool = False
     _gamma: int = 0
+    _run: int = 0
+    _t_draft: float = 0.0
     _draft_ms: float = 0.0
     _t_send: float = 0.0
     _bytes_up: int = 0
@@ -78,8 +94,15 @@ class EdgeSim:
 
     def arrival(self, index: int) -> None:
         """Request ``index`` arrives; it starts at once unless an earlier one is running."""
-        tokens, acceptance = self.prompts[index % len(self.prompts)]
-        request = Request(index, f"{self.name}-{index}", tokens, acceptance, self.engine.now)
+        prompt = self.prompts[index % len(self.prompts)]
+        request = Request(
+            index,
+            f"{self.name}-{index}",
+            prompt.tokens,
+            prompt.acceptance,
+            prompt.matches,
+            self.engine.now,
+        )
         self.waiting.append(request)
         if self.current is None:
             self._start_next()
@@ -93,14 +116,27 @@ class EdgeSim:
             self.server.arrive,
             Open(self, request.prompt_tokens, self.max_tokens),
         )
-        prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.compute_scale
-        self._prefill_done = now + prefill
+        prefill = self.profile.draft_prefill_ms(request.prompt_tokens)
+        if isinstance(self.cpu, CoreShare):
+            self._prefill_done = math.inf
+            self.cpu.compute(prefill, self._prefilled)
+        else:
+            self._prefill_done = self.cpu.finish(now, prefill)
         self._context = request.prompt_tokens
+
+    def _prefilled(self, _: None) -> None:
+        self._prefill_done = self.engine.now
+        if self._opened_early:
+            self._opened_early = False
+            self.opened(None)
 
     def opened(self, _: None) -> None:
         """The first token arrives; it is out once the draft's own prefill has finished too."""
         if self.engine.now < self._prefill_done:
-            self.engine.at(self._prefill_done, self.opened)
+            if self._prefill_done < math.inf:
+                self.engine.at(self._prefill_done, self.opened)
+            else:
+                self._opened_early = True
             return
         request = self.current
         assert request is not None
@@ -114,23 +150,45 @@ class EdgeSim:
 
     def _draft(self) -> None:
         request = self.current
-        # The acceptance run is drawn before γ is chosen, and independently of it, so that
+        # The acceptance run is known before γ is chosen, and independently of it, so that
         # every policy meets the same luck (common random numbers) and a clairvoyant one can
         # be told it.
-        run = sample_run(request.acceptance, RUN_HORIZON, self.accept_rng)
+        run = self._acceptance_run(request, RUN_HORIZON)
         if self.foresee is not None:
             self.foresee(run)
         remaining = self.max_tokens - request.output_tokens
         gamma = max(0, min(self.policy.next_gamma(self._context), remaining - 1))
         if gamma > run == RUN_HORIZON:
-            run = sample_run(request.acceptance, gamma, self.accept_rng, start=run)
-        step = self.profile.draft_step_ms(self._context) * self.compute_scale
-        self._gamma, self._draft_ms = gamma, gamma * step
-        # The access uplink is this edge's alone, so the send after drafting can be placed
-        # on it now (one event fewer per round).
-        self._t_send = self.engine.now + self._draft_ms
-        self._bytes_up = self.profile.verify_bytes(gamma)
-        self.uplink.send(self._bytes_up, self.server.arrive, Verify(self, gamma, run), self._t_send)
+            run = self._acceptance_run(request, gamma, start=run)
+        work = self.profile.draft_ms(gamma, self._context)
+        self._gamma, self._run, self._t_draft = gamma, run, self.engine.now
+        if isinstance(self.cpu, CoreShare):
+            self.cpu.compute(work, self._drafted)
+        else:
+            # The end is known now, and the access uplink is this edge's alone, so the send
+            # after drafting can be placed on it at once (one event fewer per round).
+            self._send_draft(self.cpu.finish(self._t_draft, work))
+
+    def _drafted(self, _: None) -> None:
+        self._send_draft(self.engine.now)
+
+    def _send_draft(self, t_send: float) -> None:
+        self._t_send, self._draft_ms = t_send, t_send - self._t_draft
+        self._bytes_up = self.profile.verify_bytes(self._gamma)
+        verify = Verify(self, self._gamma, self._run)
+        self.uplink.send(self._bytes_up, self.server.arrive, verify, t_send)
+
+    def _acceptance_run(self, request: Request, limit: int, start: int = 0) -> int:
+        """How many tokens from the next output position the target would accept, counting
+        at most ``limit``: under greedy verification the profile's recorded matches fix it
+        where they reach; past them (or for a prompt not profiled) it is drawn."""
+        matches, position = request.matches, request.output_tokens
+        run = start
+        while run < limit and position + run < len(matches) and matches[position + run]:
+            run += 1
+        if run < limit and position + run >= len(matches):
+            run = sample_run(request.acceptance, limit, self.accept_rng, start=run)
+        return run
 
     def verdict(self, verdict: Verdict) -> None:
         request = self.current

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.sim.calibration import PairProfile
+from emulator.sim.cpu import CpuQuota
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verdict, Verify
 from runtime.events import EventLog
@@ -39,7 +40,7 @@ class TargetSim:
     engine: Engine
     profile: PairProfile
     batching: BatchingPolicy
-    compute_scale: float
+    cpu: CpuQuota
     log: EventLog
     inbox: collections.deque = field(default_factory=collections.deque)
     pending: collections.deque = field(default_factory=collections.deque)
@@ -66,8 +67,8 @@ class TargetSim:
                 message.t_recv = now
                 self.pending.append(message)
             elif isinstance(message, Open):
-                prefill = self.profile.target_prefill_ms(message.prompt_tokens) * self.compute_scale
-                self._hold(prefill, self._opened, message)
+                work = self.profile.target_prefill_ms(message.prompt_tokens)
+                self._hold(self._compute_ms(work), self._opened, message)
                 return
             else:
                 self.sessions.pop(message.edge, None)
@@ -94,6 +95,10 @@ class TargetSim:
         if not self.busy:
             self._work()
 
+    def _compute_ms(self, work_ms: float) -> float:
+        """How long ``work_ms`` of full-core computation takes from now under the quota."""
+        return self.cpu.finish(self.engine.now, work_ms) - self.engine.now
+
     def _hold(self, duration_ms: float, then: Callable[[Any], None], argument: Any) -> None:
         self.busy = True
         self.busy_ms += duration_ms
@@ -115,7 +120,7 @@ class TargetSim:
         tokens = max(item.gamma for item in batch) + 1
         # the cache holds every committed token but the last, which the row feeds again
         context = max(self.sessions[item.edge].context for item in batch) - 1
-        verify_ms = self.profile.verify_ms(size, tokens, context) * self.compute_scale
+        verify_ms = self._compute_ms(self.profile.verify_ms(size, tokens, context))
         self.batches += 1
         self._hold(verify_ms, self._batch_done, (batch, tokens, verify_ms, self.engine.now))
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from emulator.scenario import EdgeGroup, LinkSpec, Scenario, spread_edges
 from emulator.sim.calibration import PROFILES_DIR, PairProfile, find_profile, read_profile
-from emulator.sim.edge import EdgeSim
+from emulator.sim.cpu import PERIOD_MS, CoreShare, CpuQuota, SharedCore
+from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
 from emulator.sim.oracle import simulated_window_policy
@@ -39,6 +40,8 @@ class SimOptions:
     max_new_tokens: int | None = None
     profile: str | None = None  # one profile file for every pair
     until_s: float = math.inf  # stop the simulated clock here
+    # host -> the CPUs an emulation pinned it to: edges pinned to one core share it
+    cpu_plan: dict[str, str] | None = None
 
 
 @dataclass
@@ -55,11 +58,11 @@ class SimResult:
     link_counters: dict[str, int] = field(default_factory=dict)
 
 
-def compute_scale(cpu: float, profiled_threads: int) -> float:
-    """How much slower than profiled a host computes: the profile ran ``profiled_threads``
-    threads on whole cores, and a host limited to ``cpu`` cores runs proportionally slower
-    (more cores than profiled are not assumed to help)."""
-    return max(1.0, profiled_threads / cpu)
+def cpu_share(cpu: float, profiled_threads: int) -> float:
+    """A host's share of the profiled speed: the profile ran ``profiled_threads`` threads on
+    whole cores, a host with ``cpu`` cores' worth of quota gets that much of it (more cores
+    than profiled are not assumed to help)."""
+    return min(1.0, cpu / profiled_threads)
 
 
 def plan_edges(scenario: Scenario, total: int | None) -> list[tuple[str, EdgeGroup]]:
@@ -89,18 +92,24 @@ class Simulation:
         self.log = log
         self.warnings: list[str] = []
         self.engine = Engine()
+        self.cores: dict[str, SharedCore] = {}
         seed = scenario.seed if options.seed is None else options.seed
         workload = scenario.workload
         self.requests_per_edge = requests = options.requests_per_edge or workload.requests_per_edge
         max_tokens = options.max_new_tokens or workload.max_new_tokens
         hosts = plan_edges(scenario, options.edges)
+        self._edge_names = [host for host, _ in hosts]
         if not hosts:
             raise ValueError("a simulation needs at least one edge")
         drafts = sorted({group.draft for _, group in hosts})
         profiles = {draft: self._profile(draft) for draft in drafts}
         prompts = {
             draft: [
-                (profile.prompt_tokens(text), profile.acceptance_table(text))
+                PromptModel(
+                    profile.prompt_tokens(text),
+                    profile.acceptance_table(text),
+                    profile.greedy_matches(text),
+                )
                 for text in workload.prompts
             ]
             for draft, profile in profiles.items()
@@ -112,7 +121,7 @@ class Simulation:
             self.engine,
             target_profile,
             BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
-            compute_scale(cloud.cpu, target_profile.threads),
+            CpuQuota(cpu_share(cloud.cpu, target_profile.threads), self._phase(seed, "cloud")),
             log,
         )
         self.links: list[SimLink] = []
@@ -132,7 +141,7 @@ class Simulation:
                 engine=self.engine,
                 profile=profile,
                 policy=policy_factory(options.policy or group.policy),
-                compute_scale=compute_scale(group.cpu, profile.threads),
+                cpu=self._edge_cpu(host, cpu_share(group.cpu, profile.threads), seed),
                 uplink=SimPath(self.engine, [up] + ([wan_up] if wan_up else [])),
                 downlink=SimPath(self.engine, ([wan_down] if wan_down else []) + [down]),
                 server=self.server,
@@ -152,6 +161,22 @@ class Simulation:
             )
         for group in {group.name: group for _, group in hosts}.values():
             self._check_threads(f"edge group {group.name}", group.threads, profiles[group.draft])
+
+    @staticmethod
+    def _phase(seed: int, host: str) -> float:
+        """Where the host's quota periods begin (the kernel's timer, unrelated to the run)."""
+        return random_stream(seed, f"{host}-cpu").uniform(0.0, PERIOD_MS)
+
+    def _edge_cpu(self, host: str, share: float, seed: int) -> CpuQuota | CoreShare:
+        """A quota of its own, or a quota on a core it shares with other edges where the
+        emulation this simulates pinned several edges to one core."""
+        plan = self.options.cpu_plan or {}
+        core = plan.get(host)
+        if core is None or sum(1 for h in self._edge_names if plan.get(h) == core) < 2:
+            return CpuQuota(share, self._phase(seed, host))
+        if core not in self.cores:
+            self.cores[core] = SharedCore(self.engine)
+        return self.cores[core].host(share, self._phase(seed, host))
 
     def _profile(self, draft: str) -> PairProfile:
         if self.options.profile:
