@@ -138,6 +138,7 @@ class Emulation:
             cloud.dtype,
             "--seed",
             str(self.scenario.seed),
+            "--speed-probe",
         ]
         if cloud.draft:
             args += ["--draft", cloud.draft]
@@ -169,6 +170,7 @@ class Emulation:
             "--timeout",
             "300",
             "--wait-start",
+            "--speed-probe",
             "--print",
         ]
         for text in workload.prompts:

@@ -23,7 +23,7 @@ import zmq
 
 from runtime import protocol
 from runtime.arrivals import poisson_offsets
-from runtime.drafting import DraftState
+from runtime.drafting import DraftState, Proposal
 from runtime.events import EventLog
 from runtime.models import (
     DEFAULT_DRAFT,
@@ -36,6 +36,7 @@ from runtime.models import (
 from runtime.observations import BATCH_REPORT_FIELDS, observation_from_round
 from runtime.policies import WindowPolicy, make_window_policy
 from runtime.process import configure, parse_cpus, resource_report
+from runtime.profile import speed_probe
 from runtime.prompts import load_prompts
 from runtime.transport import wait_readable
 from runtime.verify import SamplingParams, truncate_emitted
@@ -223,7 +224,7 @@ class EdgeClient:
                 accepted,
                 len(emitted),
                 len(committed),
-                proposal.draft_ms,
+                proposal,
                 t_send,
                 t_recv,
                 verdict,
@@ -242,7 +243,7 @@ class EdgeClient:
         accepted: int,
         emitted: int,
         context: int,
-        draft_ms: float,
+        proposal: Proposal,
         t_send: float,
         t_recv: float,
         verdict: dict[str, Any],
@@ -259,7 +260,8 @@ class EdgeClient:
             accepted=accepted,
             emitted=emitted,
             context_len=context,
-            draft_ms=draft_ms,
+            draft_ms=proposal.draft_ms,
+            draft_cpu_ms=proposal.draft_cpu_ms,
             t_send=t_send,
             t_recv=t_recv,
             server_t_recv=verdict["t_recv"],
@@ -361,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="after loading, print 'draft: ready' and wait for SIGUSR1 before the first request",
     )
+    parser.add_argument(
+        "--speed-probe",
+        action="store_true",
+        help="after loading, time one profile point and log it (a 'speed' event), so that "
+        "a simulation of this run can scale the profile to this machine's speed now",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-k", type=int, default=0)
@@ -419,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelError, ValueError, OSError) as exc:
         print(f"draft: error: {exc}", file=sys.stderr)
         return 2
+    if args.speed_probe:
+        log.write("speed", **speed_probe(draft, "draft"))
     connect = None if args.mode == "edge-only" else args.connect
     client = EdgeClient(
         connect, draft, args.edge, policy, params, log, args.timeout, spin_ms=args.spin_ms

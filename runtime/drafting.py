@@ -23,6 +23,7 @@ class Proposal:
     q_ids: torch.Tensor | None
     q_probs: torch.Tensor | None
     draft_ms: float
+    draft_cpu_ms: float = 0.0  # this thread's CPU time: draft_ms less any wait for the CPU
 
 
 class DraftState:
@@ -48,7 +49,7 @@ class DraftState:
         return (time.perf_counter() - start) * 1000.0
 
     def propose(self, committed: list[int], gamma: int) -> Proposal:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         self.base = len(committed)
         if gamma == 0:
             return Proposal([], None, None, 0.0)
@@ -68,9 +69,10 @@ class DraftState:
             if index < gamma - 1:
                 logits = forward_one(self.draft.model, self.cache, [token], 1)[-1]
         draft_ms = (time.perf_counter() - start) * 1000.0
+        cpu_ms = (time.thread_time() - cpu_start) * 1000.0
         if self.params.greedy:
-            return Proposal(tokens, None, None, draft_ms)
-        return Proposal(tokens, torch.stack(q_ids), torch.stack(q_probs), draft_ms)
+            return Proposal(tokens, None, None, draft_ms, cpu_ms)
+        return Proposal(tokens, torch.stack(q_ids), torch.stack(q_probs), draft_ms, cpu_ms)
 
     def accept(self, accepted: int) -> None:
         """After a verdict: the first ``accepted`` drafted tokens are now committed."""

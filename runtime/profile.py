@@ -28,14 +28,17 @@ from runtime.verify import SamplingParams
 STEP_GAMMA = 4
 
 
-def _timed(step: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``step`` in ms (one untimed warm-up first)."""
+Clock = Callable[[], float]
+
+
+def _timed(step: Callable[[], object], repeats: int, clock: Clock = time.perf_counter) -> float:
+    """Median time of ``step`` in ms (one untimed warm-up first)."""
     step()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         step()
-        times.append((time.perf_counter() - start) * 1000.0)
+        times.append((clock() - start) * 1000.0)
     return statistics.median(times)
 
 
@@ -47,28 +50,43 @@ def _filled_cache(model: LoadedModel, length: int, seed: int) -> Any:
     return cache
 
 
-def draft_step_ms(draft: LoadedModel, contexts: Iterable[int], repeats: int) -> list[dict]:
-    """Draft time per token at each context, timed as the edge drafts: ``DraftState.propose``
-    rounds of one and of ``STEP_GAMMA`` tokens. A round's first token costs more (the cache
-    is cropped to the committed tokens and the round's new committed token fed with it), so
-    a point holds ``first_ms`` and ``ms``, the time of each further token."""
+def draft_step_ms(
+    draft: LoadedModel, contexts: Iterable[int], repeats: int, clock: Clock = time.perf_counter
+) -> list[dict]:
+    """Draft time at each context, timed as the edge drafts: ``DraftState.propose`` rounds.
+    A round's first token costs more than the others: the cache is cropped to the committed
+    tokens and what the last verdict committed is fed with it, one token after a rejection
+    (the correction; ``first_ms``) or two after a fully accepted round (its last drafted
+    token and the bonus token, in one forward; ``first_after_accept_ms``). ``ms`` is each
+    further token, from rounds of ``STEP_GAMMA``."""
     out = []
     generator = torch.Generator().manual_seed(7)
     for context in contexts:
         committed = torch.randint(0, draft.vocab_size, (context,), generator=generator).tolist()
         drafter = DraftState(draft, SamplingParams(), seed=0)
         drafter.prefill(committed[:-1])
-        times: dict[int, list[float]] = {1: [], STEP_GAMMA: []}
+        times: dict[str, list[float]] = {"rejected": [], "accepted": [], "long": []}
+        # after "rejected" the round is accepted in full (two tokens to feed next); after
+        # "accepted" and "long", rejected at once (one token to feed next)
+        rounds = (("rejected", 1, 1), ("accepted", 1, 0), ("long", STEP_GAMMA, 0))
         for repeat in range(repeats + 1):
-            for gamma in times:
+            for kind, gamma, accepted in rounds:
+                start = clock()
                 proposal = drafter.propose(committed, gamma)
-                if repeat:  # the first round of each size warms up
-                    times[gamma].append(proposal.draft_ms)
-                drafter.accept(0)
-                committed.append(proposal.tokens[0])
-        first = statistics.median(times[1])
-        rest = (statistics.median(times[STEP_GAMMA]) - first) / (STEP_GAMMA - 1)
-        out.append({"context": context, "first_ms": first, "ms": max(rest, 0.0)})
+                if repeat:  # the first pass warms up
+                    times[kind].append((clock() - start) * 1000.0)
+                drafter.accept(accepted)
+                committed.extend([*proposal.tokens[:accepted], proposal.tokens[0]])
+        first = statistics.median(times["rejected"])
+        rest = (statistics.median(times["long"]) - first) / (STEP_GAMMA - 1)
+        out.append(
+            {
+                "context": context,
+                "first_ms": first,
+                "first_after_accept_ms": statistics.median(times["accepted"]),
+                "ms": max(rest, 0.0),
+            }
+        )
     return out
 
 
@@ -102,6 +120,7 @@ def verify_ms(
     tokens: Iterable[int],
     contexts: Iterable[int],
     repeats: int,
+    clock: Clock = time.perf_counter,
 ) -> list[dict[str, float]]:
     """Batched verification time over the grid (every row: ``tokens`` new tokens)."""
     grid = []
@@ -120,10 +139,31 @@ def verify_ms(
                         "batch": batch,
                         "tokens": count,
                         "context": context,
-                        "ms": _timed(step, repeats),
+                        "ms": _timed(step, repeats, clock),
                     }
                 )
     return grid
+
+
+PROBE = {"context": 64, "batch": 1, "tokens": 5, "repeats": 3}
+
+
+def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
+    """One point of the profile timed here and now, in the thread's CPU time: the profile
+    holds the same probe from when it was made, and the ratio says how much faster or
+    slower this process computes (a virtual machine's speed drifts by several per cent over
+    an hour). CPU time, so that a CPU quota's waits do not count; it is compared only with
+    CPU time (it falls short of wall time by a share that differs by model: measured here,
+    a quarter for the float32 target, nothing for the int8 draft). ``role``: the draft times
+    a round of ``STEP_GAMMA`` tokens, the target one verification."""
+    context = PROBE["context"]
+    if role == "draft":
+        point = draft_step_ms(model, [context], PROBE["repeats"], time.thread_time)[0]
+        ms = point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
+        return {"role": role, "context": context, "gamma": STEP_GAMMA, "ms": ms}
+    batch, tokens = PROBE["batch"], PROBE["tokens"]
+    point = verify_ms(model, [batch], [tokens], [context], PROBE["repeats"], time.thread_time)[0]
+    return {"role": role, "context": context, "batch": batch, "tokens": tokens, "ms": point["ms"]}
 
 
 def greedy_matches(
@@ -297,6 +337,8 @@ def profile_pair(
 ) -> dict[str, Any]:
     """Measure everything a profile holds on the prompt ``texts``; ``grid`` names the sizes."""
     prompts = [target.encode_prompt(text) for text in texts]
+    progress("speed probes")
+    before = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
     progress("draft step and prefill time")
     draft_steps = draft_step_ms(draft, grid["contexts"], repeats)
     draft_prefills = prefill_ms(draft, grid["prompt_lengths"], repeats)
@@ -304,6 +346,11 @@ def profile_pair(
     prefills = prefill_ms(target, grid["prompt_lengths"], repeats)
     progress("target verify time grid")
     verifies = verify_ms(target, grid["batches"], grid["tokens"], grid["contexts"], repeats)
+    after = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
+    probes = {
+        role: {**before[role], "ms": (before[role]["ms"] + after[role]["ms"]) / 2}
+        for role in before
+    }
     progress("acceptance")
     accepted = acceptance(target, draft, prompts, gamma, tokens)
     accepted["per_prompt"] = dict(zip(texts, accepted["per_prompt"], strict=True))
@@ -322,6 +369,7 @@ def profile_pair(
         "draft_prefill_ms": draft_prefills,
         "target_prefill_ms": prefills,
         "verify_ms": verifies,
+        "speed_probes": probes,  # before and after the timings, averaged
         "acceptance": accepted,
         "message_bytes": message_sizes(range(0, 9), 16),
         "prompts": prompt_lengths(target, texts),

@@ -29,6 +29,7 @@ from runtime.models import DEFAULT_TARGET, LoadedModel, ModelError, load_model, 
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.process import configure, parse_cpus, resource_report
+from runtime.profile import speed_probe
 from runtime.transport import wait_readable
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
 from runtime.verify import (
@@ -472,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log", help="JSONL event log to append to")
     parser.add_argument("--seed", type=int, default=0, help="seed for tiny/perturbed models")
+    parser.add_argument(
+        "--speed-probe",
+        action="store_true",
+        help="after loading, time one profile point and log it (a 'speed' event), so that "
+        "a simulation of this run can scale the profile to this machine's speed now",
+    )
     return parser
 
 
@@ -486,11 +493,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.draft
             else None
         )
+        log = EventLog(args.log, "target")
+        if args.speed_probe:
+            log.write("speed", **speed_probe(target, "target"))
         server = TargetServer(
             target,
             args.bind,
             batching,
-            EventLog(args.log, "target"),
+            log,
             draft,
             args.session_timeout,
             spin_ms=args.spin_ms,

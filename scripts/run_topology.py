@@ -122,13 +122,19 @@ def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
     return problems
 
 
-def simulate(scenario: Scenario, out: Path, cpus: dict[str, str]) -> tuple[list[dict], list[str]]:
-    """The simulator's run of the scenario, on the CPUs the emulation pinned its hosts to."""
+def simulate(
+    scenario: Scenario, out: Path, cpus: dict[str, str], emu_events: list[dict]
+) -> tuple[list[dict], list[str], dict[str, float]]:
+    """The simulator's run of the scenario, on the CPUs the emulation pinned its hosts to and
+    with the profile scaled to the speed each host's probe measured before the workload."""
     log = EventLog(out / "sim.jsonl", "sim", keep=True, flush_each=False)
-    simulation = Simulation(scenario, log, SimOptions(cpu_plan=cpus))
+    probes = [e for e in emu_events if e["event"] == "speed"]
+    simulation = Simulation(scenario, log, SimOptions(cpu_plan=cpus, speed_probes=probes))
     simulation.run()
     log.close()
-    return log.events, simulation.warnings
+    speeds = ", ".join(f"{host} x{speed:.2f}" for host, speed in simulation.speeds.items())
+    notes = [f"compute times scaled to the hosts' speed probes: {speeds}"] if speeds else []
+    return log.events, simulation.warnings + notes, simulation.speeds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     sim_events: list[dict] = []
     sim = comparison = None
     notes: list[str] = []
+    speeds: dict[str, float] = {}
     if not args.no_sim and not result.interrupted:
         say("simulating the same scenario")
         started = time.monotonic()
-        sim_events, warnings = simulate(scenario, out, result.cpus)
+        sim_events, warnings, speeds = simulate(scenario, out, result.cpus, emu_events)
         notes += warnings
         sim = summarise(sim_events)
         comparison = compare(emu, sim)
@@ -200,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         "replay_lateness_ms_p99": result.replay_lateness_ms_p99,
         "edge_exit_codes": result.edge_exit_codes,
         "interrupted": result.interrupted,
+        # the simulator's compute times relative to the profile, from the hosts' probes
+        "sim_speeds": speeds,
     }
     report = write_results(out, scenario, run_info, emu_events, sim_events, emu, sim, comparison)
     print()

@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     record["results_dir"] = str(results)
                     record["score"] = score_run(emu, sim)
+                    run_info = json.loads((results / "run.json").read_text())
+                    record["sim_speeds"] = run_info.get("sim_speeds", {})
                     samples[case["name"]] = {
                         "emulated": {"tpot": token_intervals(emu), "rtt": round_trips(emu)},
                         "simulated": {"tpot": token_intervals(sim), "rtt": round_trips(sim)},

@@ -8,7 +8,15 @@ import pytest
 from cli import run_script
 
 from runtime.models import make_draft
-from runtime.profile import acceptance, message_sizes, profile_pair
+from runtime.profile import (
+    STEP_GAMMA,
+    acceptance,
+    greedy_matches,
+    message_sizes,
+    profile_pair,
+    speed_probe,
+    window_counts,
+)
 from runtime.profile_store import load_profile
 
 GRID = {"contexts": [16, 48], "prompt_lengths": [8], "batches": [1, 3], "tokens": [1, 4]}
@@ -45,6 +53,24 @@ def test_profile_holds_the_whole_grid(tiny_target, tiny_draft, prompts) -> None:
     assert lengths["chars_per_token"] > 0
     assert 0.0 <= profile["acceptance"]["overall"] <= 1.0
     assert profile["conditions"]["torch_threads"] >= 1
+
+
+def test_greedy_matches_fix_each_window_s_acceptance(tiny_target, prompts) -> None:
+    """A copy of the target matches everywhere but the prefill token; the counts of rounds
+    of any window follow from the matches alone."""
+    matches = greedy_matches(tiny_target, make_draft("copy", tiny_target), prompts[0], 12)
+    assert matches == [False] + [True] * 11
+    reached, accepted = window_counts([False, True, True, False, True, False, True], 2)
+    # rounds from position 1: 1-2 (bonus 3), 4 then a miss at 5, 6 (the last position)
+    assert reached == [3, 3] and accepted == [3, 1]
+
+
+def test_a_speed_probe_times_one_profile_point_in_cpu_time(tiny_target, tiny_draft) -> None:
+    draft = speed_probe(tiny_draft, "draft")
+    assert draft["role"] == "draft" and draft["gamma"] == STEP_GAMMA and draft["ms"] > 0
+    target = speed_probe(tiny_target, "target")
+    assert (target["batch"], target["tokens"], target["context"]) == (1, 5, 64)
+    assert target["ms"] > 0
 
 
 def test_message_sizes_follow_the_protocol() -> None:

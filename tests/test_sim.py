@@ -19,7 +19,12 @@ import pytest
 import yaml
 
 from emulator.scenario import load_scenario
-from emulator.sim.calibration import CalibrationError, PairProfile, find_profile, sample_run
+from emulator.sim.calibration import (
+    CalibrationError,
+    PairProfile,
+    find_profile,
+    sample_run,
+)
 from emulator.sim.cpu import CoreShare, CpuQuota, SharedCore
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
@@ -530,3 +535,50 @@ def test_a_simulation_of_an_emulation_shares_the_core_its_edges_were_pinned_to(t
         draft_ms[name] = np.mean([r["draft_ms"] for r in rounds_of(log.events)])
     # three drafters at once on one core: each at a third of the speed
     assert draft_ms["shared"] > 1.5 * draft_ms["apart"]
+
+
+def test_a_simulation_of_an_emulated_run_computes_at_the_speed_its_hosts_probed(tmp_path) -> None:
+    """Each host's probe against the profile's own probe of that role scales its compute."""
+    scenario, profile_path = write_scenario(tmp_path, {"constant": {"delay_ms": 5}})
+    data = json.loads(profile_path.read_text())
+    data["speed_probes"] = {"draft": {"ms": 100.0}, "target": {"ms": 50.0}}
+    profile_path.write_text(json.dumps(data))
+    probes = [
+        {"event": "speed", "proc": "e1", "role": "draft", "ms": 200.0},
+        {"event": "speed", "proc": "target", "role": "target", "ms": 75.0},
+    ]
+    runs = {}
+    for name, options in (("probed", {"speed_probes": probes}), ("profiled", {})):
+        log = EventLog(None, "sim", keep=True)
+        simulation = Simulation(
+            load_scenario(scenario), log, SimOptions(profile=str(profile_path), **options)
+        )
+        simulation.run()
+        runs[name] = (simulation.speeds, rounds_of(log.events)[0])
+    assert runs["probed"][0] == {"e1": pytest.approx(2.0), "cloud": pytest.approx(1.5)}
+    assert runs["profiled"][0] == {}
+    probed, profiled = runs["probed"][1], runs["profiled"][1]
+    assert probed["draft_ms"] == pytest.approx(2.0 * profiled["draft_ms"])
+    assert probed["verify_ms"] == pytest.approx(1.5 * profiled["verify_ms"])
+
+
+def test_a_round_after_a_fully_accepted_one_feeds_two_tokens_first(tmp_path) -> None:
+    """After a whole round was accepted the drafter feeds its last drafted token and the
+    bonus token in one forward: the profile prices that first step apart."""
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, tokens=20, policy="fixed:2", step_ms=10.0
+    )
+    data = json.loads(profile.read_text())
+    for point in data["draft_step_ms"]:
+        point["first_after_accept_ms"] = 30.0
+    prompt = load_scenario(scenario).workload.prompts[0]
+    matches = "0" + "111" + "0" + "1" * 30  # position 3 is the first round's bonus token
+    data["acceptance"]["per_prompt"] = {
+        prompt: {"reached": [1] * 8, "accepted": [1] * 8, "matches": matches}
+    }
+    profile.write_text(json.dumps(data))
+    rounds = rounds_of(simulate(scenario, profile))
+    assert [r["accepted"] for r in rounds[:3]] == [2, 0, 2]
+    # the first round feeds the target's first token; the second follows a whole round;
+    # the third follows a rejection; the fourth follows a whole round again
+    assert [r["draft_ms"] for r in rounds[:4]] == pytest.approx([20.0, 40.0, 20.0, 40.0])

@@ -76,9 +76,19 @@ def test_a_case_is_scored_per_metric_and_a_miss_is_attributed_to_its_component()
     assert score["metrics"]["tokens_per_round"]["error"] == 0.0
     assert score["metrics"]["tpot_mean_ms"]["error"] == pytest.approx((200 - 240) / 240)
     assert "tpot_mean_ms" in score["misses"] and "tokens_per_round" not in score["misses"]
-    assert score["attributed_to"] == "draft"
+    assert score["attributed_to"] == ["draft"]
     assert score["ks_tpot"] == 1.0 and score["ks_round_trip"] == 0.0
     assert score_run(emu, session_events(1.0))["misses"] == []
+
+
+def test_a_miss_of_tokens_per_round_is_attributed_to_acceptance() -> None:
+    sim = session_events(1.0)
+    for record in sim:
+        if record["event"] == "round":
+            record.update(accepted=2, emitted=3)
+    score = score_run(session_events(1.0), sim)
+    assert set(score["misses"]) == {"acceptance", "tokens_per_round"}
+    assert score["attributed_to"] == ["acceptance"]
 
 
 def test_the_suite_summary_pools_errors_and_policy_rankings() -> None:
@@ -161,3 +171,23 @@ def test_the_smoke_suite_runs_both_worlds_and_reports_every_summary_field(tmp_pa
     for name in ("fidelity.json", "fidelity.md", "errors.png", "cdf-tpot.png"):
         assert (folder / name).stat().st_size > 0
     assert not (folder / "partial.json").exists()
+
+
+def test_one_scenario_of_the_user_s_runs_in_both_worlds(tmp_path) -> None:
+    require_mininet()
+    scenario = tmp_path / "mine.yaml"
+    scenario.write_text(
+        "name: mine\n"
+        "edges: [{name: e, cpu: 0.7, policy: fixed:2, "
+        "link: {constant: {rate_mbps: 20, delay_ms: 15}}}]\n"
+        "workload: {requests_per_edge: 1, max_new_tokens: 12}\n"
+    )
+    run = run_script(
+        "validate_fidelity.py", "--scenario", str(scenario), "--json", "--out", str(tmp_path)
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    case = result["cases"]["mine"]
+    assert case["policy"] == "fixed:2" and case["score"]["metrics"]["tokens_per_round"]["emu"] > 1
+    assert result["rank_agreement"] is None and result["ranked_pairs"] == 0
+    assert set(case["sim_speeds"]) == {"cloud", "e1"}

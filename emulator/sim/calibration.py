@@ -60,12 +60,19 @@ class PairProfile:
         self.source = source
         self.pair = data["pair"]
         self.threads = int(data["conditions"].get("threads", data["conditions"]["torch_threads"]))
-        self._draft_step = self._points(data["draft_step_ms"], "context")
-        firsts = [
-            {"context": p["context"], "ms": p.get("first_ms", p["ms"])}
-            for p in data["draft_step_ms"]
-        ]
-        self._draft_first = self._points(firsts, "context")
+        steps = data["draft_step_ms"]
+        self._draft_step = self._points(steps, "context")
+        self._draft_first = self._points(
+            [{"context": p["context"], "ms": p.get("first_ms", p["ms"])} for p in steps],
+            "context",
+        )
+        self._draft_first_after_accept = self._points(
+            [
+                {"context": p["context"], "ms": p.get("first_after_accept_ms", p["ms"])}
+                for p in steps
+            ],
+            "context",
+        )
         self._draft_prefill = self._points(data["draft_prefill_ms"], "prompt_tokens")
         self._target_prefill = self._points(data["target_prefill_ms"], "prompt_tokens")
         grid = data["verify_ms"]
@@ -95,6 +102,7 @@ class PairProfile:
         self._template_tokens = int(prompts["template_tokens"])
         self._chars_per_token = float(prompts["chars_per_token"])
         self._measured_prompts = dict(prompts["measured"])
+        self.speed_probes: dict[str, dict[str, Any]] = data.get("speed_probes", {})
         self._memo: dict[tuple, float] = {}
 
     @staticmethod
@@ -114,15 +122,17 @@ class PairProfile:
             self._memo[key] = interpolate(*self._draft_step, context)
         return self._memo[key]
 
-    def draft_ms(self, gamma: int, context: int) -> float:
+    def draft_ms(self, gamma: int, context: int, after_accept: bool = False) -> float:
         """Drafting ``gamma`` tokens in one round: the round's first token (the cache cropped
-        and the new committed token fed too) and the further ones (profiles from before
-        ``first_ms`` was measured price the first like the others)."""
+        and what the last verdict committed fed too: two tokens ``after_accept``-ing a whole
+        round, else one) and the further ones. Profiles from before these were measured
+        price the first token like the others."""
         if gamma <= 0:
             return 0.0
-        key = ("draft", gamma, context)
+        key = ("draft", gamma, context, after_accept)
         if key not in self._memo:
-            first = interpolate(*self._draft_first, context)
+            firsts = self._draft_first_after_accept if after_accept else self._draft_first
+            first = interpolate(*firsts, context)
             self._memo[key] = first + (gamma - 1) * self.draft_step_ms(context)
         return self._memo[key]
 
@@ -198,6 +208,23 @@ class PairProfile:
         if text in self._measured_prompts:
             return int(self._measured_prompts[text])
         return self._template_tokens + max(1, round(len(text) / self._chars_per_token))
+
+
+def probed_speeds(
+    probes: list[dict[str, Any]], target: PairProfile, drafts: dict[str, PairProfile]
+) -> dict[str, float]:
+    """Per host of an emulated run (``cloud`` for the target), its compute time then
+    relative to its profile: the host's speed probe (``runtime.profile.speed_probe``, a
+    ``speed`` event) over the profile's own probe of that role. Hosts without a probe, or
+    whose profile has none, are not listed."""
+    speeds = {}
+    for probe in probes:
+        host = "cloud" if probe["role"] == "target" else probe["proc"]
+        profile = target if host == "cloud" else drafts.get(host)
+        reference = profile.speed_probes.get(probe["role"]) if profile else None
+        if reference:
+            speeds[host] = probe["ms"] / reference["ms"]
+    return speeds
 
 
 def find_profile(target: str, draft: str, directory: Path = PROFILES_DIR) -> PairProfile:

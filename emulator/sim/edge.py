@@ -64,6 +64,7 @@ class EdgeSim:
     profile: PairProfile
     policy: WindowPolicy
     cpu: CpuQuota | CoreShare
+    speed: float  # compute time relative to the profile's (the host's speed probe / the profile)
     uplink: SimPath
     downlink: SimPath
     server: TargetSim
@@ -80,10 +81,12 @@ class EdgeSim:
     _context: int = 0
     _prefill_done: float = 0.0
     _opened_early: bool = False
+    _all_accepted: bool = False  # the last round's drafts were all accepted: two tokens to feed
     _gamma: int = 0
     _run: int = 0
     _t_draft: float = 0.0
     _draft_ms: float = 0.0
+    _draft_cpu_ms: float = 0.0
     _t_send: float = 0.0
     _bytes_up: int = 0
     foresee: Callable[[int], None] | None = field(init=False, default=None)
@@ -116,7 +119,7 @@ class EdgeSim:
             self.server.arrive,
             Open(self, request.prompt_tokens, self.max_tokens),
         )
-        prefill = self.profile.draft_prefill_ms(request.prompt_tokens)
+        prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.speed
         if isinstance(self.cpu, CoreShare):
             self._prefill_done = math.inf
             self.cpu.compute(prefill, self._prefilled)
@@ -142,6 +145,7 @@ class EdgeSim:
         assert request is not None
         request.t_first_token = self.engine.now
         request.output_tokens = 1
+        self._all_accepted = False
         self._context += 1
         if request.output_tokens >= self.max_tokens:
             self._finish(request)
@@ -160,8 +164,13 @@ class EdgeSim:
         gamma = max(0, min(self.policy.next_gamma(self._context), remaining - 1))
         if gamma > run == RUN_HORIZON:
             run = self._acceptance_run(request, gamma, start=run)
-        work = self.profile.draft_ms(gamma, self._context)
-        self._gamma, self._run, self._t_draft = gamma, run, self.engine.now
+        work = self.profile.draft_ms(gamma, self._context, self._all_accepted) * self.speed
+        self._gamma, self._run, self._t_draft, self._draft_cpu_ms = (
+            gamma,
+            run,
+            self.engine.now,
+            work,
+        )
         if isinstance(self.cpu, CoreShare):
             self.cpu.compute(work, self._drafted)
         else:
@@ -210,6 +219,7 @@ class EdgeSim:
             emitted=emitted,
             context_len=self._context,
             draft_ms=self._draft_ms,
+            draft_cpu_ms=self._draft_cpu_ms,
             t_send=self._t_send / 1000.0,
             t_recv=now / 1000.0,
             server_t_recv=verdict.t_recv / 1000.0,
@@ -226,6 +236,7 @@ class EdgeSim:
             bytes_down=self.profile.verdict_bytes,
         )
         self.policy.observe(observation_from_round(record))
+        self._all_accepted = self._gamma > 0 and verdict.accepted == self._gamma
         request.rounds += 1
         self.rounds += 1
         if verdict.done or request.output_tokens >= self.max_tokens:

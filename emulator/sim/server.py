@@ -41,6 +41,7 @@ class TargetSim:
     profile: PairProfile
     batching: BatchingPolicy
     cpu: CpuQuota
+    speed: float  # compute time relative to the profile's (the host's speed probe / the profile)
     log: EventLog
     inbox: collections.deque = field(default_factory=collections.deque)
     pending: collections.deque = field(default_factory=collections.deque)
@@ -97,7 +98,7 @@ class TargetSim:
 
     def _compute_ms(self, work_ms: float) -> float:
         """How long ``work_ms`` of full-core computation takes from now under the quota."""
-        return self.cpu.finish(self.engine.now, work_ms) - self.engine.now
+        return self.cpu.finish(self.engine.now, work_ms * self.speed) - self.engine.now
 
     def _hold(self, duration_ms: float, then: Callable[[Any], None], argument: Any) -> None:
         self.busy = True

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulator.scenario import EdgeGroup, LinkSpec, Scenario, spread_edges
-from emulator.sim.calibration import PROFILES_DIR, PairProfile, find_profile, read_profile
+from emulator.sim.calibration import (
+    PROFILES_DIR,
+    PairProfile,
+    find_profile,
+    probed_speeds,
+    read_profile,
+)
 from emulator.sim.cpu import PERIOD_MS, CoreShare, CpuQuota, SharedCore
 from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
@@ -42,6 +48,8 @@ class SimOptions:
     until_s: float = math.inf  # stop the simulated clock here
     # host -> the CPUs an emulation pinned it to: edges pinned to one core share it
     cpu_plan: dict[str, str] | None = None
+    # the ``speed`` events of an emulated run: the profile is scaled to each host's speed
+    speed_probes: list[dict] | None = None
 
 
 @dataclass
@@ -116,12 +124,18 @@ class Simulation:
         }
         cloud = scenario.cloud
         target_profile = profiles[hosts[0][1].draft]
+        self.speeds = probed_speeds(
+            options.speed_probes or [],
+            target_profile,
+            {host: profiles[group.draft] for host, group in hosts},
+        )
         self._check_threads("cloud", cloud.threads, target_profile)
         self.server = TargetSim(
             self.engine,
             target_profile,
             BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
             CpuQuota(cpu_share(cloud.cpu, target_profile.threads), self._phase(seed, "cloud")),
+            self.speeds.get("cloud", 1.0),
             log,
         )
         self.links: list[SimLink] = []
@@ -142,6 +156,7 @@ class Simulation:
                 profile=profile,
                 policy=policy_factory(options.policy or group.policy),
                 cpu=self._edge_cpu(host, cpu_share(group.cpu, profile.threads), seed),
+                speed=self.speeds.get(host, 1.0),
                 uplink=SimPath(self.engine, [up] + ([wan_up] if wan_up else [])),
                 downlink=SimPath(self.engine, ([wan_down] if wan_down else []) + [down]),
                 server=self.server,
