@@ -170,10 +170,11 @@ def greedy_matches(
     target: LoadedModel, draft: LoadedModel, prompt: list[int], tokens: int
 ) -> list[bool]:
     """Whether the draft's greedy token equals the target's at each output position, the
-    draft fed the target's own output one step at a time as the edge feeds it. Under greedy
-    verification the output is the target's whatever γ is, so these fix every round: a round
-    starting at position i accepts the run of matches from i (position 0 is the target's
-    prefill token, never drafted)."""
+    draft fed the target's own output one step at a time. Under greedy verification the
+    output is the target's whatever γ is, so these fix every round: a round starting at
+    position i accepts the run of matches from i (position 0 is the target's prefill token,
+    never drafted). Up to numerics: a forward of several tokens (the draft after a fully
+    accepted round) or of several rows (a batched verify) can flip a near-tie."""
     cache = new_cache()
     outputs = [int(forward_one(target.model, cache, list(prompt), 1)[-1].argmax())]
     while len(outputs) < tokens:
