@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -38,6 +39,7 @@ from runtime.policies import WindowPolicy, make_window_policy
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.profile import speed_probe
 from runtime.prompts import load_prompts
+from runtime.security import ClientSecurity, SecurityError
 from runtime.transport import wait_readable
 from runtime.verify import SamplingParams, truncate_emitted
 
@@ -72,6 +74,7 @@ class EdgeClient:
         timeout_s: float = 60.0,
         context: zmq.Context | None = None,
         spin_ms: float = 0.0,
+        security: ClientSecurity | None = None,
     ) -> None:
         self.draft = draft
         self.edge = edge
@@ -87,6 +90,8 @@ class EdgeClient:
             self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
             self.socket.setsockopt(zmq.LINGER, 0)
             self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+            if security is not None:
+                security.apply(self.socket)
             self.socket.connect(connect)
 
     def close(self) -> None:
@@ -396,6 +401,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log", help="JSONL event log to append to")
     parser.add_argument("--print", action="store_true", help="print each generated text")
+    parser.add_argument(
+        "--curve-secret",
+        type=Path,
+        help="CURVE on: this edge's NAME.key_secret (python -m runtime.security keygen)",
+    )
+    parser.add_argument(
+        "--curve-server-key", type=Path, help="with --curve-secret: the server's public NAME.key"
+    )
     return parser
 
 
@@ -414,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.arrival_rate is not None and args.arrival_rate <= 0:
         print("draft: error: --arrival-rate must be > 0", file=sys.stderr)
         return 2
+    if (args.curve_secret is None) != (args.curve_server_key is None):
+        print("draft: error: CURVE needs --curve-secret and --curve-server-key", file=sys.stderr)
+        return 2
     log = EventLog(args.log, args.edge)
     try:
         configure(args.threads, parse_cpus(args.cpus))
@@ -430,9 +446,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed_probe:
         log.write("speed", **speed_probe(draft, "draft"))
     connect = None if args.mode == "edge-only" else args.connect
-    client = EdgeClient(
-        connect, draft, args.edge, policy, params, log, args.timeout, spin_ms=args.spin_ms
-    )
+    security = None
+    if args.curve_secret:
+        security = ClientSecurity(args.curve_secret, args.curve_server_key)
+    try:
+        client = EdgeClient(
+            connect,
+            draft,
+            args.edge,
+            policy,
+            params,
+            log,
+            args.timeout,
+            spin_ms=args.spin_ms,
+            security=security,
+        )
+    except SecurityError as exc:
+        print(f"draft: error: {exc}", file=sys.stderr)
+        return 2
     status = 0
     try:
         if args.wait_start:

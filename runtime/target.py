@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.profile import speed_probe
+from runtime.security import ServerSecurity
 from runtime.transport import wait_readable
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
 from runtime.verify import (
@@ -93,6 +95,7 @@ class TargetServer:
         session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S,
         context: zmq.Context | None = None,
         spin_ms: float = 0.0,
+        security: ServerSecurity | None = None,
     ) -> None:
         self.target = target
         self.draft = draft
@@ -109,6 +112,7 @@ class TargetServer:
         self.socket = self._context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self._authenticator = security.apply(self.socket, self._context) if security else None
         self.socket.bind(bind)
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.max_context = int(getattr(target.model.config, "max_position_embeddings", 1 << 30))
@@ -133,6 +137,8 @@ class TargetServer:
                 "process", t=time.time(), counters=dict(self.counters), **resource_report("target")
             )
             self.socket.close(0)
+            if self._authenticator is not None:
+                self._authenticator.stop()
 
     def _streaming_sessions(self) -> list[Session]:
         return [s for s in self.sessions.values() if s.mode != "dsd" and not s.done]
@@ -479,11 +485,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="after loading, time one profile point and log it (a 'speed' event), so that "
         "a simulation of this run can scale the profile to this machine's speed now",
     )
+    parser.add_argument(
+        "--curve-secret",
+        type=Path,
+        help="CURVE on: this server's NAME.key_secret (python -m runtime.security keygen)",
+    )
+    parser.add_argument(
+        "--curve-allow",
+        type=Path,
+        help="with --curve-secret: the folder of client public keys (*.key) let in",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (args.curve_secret is None) != (args.curve_allow is None):
+        print("target: error: CURVE needs both --curve-secret and --curve-allow", flush=True)
+        return 2
+    security = ServerSecurity(args.curve_secret, args.curve_allow) if args.curve_secret else None
     try:
         configure(args.threads, parse_cpus(args.cpus))
         batching = BatchingPolicy(args.max_batch, args.max_wait_ms)
@@ -504,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
             draft,
             args.session_timeout,
             spin_ms=args.spin_ms,
+            security=security,
         )
     except (ModelError, ValueError, zmq.ZMQError) as exc:
         print(f"target: error: {exc}", flush=True)
