@@ -23,6 +23,7 @@ import torch
 import zmq
 
 from runtime import protocol
+from runtime.arguments import positive_int
 from runtime.drafting import DraftState, Proposal
 from runtime.events import EventLog
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
@@ -82,6 +83,20 @@ class PendingVerify:
     queued_at: float
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server accepts, each answered with its own error code when exceeded: open
+    sessions in all and per client (``too_many_sessions``, ``client_session_limit``),
+    tokens of context per session (``context_limit``; never more than the model's), and
+    bytes per message (``message_too_large``; twice that and ZeroMQ drops the connection
+    before the message is read into memory)."""
+
+    max_sessions: int = 256
+    max_sessions_per_client: int = 16
+    max_context: int | None = None
+    max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
+
+
 class TargetServer:
     """Serves verification for many sessions; call ``serve`` (blocking) and ``stop``."""
 
@@ -96,8 +111,10 @@ class TargetServer:
         context: zmq.Context | None = None,
         spin_ms: float = 0.0,
         security: ServerSecurity | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.target = target
+        self.limits = limits = limits or ServerLimits()
         self.draft = draft
         self.batching = batching or BatchingPolicy()
         self.busy = BusyMeter(BUSY_WINDOW_S)
@@ -110,12 +127,13 @@ class TargetServer:
         self._stop = threading.Event()
         self._context = context or zmq.Context.instance()
         self.socket = self._context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, 2 * limits.max_message_bytes)
         self.socket.setsockopt(zmq.LINGER, 0)
         self._authenticator = security.apply(self.socket, self._context) if security else None
         self.socket.bind(bind)
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.max_context = int(getattr(target.model.config, "max_position_embeddings", 1 << 30))
+        model_context = int(getattr(target.model.config, "max_position_embeddings", 1 << 30))
+        self.max_context = min(model_context, limits.max_context or model_context)
 
     def stop(self) -> None:
         self._stop.set()
@@ -182,6 +200,11 @@ class TargetServer:
         if len(frames) != 2:
             self._error(identity, "bad_message", f"expected one frame, got {len(frames) - 1}")
             return
+        limit = self.limits.max_message_bytes
+        if len(frames[1]) > limit:
+            text = f"{len(frames[1])} bytes; this server takes at most {limit}"
+            self._error(identity, "message_too_large", text)
+            return
         t_recv = time.time()
         try:
             message = protocol.decode(frames[1], expect=("open", "verify", "close"))
@@ -209,11 +232,23 @@ class TargetServer:
         key = (identity, message["session"])
         if key in self.sessions:
             raise protocol.ProtocolError("session already open", "session_exists")
+        if len(self.sessions) >= self.limits.max_sessions:
+            raise protocol.ProtocolError(
+                f"the server holds its maximum of {self.limits.max_sessions} sessions",
+                "too_many_sessions",
+            )
+        own = sum(1 for client, _ in self.sessions if client == identity)
+        if own >= self.limits.max_sessions_per_client:
+            raise protocol.ProtocolError(
+                f"this client holds its maximum of {self.limits.max_sessions_per_client} "
+                "open sessions",
+                "client_session_limit",
+            )
         prompt = protocol.unpack_ids(message["prompt"])
         self._check_tokens(prompt, "prompt")
         if len(prompt) + message["max_tokens"] > self.max_context:
             raise protocol.ProtocolError(
-                f"prompt + max_tokens exceeds the model's context of {self.max_context}",
+                f"prompt + max_tokens exceeds this server's context of {self.max_context}",
                 "context_limit",
             )
         mode = message["mode"]
@@ -330,10 +365,26 @@ class TargetServer:
                 self.counters["expired"] += 1
 
     # -- batched work --------------------------------------------------------------------
+    def _fair_batch(self) -> list[PendingVerify]:
+        """Up to ``max_batch`` queued verifies, taken in turns across clients (the oldest of
+        each client first), so that a client with many sessions cannot fill every batch."""
+        by_client: dict[bytes, collections.deque[PendingVerify]] = {}
+        for item in self.pending:
+            by_client.setdefault(item.session.identity, collections.deque()).append(item)
+        chosen: list[PendingVerify] = []
+        while len(chosen) < self.batching.max_batch and by_client:
+            for identity in list(by_client):
+                if len(chosen) == self.batching.max_batch:
+                    break
+                chosen.append(by_client[identity].popleft())
+                if not by_client[identity]:
+                    del by_client[identity]
+        taken = {id(item) for item in chosen}
+        self.pending = collections.deque(p for p in self.pending if id(p) not in taken)
+        return chosen
+
     def _run_batch(self) -> None:
-        verifies = [
-            self.pending.popleft() for _ in range(min(len(self.pending), self.batching.max_batch))
-        ]
+        verifies = self._fair_batch()
         streaming = self._streaming_sessions()[: max(0, self.batching.max_batch - len(verifies))]
         rows: list[Row] = []
         work: list[tuple[Session, Proposal, PendingVerify | None]] = []
@@ -459,6 +510,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--cpus", help="pin to these CPUs, e.g. 1 or 0-1")
     parser.add_argument("--max-batch", type=int, default=8, help="largest verification batch")
+    defaults = ServerLimits()
+    parser.add_argument(
+        "--max-sessions",
+        type=positive_int,
+        default=defaults.max_sessions,
+        help="open sessions in all (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-sessions-per-client",
+        type=positive_int,
+        default=defaults.max_sessions_per_client,
+        help="open sessions of one client (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-context",
+        type=positive_int,
+        help="tokens of prompt + output per session (default: the model's context)",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=positive_int,
+        default=defaults.max_message_bytes,
+        help="largest message read (default: %(default)s)",
+    )
     parser.add_argument(
         "--max-wait-ms",
         type=float,
@@ -525,6 +600,12 @@ def main(argv: list[str] | None = None) -> int:
             args.session_timeout,
             spin_ms=args.spin_ms,
             security=security,
+            limits=ServerLimits(
+                args.max_sessions,
+                args.max_sessions_per_client,
+                args.max_context,
+                args.max_message_bytes,
+            ),
         )
     except (ModelError, ValueError, zmq.ZMQError) as exc:
         print(f"target: error: {exc}", flush=True)
