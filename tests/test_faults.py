@@ -1,0 +1,68 @@
+"""Faults the runtime must survive, made for real: a drafter process killed by its PID in the
+middle of a request (the tiny models, real sockets on loopback)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from runtime.draft import EdgeClient
+from runtime.policies import Fixed
+from tests.cli import ROOT
+
+
+def test_a_drafter_killed_mid_request_is_freed_and_the_others_go_on(
+    tiny_target, tiny_draft, start_server
+) -> None:
+    server = start_server(tiny_target, session_timeout_s=1.0)
+    victim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtime.draft",
+            "--connect",
+            server.endpoint,
+            "--base",
+            "tiny",
+            "--draft",
+            "perturbed:0.1",
+            "--edge",
+            "victim",
+            "--requests",
+            "1000",
+            "--max-new-tokens",
+            "200",
+            "--ignore-eos",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not any(sid.startswith("victim") for _, sid in list(server.sessions)):
+        assert time.monotonic() < deadline and victim.poll() is None, "the drafter never opened"
+        time.sleep(0.01)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=10)
+    orphaned = [key for key in list(server.sessions) if key[1].startswith("victim")]
+    assert orphaned  # killed mid-request: its session is still held
+    results: list[int] = []
+
+    def survivor() -> None:
+        client = EdgeClient(server.endpoint, tiny_draft, "survivor", Fixed(3), timeout_s=30)
+        results.append(len(client.run(tiny_target.encode_prompt("still here"), 24).output_ids))
+        client.close()
+
+    thread = threading.Thread(target=survivor)
+    thread.start()
+    thread.join(timeout=60)
+    assert results == [24]  # the others are unaffected
+    deadline = time.monotonic() + 10
+    while any(key in server.sessions for key in orphaned) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(key in server.sessions for key in orphaned)  # its session and KV are freed
+    assert server.counters["expired"] >= len(orphaned)
