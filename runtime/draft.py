@@ -50,6 +50,10 @@ class ServerError(RuntimeError):
     """The server answered ``error`` or did not answer in time."""
 
 
+class DeadlineExceeded(ServerError):
+    """A request ran past its deadline (``--deadline``); its session was closed."""
+
+
 @dataclass
 class RequestResult:
     prompt_ids: list[int]
@@ -75,9 +79,12 @@ class EdgeClient:
         context: zmq.Context | None = None,
         spin_ms: float = 0.0,
         security: ClientSecurity | None = None,
+        deadline_s: float | None = None,
     ) -> None:
         self.draft = draft
         self.edge = edge
+        self.deadline_s = deadline_s
+        self._deadline = float("inf")  # the running request's, on the monotonic clock
         self.policy = policy or make_window_policy("fixed:4")
         self.params = params or SamplingParams()
         self.log = log or EventLog(None, edge)
@@ -108,10 +115,12 @@ class EdgeClient:
     def _recv(self, session: str, types: tuple[str, ...]) -> tuple[dict[str, Any], int]:
         """Wait for this session's next reply of the given types; stale replies are skipped."""
         assert self.socket is not None
-        deadline = time.monotonic() + self.timeout_ms / 1000.0
+        deadline = min(time.monotonic() + self.timeout_ms / 1000.0, self._deadline)
         while True:
             remaining = int((deadline - time.monotonic()) * 1000)
             if remaining <= 0 or not wait_readable(self.socket, remaining, self.spin_ms):
+                if time.monotonic() >= self._deadline:
+                    raise DeadlineExceeded(f"the deadline of {self.deadline_s:g} s passed")
                 raise ServerError(f"no reply from the server within {self.timeout_ms / 1000:.0f} s")
             frame = self.socket.recv()
             try:
@@ -138,7 +147,9 @@ class EdgeClient:
         session = f"{self.edge}-{os.getpid()}-{next(self._ids)}"
         arrival = time.time() if t_arrival is None else t_arrival
         result = RequestResult(prompt_ids=list(prompt_ids), output_ids=[], t_arrival=arrival)
-        error = None
+        if self.deadline_s is not None:
+            self._deadline = time.monotonic() + self.deadline_s - (time.time() - arrival)
+        failure: ServerError | None = None
         try:
             if mode == "edge-only":
                 self._run_edge_only(result, max_tokens)
@@ -148,8 +159,14 @@ class EdgeClient:
                 self._run_streaming(session, result, max_tokens, mode)
             else:
                 raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        except DeadlineExceeded as exc:
+            failure = DeadlineExceeded(f"{exc} after {len(result.output_ids)} tokens")
+            if self.socket is not None:
+                self._send({"type": "close", "session": session})  # its reply is skipped later
         except ServerError as exc:
-            error = str(exc)
+            failure = exc
+        finally:
+            self._deadline = float("inf")
         self.log.write(
             "request",
             session=session,
@@ -161,10 +178,10 @@ class EdgeClient:
             t_arrival=result.t_arrival,
             t_first_token=result.t_first_token,
             t_done=result.t_done,
-            **({"error": error} if error else {}),
+            **({"error": str(failure)} if failure else {}),
         )
-        if error:
-            raise ServerError(error)
+        if failure:
+            raise failure
         return result
 
     def _open(self, session: str, prompt: list[int], max_tokens: int, mode: str) -> int:
@@ -394,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus", help="pin to these CPUs, e.g. 0")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a reply")
     parser.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds from a request's arrival to its last token; past it the request fails "
+        "(its error says so) and its session is closed (default: none)",
+    )
+    parser.add_argument(
         "--spin-ms",
         type=float,
         default=0.0,
@@ -460,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
             spin_ms=args.spin_ms,
             security=security,
+            deadline_s=args.deadline,
         )
     except SecurityError as exc:
         print(f"draft: error: {exc}", file=sys.stderr)

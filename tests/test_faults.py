@@ -10,7 +10,9 @@ import sys
 import threading
 import time
 
-from runtime.draft import EdgeClient
+import pytest
+
+from runtime.draft import DeadlineExceeded, EdgeClient
 from runtime.policies import Fixed
 from tests.cli import ROOT
 
@@ -66,3 +68,21 @@ def test_a_drafter_killed_mid_request_is_freed_and_the_others_go_on(
         time.sleep(0.1)
     assert not any(key in server.sessions for key in orphaned)  # its session and KV are freed
     assert server.counters["expired"] >= len(orphaned)
+
+
+def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
+    tiny_target, tiny_draft, start_server
+) -> None:
+    server = start_server(tiny_target)
+    client = EdgeClient(server.endpoint, tiny_draft, "hurried", Fixed(2), deadline_s=0.05)
+    prompt = tiny_target.encode_prompt("a long answer, please")
+    with pytest.raises(DeadlineExceeded, match=r"deadline of 0.05 s passed after \d+ tokens"):
+        client.run(prompt, 2000)
+    deadline = time.monotonic() + 10
+    while server.sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server.sessions  # closed by the client, not left to the timeout
+    patient = EdgeClient(server.endpoint, tiny_draft, "patient", Fixed(2), deadline_s=60)
+    assert len(patient.run(prompt, 16).output_ids) == 16
+    client.close()
+    patient.close()
