@@ -47,7 +47,15 @@ MODES = ("dsd", "cloud", "fused", "edge-only")
 
 
 class ServerError(RuntimeError):
-    """The server answered ``error`` or did not answer in time."""
+    """The server answered ``error`` (``code`` is its code) or did not answer in time
+    (``code`` "timeout")."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+RESUMABLE = ("timeout", "unknown_session")  # the target died, or restarted and forgot us
 
 
 class DeadlineExceeded(ServerError):
@@ -62,6 +70,7 @@ class RequestResult:
     t_arrival: float = 0.0
     t_first_token: float | None = None
     t_done: float | None = None
+    resumed: int = 0  # sessions re-opened after the target was lost
 
 
 class EdgeClient:
@@ -80,11 +89,15 @@ class EdgeClient:
         spin_ms: float = 0.0,
         security: ClientSecurity | None = None,
         deadline_s: float | None = None,
+        retries: int = 0,
+        backoff_s: float = 0.5,
     ) -> None:
         self.draft = draft
         self.edge = edge
         self.deadline_s = deadline_s
         self._deadline = float("inf")  # the running request's, on the monotonic clock
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.policy = policy or make_window_policy("fixed:4")
         self.params = params or SamplingParams()
         self.log = log or EventLog(None, edge)
@@ -121,7 +134,9 @@ class EdgeClient:
             if remaining <= 0 or not wait_readable(self.socket, remaining, self.spin_ms):
                 if time.monotonic() >= self._deadline:
                     raise DeadlineExceeded(f"the deadline of {self.deadline_s:g} s passed")
-                raise ServerError(f"no reply from the server within {self.timeout_ms / 1000:.0f} s")
+                raise ServerError(
+                    f"no reply from the server within {self.timeout_ms / 1000:.0f} s", "timeout"
+                )
             frame = self.socket.recv()
             try:
                 message = protocol.decode(frame)
@@ -129,7 +144,9 @@ class EdgeClient:
                 raise ServerError(f"malformed reply from the server: {exc}") from exc
             if message["type"] == "error":
                 if message.get("session") in (None, session):
-                    raise ServerError(f"server error {message['code']}: {message['message']}")
+                    raise ServerError(
+                        f"server error {message['code']}: {message['message']}", message["code"]
+                    )
                 continue
             if message.get("session") == session and message["type"] in types:
                 return message, len(frame)
@@ -178,6 +195,7 @@ class EdgeClient:
             t_arrival=result.t_arrival,
             t_first_token=result.t_first_token,
             t_done=result.t_done,
+            **({"resumed": result.resumed} if result.resumed else {}),
             **({"error": str(failure)} if failure else {}),
         )
         if failure:
@@ -197,6 +215,37 @@ class EdgeClient:
             }
         )
 
+    def _reopen(
+        self,
+        session: str,
+        committed: list[int],
+        result: RequestResult,
+        max_tokens: int,
+        lost: ServerError,
+    ) -> tuple[str, bool]:
+        """The target died or restarted: open a new session whose prompt is everything
+        committed so far, after a backoff that doubles each try; its first token is the
+        request's next one. Returns the new session and whether the request is done."""
+        for attempt in range(self.retries):
+            time.sleep(self.backoff_s * 2**attempt)
+            resumed = f"{session.split('~')[0]}~{attempt}-{next(self._ids)}"
+            remaining = max_tokens - len(result.output_ids)
+            self._open(resumed, committed, remaining, "dsd")
+            try:
+                opened, _ = self._recv(resumed, ("opened",))
+            except ServerError as exc:
+                if exc.code not in RESUMABLE:
+                    raise
+                continue
+            emitted, done = truncate_emitted([opened["token"]], remaining, self.eos_ids)
+            committed.extend(emitted)
+            result.output_ids.extend(emitted)
+            result.resumed += 1
+            return resumed, done or opened["done"]
+        raise ServerError(
+            f"the target was lost ({lost}) and did not answer {self.retries} re-opens", "lost"
+        )
+
     def _finish(self, session: str) -> None:
         self._send({"type": "close", "session": session})
         self._recv(session, ("closed",))
@@ -213,6 +262,7 @@ class EdgeClient:
         result.output_ids.append(opened["token"])
         committed.append(opened["token"])
         done = opened["done"]
+        session_round = 0
         while not done:
             remaining = max_tokens - len(result.output_ids)
             gamma = max(0, min(self.policy.next_gamma(len(committed)), remaining - 1))
@@ -220,7 +270,7 @@ class EdgeClient:
             message: dict[str, Any] = {
                 "type": "verify",
                 "session": session,
-                "round": result.rounds,
+                "round": session_round,
                 "draft": protocol.pack_ids(proposal.tokens),
             }
             if proposal.q_ids is not None:
@@ -229,7 +279,16 @@ class EdgeClient:
             t_send = time.time()
             message["t_send"] = t_send
             bytes_up = self._send(message)
-            verdict, bytes_down = self._recv(session, ("verdict",))
+            try:
+                verdict, bytes_down = self._recv(session, ("verdict",))
+            except ServerError as exc:
+                if exc.code not in RESUMABLE or not self.retries:
+                    raise
+                drafter.accept(0)  # this round's drafts were never verified
+                session, done = self._reopen(session, committed, result, max_tokens, exc)
+                session_round = 0
+                continue
+            session_round += 1
             t_recv = time.time()
             accepted = verdict["accepted"]
             emitted, done = truncate_emitted(
@@ -411,6 +470,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus", help="pin to these CPUs, e.g. 0")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a reply")
     parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="when the target is lost mid-request (no reply within --timeout, or it restarted "
+        "and forgot the session), re-open the session with everything committed so far, "
+        "up to this many times, waiting --backoff x 2^try before each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backoff", type=float, default=0.5, help="first wait before a re-open (s)"
+    )
+    parser.add_argument(
         "--deadline",
         type=float,
         help="seconds from a request's arrival to its last token; past it the request fails "
@@ -484,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
             spin_ms=args.spin_ms,
             security=security,
             deadline_s=args.deadline,
+            retries=max(0, args.retries),
+            backoff_s=args.backoff,
         )
     except SecurityError as exc:
         print(f"draft: error: {exc}", file=sys.stderr)

@@ -1,19 +1,23 @@
-"""Faults the runtime must survive, made for real: a drafter process killed by its PID in the
-middle of a request (the tiny models, real sockets on loopback)."""
+"""Faults the runtime must survive, made for real: a drafter or the target killed by its PID
+in the middle of a request, a request past its deadline (the tiny models, real sockets and
+processes on loopback)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+from conftest import greedy_reference
 
-from runtime.draft import DeadlineExceeded, EdgeClient
+from runtime.draft import DeadlineExceeded, EdgeClient, ServerError
 from runtime.policies import Fixed
+from runtime.serverproc import ServerProcess
 from tests.cli import ROOT
 
 
@@ -86,3 +90,45 @@ def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     assert len(patient.run(prompt, 16).output_ids) == 16
     client.close()
     patient.close()
+
+
+def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
+    tiny_target, tiny_draft, tmp_path
+) -> None:
+    """The target is killed by its PID mid-request and started again on the same port: the
+    edge notices within its reply timeout, re-opens the session with what was committed,
+    and the output is still the target's own greedy continuation."""
+    port = free_port()
+    args = ["--model", "tiny", "--threads", "1", "--bind", f"tcp://127.0.0.1:{port}"]
+    prompt = tiny_target.encode_prompt("across a restart")
+    tokens = 300
+    outcome: dict[str, object] = {}
+    with ServerProcess(args) as first:
+        client = EdgeClient(
+            first.endpoint, tiny_draft, "edge", Fixed(3), timeout_s=2, retries=8, backoff_s=0.2
+        )
+
+        def request() -> None:
+            try:
+                outcome["result"] = client.run(prompt, tokens)
+            except ServerError as exc:
+                outcome["error"] = str(exc)
+
+        thread = threading.Thread(target=request)
+        thread.start()
+        time.sleep(0.3)
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+    with ServerProcess(args):
+        thread.join(timeout=120)
+    client.close()
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert result.resumed >= 1
+    assert result.output_ids == greedy_reference(tiny_target, prompt, tokens)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
