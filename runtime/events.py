@@ -14,7 +14,9 @@ Event kinds and their fields:
   these five absent where the target does not report them —, verify_ms, bytes_up,
   bytes_down.
 - ``request`` (edge): session, edge, mode, prompt_tokens, output_tokens, rounds, t_arrival,
-  t_first_token, t_done, error (absent when it succeeded).
+  t_first_token, t_done, resumed (sessions re-opened after the target was lost; absent
+  when none), error (absent when it succeeded).
+- ``speed`` (every emulated process, at start): role, ms and the profile point it timed.
 - ``batch`` (target): batch_size, tokens, verify_ms, t.
 - ``process`` (every process, at exit): role, pid, cpu_user_s, cpu_system_s, peak_rss_mb,
   threads, torch_threads, affinity.
