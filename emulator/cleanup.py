@@ -51,6 +51,19 @@ def _stale_manifests() -> list[tuple[Path, dict]]:
     return stale
 
 
+def live_runs() -> list[int]:
+    """PIDs of other emulations running now (their manifests name a live process)."""
+    pids = []
+    for path in sorted(MANIFEST_DIR.glob("*.json")):
+        try:
+            pid = int(json.loads(path.read_text()).get("pid", -1))
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and psutil.pid_exists(pid):
+            pids.append(pid)
+    return pids
+
+
 def leftover_cgroups() -> list[str]:
     """Cgroups named in the manifests of dead runs that still exist."""
     names = {name for _, manifest in _stale_manifests() for name in manifest.get("cgroups", [])}

@@ -1,17 +1,32 @@
-"""Ctrl-C and SIGTERM as KeyboardInterrupt, for the long-running programs (the main job, the
-window-policy evaluation), so that they stop cleanly and keep what they did."""
+"""Teardown that a second Ctrl-C cannot cut short: a user who presses it twice must not be
+left with half a network (the first one already raised KeyboardInterrupt; see
+``runtime.process.stop_on_signals``)."""
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+SHIELDED = (signal.SIGINT, signal.SIGTERM)
 
 
-def stop_on_signals() -> None:
-    """Both signals raise KeyboardInterrupt, also when the shell that started us ignores
-    SIGINT, as shells do for background jobs (and the ignoring would be inherited)."""
+@contextmanager
+def shielded(say: Callable[[str], None] = print) -> Iterator[list[int]]:
+    """SIGINT and SIGTERM are noted, not raised, inside; the list holds those that came.
+    The handlers in force before are restored after."""
+    received: list[int] = []
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def note(signum: int, frame: object) -> None:
+        if not received:
+            say("still tearing down; one moment")
+        received.append(signum)
 
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.getsignal(signum) for signum in SHIELDED}
+    for signum in SHIELDED:
+        signal.signal(signum, note)
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

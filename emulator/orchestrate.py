@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emulator.interrupts import shielded
 from emulator.replay import TraceReplayer
 from emulator.resources import ResourceSampler
 from emulator.scenario import EdgeGroup, Scenario
@@ -234,8 +235,9 @@ class Emulation:
             interrupted = True
             self.say("interrupted: tearing down")
         finally:
-            self._stop_children()
-            net.stop()
+            with shielded(self.say):
+                self._stop_children()
+                net.stop()
         if watch is not None and t_start:
             watch(t_start, True)
         return EmulationResult(

@@ -98,14 +98,19 @@ def _markdown(
     warnings: list[str],
     plots: list[Path],
 ) -> str:
-    lines = [
-        f"# DSD-Emu run: {scenario.name}",
-        "",
+    lines = [f"# DSD-Emu run: {scenario.name}", ""]
+    if run_info["interrupted"]:
+        lines += [
+            "**Interrupted.** Everything up to the interruption is here: the event logs are "
+            "written as things happen, and a request cut short is logged as failed with "
+            "error `interrupted`.",
+            "",
+        ]
+    lines += [
         f"- scenario: `scenario.yaml` (as run), seed {scenario.seed}",
         f"- shaping backend: {run_info['backend']} ({run_info['backend_reason']})",
         f"- CPUs: {', '.join(f'{k} → {v}' for k, v in run_info['cpus'].items())}",
-        f"- wall time: {run_info['wall_s']:.0f} s"
-        + (" (interrupted)" if run_info["interrupted"] else ""),
+        f"- wall time: {run_info['wall_s']:.0f} s",
         f"- trace replay lateness p99: {run_info['replay_lateness_ms_p99'] or 0:.2f} ms",
         "",
         "## Emulated",

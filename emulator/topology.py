@@ -27,7 +27,8 @@ from mininet.node import CPULimitedHost, Host
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
-from emulator.cleanup import MANIFEST_DIR, write_manifest
+from emulator.cleanup import MANIFEST_DIR, cleanup, live_runs, write_manifest
+from emulator.interrupts import shielded
 from emulator.replay import ReplayedLink
 from emulator.scenario import LinkSpec, Scenario
 from emulator.shaping.base import LinkShaper
@@ -87,8 +88,9 @@ class EmulatedNetwork:
                 switch=LinuxBridge,
                 controller=None,
                 autoSetMacs=True,
-                build=True,
+                build=False,
             )
+            self.net.build()  # after the assignment: a half-built network is stopped too
             self.net.start()
             self._prepare_hosts()
             for host, group in self.scenario.edge_hosts():
@@ -96,7 +98,10 @@ class EmulatedNetwork:
             if self.scenario.wan is not None:
                 self.links.append(self._shape("wan", WAN_SHAPER, self.scenario.wan))
         except BaseException:
-            self.stop()
+            with shielded():
+                self.stop()
+                if not live_runs():  # what Mininet made but had not recorded yet
+                    cleanup()
             raise
         return self
 

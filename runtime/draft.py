@@ -36,7 +36,7 @@ from runtime.models import (
 )
 from runtime.observations import BATCH_REPORT_FIELDS, observation_from_round
 from runtime.policies import WindowPolicy, make_window_policy
-from runtime.process import configure, parse_cpus, resource_report
+from runtime.process import configure, parse_cpus, resource_report, stop_on_signals
 from runtime.profile import speed_probe
 from runtime.prompts import load_prompts
 from runtime.security import ClientSecurity, SecurityError
@@ -105,6 +105,7 @@ class EdgeClient:
         self.spin_ms = spin_ms
         self.eos_ids = draft.eos_ids if draft and not self.params.ignore_eos else set()
         self._ids = itertools.count()
+        self.requests_started = 0
         self.socket: zmq.Socket | None = None
         if connect:
             self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
@@ -160,13 +161,16 @@ class EdgeClient:
         t_arrival: float | None = None,
     ) -> RequestResult:
         """Serve one request in the given mode and log its ``request`` event; ``t_arrival``
-        (epoch s) is when an open-loop request arrived, if earlier than now."""
+        (epoch s) is when an open-loop request arrived, if earlier than now. A request stopped
+        by a signal (KeyboardInterrupt) is logged too, as failed with "interrupted"."""
+        self.requests_started += 1
         session = f"{self.edge}-{os.getpid()}-{next(self._ids)}"
         arrival = time.time() if t_arrival is None else t_arrival
         result = RequestResult(prompt_ids=list(prompt_ids), output_ids=[], t_arrival=arrival)
         if self.deadline_s is not None:
             self._deadline = time.monotonic() + self.deadline_s - (time.time() - arrival)
         failure: ServerError | None = None
+        interrupted = False
         try:
             if mode == "edge-only":
                 self._run_edge_only(result, max_tokens)
@@ -182,6 +186,8 @@ class EdgeClient:
                 self._send({"type": "close", "session": session})  # its reply is skipped later
         except ServerError as exc:
             failure = exc
+        except KeyboardInterrupt:
+            interrupted = True
         finally:
             self._deadline = float("inf")
         self.log.write(
@@ -197,7 +203,10 @@ class EdgeClient:
             t_done=result.t_done,
             **({"resumed": result.resumed} if result.resumed else {}),
             **({"error": str(failure)} if failure else {}),
+            **({"error": "interrupted"} if interrupted else {}),
         )
+        if interrupted:
+            raise KeyboardInterrupt
         if failure:
             raise failure
         return result
@@ -523,7 +532,30 @@ def main(argv: list[str] | None = None) -> int:
     if (args.curve_secret is None) != (args.curve_server_key is None):
         print("draft: error: CURVE needs --curve-secret and --curve-server-key", file=sys.stderr)
         return 2
+    stop_on_signals()
     log = EventLog(args.log, args.edge)
+    clients: list[EdgeClient] = []  # the one client, once the models are loaded
+    try:
+        return serve_requests(args, log, clients)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        started = clients[0].requests_started if clients else 0
+        log.write(
+            "process",
+            t=time.time(),
+            events=log.written,
+            requests_started=started,
+            **resource_report(f"draft:{args.edge}"),
+        )
+        for client in clients:
+            client.close()
+        log.close()
+
+
+def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeClient]) -> int:
+    """Load the models, then run the requests; the client is put in ``clients`` so that the
+    caller can account for it however this ends."""
     try:
         configure(args.threads, parse_cpus(args.cpus))
         policy = make_window_policy(args.policy)
@@ -539,10 +571,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed_probe:
         log.write("speed", **speed_probe(draft, "draft"))
     connect = None if args.mode == "edge-only" else args.connect
-    security = None
-    if args.curve_secret:
-        security = ClientSecurity(args.curve_secret, args.curve_server_key)
     try:
+        security = (
+            ClientSecurity(args.curve_secret, args.curve_server_key) if args.curve_secret else None
+        )
         client = EdgeClient(
             connect,
             draft,
@@ -560,38 +592,30 @@ def main(argv: list[str] | None = None) -> int:
     except SecurityError as exc:
         print(f"draft: error: {exc}", file=sys.stderr)
         return 2
+    clients.append(client)
+    if args.wait_start:
+        wait_for_start_signal()
+    started = time.time()
+    offsets = (
+        poisson_offsets(args.arrival_rate, args.requests, args.seed, args.edge)
+        if args.arrival_rate
+        else None
+    )
     status = 0
-    try:
-        if args.wait_start:
-            wait_for_start_signal()
-        started = time.time()
-        offsets = (
-            poisson_offsets(args.arrival_rate, args.requests, args.seed, args.edge)
-            if args.arrival_rate
-            else None
-        )
-        for index in range(args.requests):
-            text = prompts[index % len(prompts)]
-            arrival = None
-            if offsets is not None:
-                arrival = started + offsets[index]
-                time.sleep(max(0.0, arrival - time.time()))
-            try:
-                result = client.run(
-                    draft.encode_prompt(text), args.max_new_tokens, args.mode, arrival
-                )
-            except ServerError as exc:
-                print(f"draft: request {index} failed: {exc}", file=sys.stderr)
-                status = 1
-                continue
-            if args.print:
-                print(draft.decode(result.output_ids), flush=True)
-    except KeyboardInterrupt:
-        status = 130
-    finally:
-        log.write("process", t=time.time(), **resource_report(f"draft:{args.edge}"))
-        client.close()
-        log.close()
+    for index in range(args.requests):
+        text = prompts[index % len(prompts)]
+        arrival = None
+        if offsets is not None:
+            arrival = started + offsets[index]
+            time.sleep(max(0.0, arrival - time.time()))
+        try:
+            result = client.run(draft.encode_prompt(text), args.max_new_tokens, args.mode, arrival)
+        except ServerError as exc:
+            print(f"draft: request {index} failed: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        if args.print:
+            print(draft.decode(result.output_ids), flush=True)
     return status
 
 

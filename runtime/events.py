@@ -18,8 +18,11 @@ Event kinds and their fields:
   when none), error (absent when it succeeded).
 - ``speed`` (every emulated process, at start): role, ms and the profile point it timed.
 - ``batch`` (target): batch_size, tokens, verify_ms, t.
-- ``process`` (every process, at exit): role, pid, cpu_user_s, cpu_system_s, peak_rss_mb,
-  threads, torch_threads, affinity.
+- ``process`` (every process, at exit, also when stopped by a signal): role, pid,
+  cpu_user_s, cpu_system_s, peak_rss_mb, threads, torch_threads, affinity, events (how many
+  events the process wrote before this one: a reader can tell that none was lost); an
+  edge's also requests_started (each has a ``request`` event, ``error`` "interrupted" when
+  a signal stopped it).
 - ``link`` (the emulator's trace replay): t, link, direction, piece, lateness_ms and the
   applied rate_mbps, delay_ms, jitter_ms, loss_pct, queue_packets.
 - ``sample`` (the emulator's resource sampler, once a second): t, cores (busy % per core),
@@ -63,10 +66,12 @@ class EventLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("ab")
         self.events: list[dict[str, Any]] = []
+        self.written = 0
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "proc": self.process, "schema": SCHEMA_VERSION, **fields}
         with self._lock:
+            self.written += 1
             if self.keep:
                 self.events.append(record)
             if self._file is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import threading
 from typing import Any
@@ -84,3 +85,15 @@ def stop_child(process: subprocess.Popen, grace_s: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt, so that a process stopped by either
+    finishes what it logs; also when the shell that started it ignores SIGINT, as shells do
+    for background jobs (and the ignoring would be inherited)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)

@@ -152,7 +152,11 @@ class TargetServer:
                     last_sweep = time.monotonic()
         finally:
             self.log.write(
-                "process", t=time.time(), counters=dict(self.counters), **resource_report("target")
+                "process",
+                t=time.time(),
+                counters=dict(self.counters),
+                events=self.log.written,
+                **resource_report("target"),
             )
             self.socket.close(0)
             if self._authenticator is not None:
@@ -349,6 +353,7 @@ class TargetServer:
         if session is None:
             raise protocol.ProtocolError("unknown session", "unknown_session")
         self.pending = collections.deque(p for p in self.pending if p.session is not session)
+        self.counters["closed"] += 1
         self._reply(identity, {"type": "closed", "session": session.sid})
 
     def _expire_idle_sessions(self) -> None:

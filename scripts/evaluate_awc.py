@@ -40,7 +40,6 @@ from typing import Any
 
 import yaml
 
-from emulator.interrupts import stop_on_signals
 from emulator.plots import plot_gains, plot_policy_ratios
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
@@ -48,6 +47,7 @@ from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.recorded import recorded_links
 from runtime.events import EventLog, read_events
 from runtime.metrics import summarise
+from runtime.process import stop_on_signals
 
 FIXED = [f"fixed:{g}" for g in range(1, 9)]
 SIM_POLICIES = [*FIXED, "heuristic", "awc", "awc:cloud", "learned", "oracle"]

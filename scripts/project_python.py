@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +16,11 @@ NEEDED = ("torch", "transformers", "zmq", "mininet", "yaml", "orjson", "rich", "
 
 def use_project_python(script: str) -> None:
     """Re-execute ``script`` with the project's venv when this interpreter lacks its
-    packages; exit 2 with the install command where there is no venv."""
+    packages; exit 2 with the install command where there is no venv. Until the script's
+    main takes over the signals, Ctrl-C ends it quietly (130), not with a traceback from the
+    middle of importing torch."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_quietly)
     name = Path(script).stem
     missing = [module for module in NEEDED if importlib.util.find_spec(module) is None]
     if not missing:
@@ -36,3 +41,7 @@ def use_project_python(script: str) -> None:
         file=sys.stderr,
     )
     raise SystemExit(2)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(130)

@@ -30,8 +30,9 @@ from datetime import datetime
 import yaml
 from mininet.log import setLogLevel
 
+from emulator.cleanup import cleanup, live_runs
 from emulator.fidelity import compare, format_fidelity, headline, headline_errors
-from emulator.interrupts import stop_on_signals
+from emulator.interrupts import shielded
 from emulator.orchestrate import (
     Emulation,
     EmulationError,
@@ -48,6 +49,7 @@ from runtime.arguments import positive_int, window_policy_spec
 from runtime.events import EventLog, read_events
 from runtime.metrics import format_table, summarise
 from runtime.models import ModelError, prepare_model
+from runtime.process import stop_on_signals
 
 DEFAULT_TOPOLOGY = ROOT / "topologies" / "default.yaml"
 
@@ -122,6 +124,20 @@ def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
     return problems
 
 
+def sweep_leftovers() -> list[str]:
+    """Mininet runs one emulation at a time: refuse while another runs, and remove what a
+    killed one left behind (saying what) before building anything."""
+    if os.geteuid() != 0:
+        return []
+    others = live_runs()
+    if others:
+        return [f"another emulation is running (pid {', '.join(map(str, others))}); one at a time"]
+    removed = {kind: items for kind, items in cleanup().items() if items}
+    for kind, items in removed.items():
+        print(f"run_topology: removed what a killed run left: {len(items)} {kind}", flush=True)
+    return []
+
+
 def simulate(
     scenario: Scenario, out: Path, cpus: dict[str, str], emu_events: list[dict]
 ) -> tuple[list[dict], list[str], dict[str, float]]:
@@ -140,6 +156,14 @@ def simulate(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_signals()
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # before the network was up, or while writing the results
+        print("run_topology: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
     overrides = Overrides(
         edges=args.edges,
         policy=args.policy,
@@ -155,48 +179,63 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, ValueError) as exc:
         print(f"run_topology: error: {exc}", file=sys.stderr)
         return 2
-    problems = preflight(scenario, need_sim=not args.no_sim)
+    problems = preflight(scenario, need_sim=not args.no_sim) + sweep_leftovers()
     if problems:
         for problem in problems:
             print(f"run_topology: error: {problem}", file=sys.stderr)
         return 2
     out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-{scenario.name}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scenario.yaml").write_text(yaml.safe_dump(scenario.raw, sort_keys=False))
-    hosts = len(scenario.edge_hosts())
-    print(
-        f"run_topology: {scenario.name}: {hosts} edge(s), {scenario.cloud.model} target; "
-        f"shaping with {backend} ({why}); results in {out}",
-        flush=True,
-    )
+    started_info = {"command": sys.argv, "status": "running", "started": time.time()}
+    (out / "run.json").write_text(json.dumps(started_info, indent=1))
 
     def say(message: str) -> None:
         print(f"run_topology: {message}", flush=True)
 
-    setLogLevel("error")  # Mininet's own chatter (bridge netfilter notes) is not for users
-    emulation = Emulation(scenario, out, backend, sys.executable, args.timeout, say)
     try:
+        (out / "scenario.yaml").write_text(yaml.safe_dump(scenario.raw, sort_keys=False))
+        say(
+            f"{scenario.name}: {len(scenario.edge_hosts())} edge(s), {scenario.cloud.model} "
+            f"target; shaping with {backend} ({why}); results in {out}"
+        )
+        setLogLevel("error")  # Mininet's own chatter (bridge netfilter notes) is not for users
+        emulation = Emulation(scenario, out, backend, sys.executable, args.timeout, say)
         result = emulation.run(Progress(scenario, out))
     except (EmulationError, OSError) as exc:
         # everything was torn down already; what the processes wrote is kept
+        failed = {**started_info, "status": "failed", "error": str(exc)}
+        (out / "run.json").write_text(json.dumps(failed, indent=1))
         print(f"run_topology: error: {exc}\nlogs so far are in {out}", file=sys.stderr)
         return 1
-    emu_events = read_events(*result.logs)
-    emu = summarise(emu_events)
+    except KeyboardInterrupt:  # in the moment before the emulation took over the signals
+        stopped = {**started_info, "status": "interrupted", "interrupted": True}
+        (out / "run.json").write_text(json.dumps(stopped, indent=1))
+        print("run_topology: interrupted before the network was up", file=sys.stderr)
+        return 130
+    with shielded(say):  # the emulated run is over: its results are written whatever comes
+        emu_events = read_events(*result.logs)
+        emu = summarise(emu_events)
     sim_events: list[dict] = []
     sim = comparison = None
     notes: list[str] = []
     speeds: dict[str, float] = {}
-    if not args.no_sim and not result.interrupted:
+    interrupted = result.interrupted
+    if not args.no_sim and not interrupted:
         say("simulating the same scenario")
         started = time.monotonic()
-        sim_events, warnings, speeds = simulate(scenario, out, result.cpus, emu_events)
-        notes += warnings
-        sim = summarise(sim_events)
-        comparison = compare(emu, sim)
-        say(f"simulated in {time.monotonic() - started:.1f} s")
+        try:
+            sim_events, warnings, speeds = simulate(scenario, out, result.cpus, emu_events)
+            notes += warnings
+            sim = summarise(sim_events)
+            comparison = compare(emu, sim)
+            say(f"simulated in {time.monotonic() - started:.1f} s")
+        except KeyboardInterrupt:
+            interrupted = True
+            sim_events = []
+            say("interrupted while simulating: writing the emulated results alone")
     run_info = {
-        "command": sys.argv,
+        **started_info,
+        "status": "interrupted" if interrupted else "complete",
         "backend": backend,
         "backend_reason": why,
         "host": describe_host(),
@@ -206,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": result.wall_s,
         "replay_lateness_ms_p99": result.replay_lateness_ms_p99,
         "edge_exit_codes": result.edge_exit_codes,
-        "interrupted": result.interrupted,
+        "interrupted": interrupted,
         # the simulator's compute times relative to the profile, from the hosts' probes
         "sim_speeds": speeds,
     }
-    report = write_results(out, scenario, run_info, emu_events, sim_events, emu, sim, comparison)
+    with shielded(say):
+        report = write_results(
+            out, scenario, run_info, emu_events, sim_events, emu, sim, comparison
+        )
     print()
     print(format_table(emu))
     if comparison is not None:
@@ -231,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
         )
-    if result.interrupted:
+    if interrupted:
         return 130
     return 0 if all(code == 0 for code in result.edge_exit_codes.values()) else 1
 

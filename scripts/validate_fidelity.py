@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from emulator.fidelity import round_trips, token_intervals
-from emulator.interrupts import stop_on_signals
 from emulator.plots import plot_cdf_grid, plot_error_heatmap
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.suite import SUITES, SuiteUnavailable, write_suite
@@ -47,6 +46,7 @@ from emulator.suite_results import (
     summarise_suite,
 )
 from runtime.events import read_events
+from runtime.process import stop_on_signals
 
 RUN_TIMEOUT_S = 900
 NOT_EVENT_LOGS = {"links.jsonl", "resources.jsonl", "sim.jsonl"}

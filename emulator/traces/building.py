@@ -7,7 +7,9 @@ Defect handling, the same for every importer:
 - **missing values** (empty cells, ``-``) are skipped; an RTT trace holds the last measured
   value, and is NaN (unspecified) before its first one;
 - **zero rates** are kept: they are outages, which the emulator reproduces and the
-  statistics report as ``outage_s``.
+  statistics report as ``outage_s``;
+- a file spanning **more than a day** is refused: a recorded link trace lasts minutes or
+  hours, so that is a bad timestamp (and would bin into gigabytes).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from emulator.traces.linktrace import DIRECTIONS, LinkTrace, TraceError
+
+LONGEST_S = 86_400.0
 
 
 def tidy_samples(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +77,11 @@ def rtt_trace(
     """
     if times.size == 0:
         raise TraceError("no RTT samples")
+    if times[-1] > LONGEST_S:
+        raise TraceError(
+            f"the samples span {times[-1] / 86400:.1f} days; a recorded link trace lasts "
+            "minutes or hours (a bad timestamp?)"
+        )
     bins = np.floor(times / bin_s).astype(int)
     count = int(bins[-1]) + 1
     median = np.full(count, np.nan)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from emulator.traces.building import read_text_lines
+from emulator.traces.building import LONGEST_S, read_text_lines
 from emulator.traces.linktrace import LinkTrace, TraceError
 
 PACKET_BITS = 1500 * 8
 LICENCE = "GPL-3.0 (Mahimahi repository)"
+LONGEST_MS = LONGEST_S * 1000
 
 
 def read_deliveries(path: str | Path) -> np.ndarray:
@@ -29,7 +30,10 @@ def read_deliveries(path: str | Path) -> np.ndarray:
             continue
         if not text.isdigit():
             raise TraceError(f"{path}:{number}: expected a millisecond timestamp, got {text!r}")
-        values.append(int(text))
+        value = int(text)
+        if value > LONGEST_MS:
+            raise TraceError(f"{path}:{number}: {value} ms is past a day; not a delivery time")
+        values.append(value)
     deliveries = np.sort(np.asarray(values, dtype=np.int64), kind="stable")
     if deliveries[-1] <= 0:
         raise TraceError(f"{path}: the trace lasts 0 ms")

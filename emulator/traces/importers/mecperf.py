@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emulator.traces.building import read_text_lines, rtt_trace, tidy_samples
+from emulator.traces.building import parse_float, read_text_lines, rtt_trace, tidy_samples
 from emulator.traces.linktrace import LinkTrace, TraceError
 
 LICENCE = "see README.orig.md of the MECPerf source"
@@ -24,13 +24,13 @@ def import_mecperf(path: str | Path, bin_s: float = 0.1) -> LinkTrace:
             stamp, sep, rtt = sample.rpartition("_")
             try:
                 when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
-                value = float(rtt)
             except ValueError:
                 raise TraceError(
                     f"{path}:{number}: bad sample {sample!r} (expected 'YYYY-MM-DD hh:mm:ss.f_RTT')"
                 ) from None
             if not sep:
                 raise TraceError(f"{path}:{number}: bad sample {sample!r}")
+            value = parse_float(path, number, rtt, "RTT")
             times.append(when)
             rtts.append(value)
     t, rtt = tidy_samples(np.asarray(times), np.asarray(rtts))

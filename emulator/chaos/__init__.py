@@ -1,0 +1,6 @@
+"""Faults made for real, and their outcome checked: what ``scripts/chaos.py`` runs.
+
+``fuzz`` makes protocol messages, ``files`` malformed traces and scenarios, ``ledger``
+counts what a fault leaked or lost, ``runtime_faults`` and ``emulator_faults`` hold the
+faults themselves (processes killed by PID, outages through the shaper, SIGINT mid-run).
+"""
