@@ -23,6 +23,12 @@ from typing import Any
 import zmq
 
 from runtime import protocol
+from runtime.arguments import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from runtime.arrivals import poisson_offsets
 from runtime.drafting import DraftState, Proposal
 from runtime.events import EventLog
@@ -37,7 +43,7 @@ from runtime.models import (
 from runtime.observations import BATCH_REPORT_FIELDS, observation_from_round
 from runtime.policies import WindowPolicy, make_window_policy
 from runtime.process import configure, parse_cpus, resource_report, stop_on_signals
-from runtime.profile import speed_probe
+from runtime.profile import SPEED_PROBE_HELP, speed_probe
 from runtime.prompts import load_prompts
 from runtime.security import ClientSecurity, SecurityError
 from runtime.transport import wait_readable
@@ -441,10 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--edge", default="edge0", help="name of this edge in the event log")
     parser.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     parser.add_argument("--prompts", help="file with one prompt per line")
-    parser.add_argument("--requests", type=int, default=1, help="requests to run")
+    parser.add_argument("--requests", type=positive_int, default=1, help="requests to run")
     parser.add_argument(
         "--arrival-rate",
-        type=float,
+        type=positive_float,
         help="open loop: Poisson arrivals at this rate (requests/s, seeded by --seed and "
         "--edge); default: closed loop, each request as soon as the last one ends",
     )
@@ -456,10 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--speed-probe",
         action="store_true",
-        help="after loading, time one profile point and log it (a 'speed' event), so that "
-        "a simulation of this run can scale the profile to this machine's speed now",
+        help=SPEED_PROBE_HELP,
     )
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-k", type=int, default=0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -475,29 +480,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
     parser.add_argument("--cpus", help="pin to these CPUs, e.g. 0")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a reply")
+    parser.add_argument(
+        "--timeout", type=positive_float, default=60.0, help="seconds to wait for a reply"
+    )
     parser.add_argument(
         "--retries",
-        type=int,
+        type=non_negative_int,
         default=3,
         help="when the target is lost mid-request (no reply within --timeout, or it restarted "
         "and forgot the session), re-open the session with everything committed so far, "
         "up to this many times, waiting --backoff x 2^try before each (default: %(default)s)",
     )
     parser.add_argument(
-        "--backoff", type=float, default=0.5, help="first wait before a re-open (s)"
+        "--backoff", type=non_negative_float, default=0.5, help="first wait before a re-open (s)"
     )
     parser.add_argument(
         "--deadline",
-        type=float,
+        type=positive_float,
         help="seconds from a request's arrival to its last token; past it the request fails "
         "(its error says so) and its session is closed (default: none)",
     )
     parser.add_argument(
         "--spin-ms",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="busy-poll this long for a reply before blocking (burns CPU)",
     )
@@ -526,9 +533,6 @@ def wait_for_start_signal() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.arrival_rate is not None and args.arrival_rate <= 0:
-        print("draft: error: --arrival-rate must be > 0", file=sys.stderr)
-        return 2
     if (args.curve_secret is None) != (args.curve_server_key is None):
         print("draft: error: CURVE needs --curve-secret and --curve-server-key", file=sys.stderr)
         return 2
@@ -586,7 +590,7 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
             spin_ms=args.spin_ms,
             security=security,
             deadline_s=args.deadline,
-            retries=max(0, args.retries),
+            retries=args.retries,
             backoff_s=args.backoff,
         )
     except SecurityError as exc:

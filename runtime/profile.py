@@ -148,6 +148,12 @@ def verify_ms(
 PROBE = {"context": 64, "batch": 1, "tokens": 5, "repeats": 3}
 
 
+SPEED_PROBE_HELP = (
+    "after loading, time one profile point and log it (a 'speed' event), so that a simulation "
+    "of this run can scale the profile to this machine's speed now"
+)
+
+
 def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
     """One point of the profile timed here and now, in the thread's CPU time: the profile
     holds the same probe from when it was made, and the ratio says how much faster or

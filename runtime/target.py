@@ -23,7 +23,7 @@ import torch
 import zmq
 
 from runtime import protocol
-from runtime.arguments import positive_int
+from runtime.arguments import non_negative_float, positive_float, positive_int
 from runtime.drafting import DraftState, Proposal
 from runtime.events import EventLog
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
@@ -31,7 +31,7 @@ from runtime.models import DEFAULT_TARGET, LoadedModel, ModelError, load_model, 
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.process import configure, parse_cpus, resource_report
-from runtime.profile import speed_probe
+from runtime.profile import SPEED_PROBE_HELP, speed_probe
 from runtime.security import ServerSecurity
 from runtime.transport import wait_readable
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
@@ -512,9 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draft", help="draft spec for fused mode (e.g. int8); off by default")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
     parser.add_argument("--cpus", help="pin to these CPUs, e.g. 1 or 0-1")
-    parser.add_argument("--max-batch", type=int, default=8, help="largest verification batch")
+    parser.add_argument(
+        "--max-batch", type=positive_int, default=8, help="largest verification batch"
+    )
     defaults = ServerLimits()
     parser.add_argument(
         "--max-sessions",
@@ -541,19 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-wait-ms",
-        type=float,
+        type=non_negative_float,
         default=5.0,
         help="longest a verify request waits for others to batch with",
     )
     parser.add_argument(
         "--session-timeout",
-        type=float,
+        type=positive_float,
         default=DEFAULT_SESSION_TIMEOUT_S,
         help="free a session whose edge is silent this long (s)",
     )
     parser.add_argument(
         "--spin-ms",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="busy-poll this long before blocking (lower latency, burns CPU)",
     )
@@ -562,8 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--speed-probe",
         action="store_true",
-        help="after loading, time one profile point and log it (a 'speed' event), so that "
-        "a simulation of this run can scale the profile to this machine's speed now",
+        help=SPEED_PROBE_HELP,
     )
     parser.add_argument(
         "--curve-secret",

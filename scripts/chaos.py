@@ -39,9 +39,10 @@ from pathlib import Path
 import psutil
 from mininet.log import setLogLevel
 
+from emulator.chaos.context import Chaos, Outcome
 from emulator.chaos.emulator_faults import PHASES, link_outage, main_job_killed, sigint
-from emulator.chaos.ledger import count_leaks, leaks, lost_events
-from emulator.chaos.runtime_faults import RUNTIME_FAULTS, Chaos, Outcome
+from emulator.chaos.ledger import count_leaks, leaks, lost_events, runtime_processes
+from emulator.chaos.runtime_faults import RUNTIME_FAULTS
 from emulator.cleanup import cleanup
 from emulator.orchestrate import missing_tools
 from runtime.arguments import positive_int
@@ -92,16 +93,16 @@ def run_fault(fault: Fault, chaos: Chaos) -> dict:
     """Run one fault, then look for what it leaked or lost; clean up so the next starts
     from a clean machine whatever happened."""
     chaos.folder.mkdir(parents=True, exist_ok=True)
-    since = time.time()
+    before = runtime_processes()
     started = time.monotonic()
     try:
         outcome = fault(chaos)
     except Exception as exc:  # a fault that could not even be made is not survived
         outcome = Outcome(False, {"error": f"{type(exc).__name__}: {exc}"})
     seconds = time.monotonic() - started
-    found = leaks(since, root=os.geteuid() == 0)
+    found = leaks(before, root=os.geteuid() == 0)
     lost, notes = lost_events(sorted(chaos.folder.rglob("*.jsonl")))
-    _clean_up(since)
+    _clean_up(before)
     details = dict(outcome.details)
     if found:
         details["leaked"] = found
@@ -117,13 +118,13 @@ def run_fault(fault: Fault, chaos: Chaos) -> dict:
     }
 
 
-def _clean_up(since: float) -> None:
-    for process in psutil.Process().children(recursive=True):
+def _clean_up(before: dict[int, str]) -> None:
+    """Kill what the fault started and left running, and remove the emulator's leftovers."""
+    strays = [*psutil.Process().children(recursive=True)]
+    strays += [psutil.Process(pid) for pid in runtime_processes() if pid not in before]
+    for process in strays:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    for line in leaks(since, root=False).get("runtime processes", []):
-        with contextlib.suppress(psutil.Error, ValueError):
-            psutil.Process(int(line.split(":")[0])).kill()
     if os.geteuid() == 0:
         cleanup()
 
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = run_fault(chosen[name], chaos)
         except KeyboardInterrupt:
             interrupted = True
-            _clean_up(0.0)
+            _clean_up({})
             print("chaos: interrupted; the faults so far are reported")
             break
         verdict = "survived" if results[name]["survived"] else "FAILED"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli import ROOT
 from cli import run_command as run
 
@@ -41,6 +42,24 @@ def test_draft_reports_an_unreachable_server_without_traceback(tmp_path) -> None
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "no reply from the server within 1 s" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("program", "option", "complaint"),
+    [
+        ("runtime.draft", "--deadline -1", "must be a number > 0, got -1"),
+        ("runtime.draft", "--timeout 0", "must be a number > 0, got 0"),
+        ("runtime.draft", "--retries -2", "must be >= 0, got -2"),
+        ("runtime.draft", "--backoff nan", "must be a number >= 0, got nan"),
+        ("runtime.draft", "--arrival-rate 0", "must be a number > 0, got 0"),
+        ("runtime.target", "--session-timeout 0", "must be a number > 0, got 0"),
+        ("runtime.target", "--max-batch 0", "must be >= 1, got 0"),
+    ],
+)
+def test_bad_settings_are_one_usage_line_before_anything_loads(program, option, complaint) -> None:
+    result = run(f"-m {program} {option}")
+    assert result.returncode == 2
+    assert complaint in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bench_runtime_tiny_prints_json_summary() -> None:

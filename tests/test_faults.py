@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,10 @@ import time
 import pytest
 from conftest import greedy_reference
 
+from emulator.chaos.ledger import lost_events
+from emulator.chaos.runtime_faults import free_port
 from runtime.draft import DeadlineExceeded, EdgeClient, ServerError
+from runtime.events import read_events
 from runtime.policies import Fixed
 from runtime.serverproc import ServerProcess
 from tests.cli import ROOT
@@ -74,6 +76,36 @@ def test_a_drafter_killed_mid_request_is_freed_and_the_others_go_on(
     assert server.counters["expired"] >= len(orphaned)
 
 
+def test_a_drafter_stopped_by_sigterm_logs_the_request_it_cut_and_every_event(
+    tiny_target, start_server, tmp_path
+) -> None:
+    """What the emulator does to its edges at Ctrl-C: the cut request is logged as failed
+    with "interrupted", and the process record accounts for every event and request."""
+    server = start_server(tiny_target)
+    log = tmp_path / "edge.jsonl"
+    drafter = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "runtime.draft", "--connect", server.endpoint),
+            *("--base", "tiny", "--draft", "perturbed:0.1", "--edge", "stopped"),
+            *("--requests", "5", "--max-new-tokens", "300", "--ignore-eos", "--log", str(log)),
+        ],
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 120
+    while not (log.exists() and any(e["event"] == "round" for e in read_events(log))):
+        assert time.monotonic() < deadline and drafter.poll() is None, "no round was verified"
+        time.sleep(0.02)
+    drafter.terminate()
+    assert drafter.wait(timeout=30) == 130
+    events = read_events(log)
+    requests = [e for e in events if e["event"] == "request"]
+    (process,) = [e for e in events if e["event"] == "process"]
+    assert requests[-1]["error"] == "interrupted"
+    assert process["requests_started"] == len(requests)
+    assert process["events"] == len(events) - 1
+    assert lost_events([log]) == (0, [])
+
+
 def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     tiny_target, tiny_draft, start_server
 ) -> None:
@@ -126,9 +158,3 @@ def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
     result = outcome["result"]
     assert result.resumed >= 1
     assert result.output_ids == greedy_reference(tiny_target, prompt, tokens)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

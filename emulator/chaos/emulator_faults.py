@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from emulator.chaos.runtime_faults import ROOT, Chaos, Outcome
+from emulator.chaos.context import ROOT, Chaos, Outcome
 from emulator.cleanup import find_leftovers
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace

@@ -1,8 +1,8 @@
 """What a fault leaked or lost, counted from the outside.
 
 Leaks: whatever ``emulator.cleanup`` finds (namespaces, bridges, veths, cgroups, delay
-lines, host shells, socket folders), plus runtime processes started since the fault began
-that still run. Lost events: every process's ``process`` record says how many events it
+lines, host shells, socket folders), plus runtime processes that were not running before
+the fault and still run. Lost events: every process's ``process`` record says how many events it
 wrote (and an edge how many requests it started); the log must hold that many (and a
 ``request`` event for each).
 """
@@ -20,22 +20,21 @@ from runtime.events import read_events
 RUNTIME_MODULES = ("runtime.target", "runtime.draft")
 
 
-def stray_processes(since: float) -> list[str]:
-    """Target and draft processes started at or after ``since`` (epoch s) that still run."""
-    found = []
-    for process in psutil.process_iter(["cmdline", "create_time"]):
+def runtime_processes() -> dict[int, str]:
+    """Target and draft processes running now: PID -> command line."""
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if (process.info["create_time"] or 0) >= since and any(
-            module in cmdline for module in RUNTIME_MODULES
-        ):
-            found.append(f"{process.pid}:{cmdline[:80]}")
+        if any(module in cmdline for module in RUNTIME_MODULES):
+            found[process.pid] = cmdline[:80]
     return found
 
 
-def leaks(since: float, root: bool) -> dict[str, list[str]]:
-    """Everything left behind; the emulator's kinds only where they can exist (root)."""
+def leaks(before: dict[int, str], root: bool) -> dict[str, list[str]]:
+    """Everything left behind: runtime processes not running ``before`` the fault, and the
+    emulator's kinds where they can exist (root)."""
     found = {kind: items for kind, items in find_leftovers().items() if items} if root else {}
-    strays = stray_processes(since)
+    strays = [f"{pid}:{cmd}" for pid, cmd in runtime_processes().items() if pid not in before]
     if strays:
         found["runtime processes"] = strays
     return found
