@@ -116,7 +116,10 @@ def _from_pretrained(source: str | Path, **kwargs: Any) -> tuple[nn.Module, Any]
         hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs)
+        # Weights from others load as safetensors or GGUF only: a pickled checkpoint
+        # (pytorch_model.bin) can run code when it is loaded, so it is refused.
+        safe = {} if "gguf_file" in kwargs else {"use_safetensors": True}
+        model = AutoModelForCausalLM.from_pretrained(str(source), **kwargs, **safe)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {source!s}: {first_line}") from exc

@@ -77,3 +77,27 @@ def test_cli_reports_a_missing_model_in_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "draft: error: GGUF file not found: /nonexistent/model.gguf"
     ]
+
+
+def test_a_pickled_checkpoint_is_refused_and_safetensors_load(tmp_path, default_pair) -> None:
+    """A ``pytorch_model.bin`` is a pickle (loading it can run code): never loaded."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(cache_dir() / "smollm2-135m-instruct")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    model = LlamaForCausalLM(config)
+    checkpoint = tmp_path / "small"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    assert load_model(str(checkpoint)).name == "small"
+    (checkpoint / "model.safetensors").unlink()
+    torch.save(model.state_dict(), checkpoint / "pytorch_model.bin")
+    with pytest.raises(ModelError, match=r"cannot load model .*safetensors"):
+        load_model(str(checkpoint))
