@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import signal
 import sys
@@ -135,11 +136,13 @@ class EdgeClient:
     def _recv(self, session: str, types: tuple[str, ...]) -> tuple[dict[str, Any], int]:
         """Wait for this session's next reply of the given types; stale replies are skipped."""
         assert self.socket is not None
-        deadline = min(time.monotonic() + self.timeout_ms / 1000.0, self._deadline)
+        reply_by = time.monotonic() + self.timeout_ms / 1000.0
+        deadline_first = self._deadline <= reply_by  # which of the two limits this wait hits
+        limit = min(reply_by, self._deadline)
         while True:
-            remaining = int((deadline - time.monotonic()) * 1000)
+            remaining = math.ceil((limit - time.monotonic()) * 1000)
             if remaining <= 0 or not wait_readable(self.socket, remaining, self.spin_ms):
-                if time.monotonic() >= self._deadline:
+                if deadline_first:
                     raise DeadlineExceeded(f"the deadline of {self.deadline_s:g} s passed")
                 raise ServerError(
                     f"no reply from the server within {self.timeout_ms / 1000:.0f} s", "timeout"

@@ -120,11 +120,13 @@ def run_fault(fault: Fault, chaos: Chaos) -> dict:
 
 def _clean_up(before: dict[int, str]) -> None:
     """Kill what the fault started and left running, and remove the emulator's leftovers."""
-    strays = [*psutil.Process().children(recursive=True)]
-    strays += [psutil.Process(pid) for pid in runtime_processes() if pid not in before]
-    for process in strays:
+    for process in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             process.kill()
+    for pid in runtime_processes():
+        if pid not in before:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
     if os.geteuid() == 0:
         cleanup()
 

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,12 +39,13 @@ from typing import Any
 
 import yaml
 
+from emulator.mainjob import MainJobFailed, run_main_job
 from emulator.plots import plot_gains, plot_policy_ratios
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.recorded import recorded_links
-from runtime.events import EventLog, read_events
+from runtime.events import EventLog
 from runtime.metrics import summarise
 from runtime.process import stop_on_signals
 
@@ -141,33 +141,13 @@ def simulate(path: Path, policy: str) -> dict[str, Any]:
     return policy_metrics(log.events)
 
 
-class EmulationFailed(RuntimeError):
-    """An emulated run did not finish; its output says why."""
-
-
 def emulate(path: Path, policy: str, out: Path) -> dict[str, Any]:
     """One run of the main job (no simulation) with this policy on every edge."""
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "run_topology.py"),
-        "--topology",
-        str(path),
-        "--policy",
-        policy,
-        "--no-sim",
-        "--json-summary",
-        "--out",
-        str(out),
-    ]
-    run = subprocess.run(
-        command, capture_output=True, text=True, timeout=EMU_RUN_TIMEOUT_S, check=False
-    )
-    if run.returncode != 0:
-        raise EmulationFailed(f"{path.stem} with {policy}: {run.stderr.strip() or run.stdout}")
-    results = Path(json.loads(run.stdout.strip().splitlines()[-1])["results_dir"])
-    skipped = {"links.jsonl", "resources.jsonl"}
-    logs = [p for p in sorted(results.glob("*.jsonl")) if p.name not in skipped]
-    return {**policy_metrics(read_events(*logs)), "results_dir": str(results)}
+    try:
+        run = run_main_job(path, out, EMU_RUN_TIMEOUT_S, "--policy", policy, "--no-sim")
+    except MainJobFailed as exc:
+        raise MainJobFailed(f"{path.stem} with {policy}: {exc}") from exc
+    return {**policy_metrics(run.emulated_events()), "results_dir": str(run.results)}
 
 
 def best_fixed(row: dict[str, dict[str, Any]]) -> float:
@@ -360,12 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                         partial.with_suffix(".tmp").write_text(json.dumps(results, indent=1))
                         partial.with_suffix(".tmp").replace(partial)
                     print_row(world, scenario.name, row)
-        except (EmulationFailed, subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
-            why = {
-                EmulationFailed: str(exc),
-                subprocess.TimeoutExpired: f"an emulated run took over {EMU_RUN_TIMEOUT_S} s",
-                KeyboardInterrupt: "interrupted",
-            }[type(exc)]
+        except (MainJobFailed, KeyboardInterrupt) as exc:
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
             print(f"evaluate_awc: {why}; the runs done so far are in {partial}", file=sys.stderr)
             return 130 if isinstance(exc, KeyboardInterrupt) else 1
     sim, emu = results["sim"], results["emu"]

@@ -27,7 +27,6 @@ if __name__ == "__main__":
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 from datetime import datetime
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.fidelity import round_trips, token_intervals
+from emulator.mainjob import MainJobFailed, run_main_job
 from emulator.plots import plot_cdf_grid, plot_error_heatmap
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.suite import SUITES, SuiteUnavailable, write_suite
@@ -45,41 +45,9 @@ from emulator.suite_results import (
     suite_markdown,
     summarise_suite,
 )
-from runtime.events import read_events
 from runtime.process import stop_on_signals
 
 RUN_TIMEOUT_S = 900
-NOT_EVENT_LOGS = {"links.jsonl", "resources.jsonl", "sim.jsonl"}
-
-
-class CaseFailed(RuntimeError):
-    """One case's run did not finish; the message says why."""
-
-
-def run_case(path: Path, runs: Path) -> tuple[Path, list[dict], list[dict]]:
-    """The main job on one scenario file; returns its results folder and both worlds'
-    events."""
-    command = [
-        sys.executable,
-        str(ROOT / "scripts" / "run_topology.py"),
-        "--topology",
-        str(path),
-        "--json-summary",
-        "--out",
-        str(runs),
-    ]
-    try:
-        run = subprocess.run(
-            command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise CaseFailed(f"took over {RUN_TIMEOUT_S} s") from exc
-    if run.returncode != 0:
-        lines = (run.stderr.strip() or run.stdout.strip()).splitlines()
-        raise CaseFailed(" / ".join(lines[-3:]) or f"exit status {run.returncode}")
-    results = Path(json.loads(run.stdout.strip().splitlines()[-1])["results_dir"])
-    logs = [p for p in sorted(results.glob("*.jsonl")) if p.name not in NOT_EVENT_LOGS]
-    return results, read_events(*logs), read_events(results / "sim.jsonl")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -174,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                 record: dict[str, Any] = {"group": case["group"], "policy": case["policy"]}
                 started = time.monotonic()
                 try:
-                    results, emu, sim = run_case(case["path"], out / "runs")
-                except CaseFailed as exc:
+                    run = run_main_job(case["path"], out / "runs", RUN_TIMEOUT_S)
+                    results, emu, sim = run.results, run.emulated_events(), run.simulated_events()
+                except MainJobFailed as exc:
                     record["error"] = str(exc)
                 else:
                     record["results_dir"] = str(results)

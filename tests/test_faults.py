@@ -124,6 +124,15 @@ def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     patient.close()
 
 
+def test_a_deadline_that_expires_while_waiting_is_never_reported_as_a_timeout(tiny_draft) -> None:
+    """Waits are rounded to whole milliseconds: the error must still name the deadline."""
+    client = EdgeClient("tcp://127.0.0.1:9", tiny_draft, "late", Fixed(2), deadline_s=0.03)
+    for _ in range(30):
+        with pytest.raises(DeadlineExceeded):
+            client.run([1, 2, 3], 8)
+    client.close()
+
+
 def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
     tiny_target, tiny_draft, tmp_path
 ) -> None:

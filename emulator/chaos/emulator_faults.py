@@ -16,6 +16,7 @@ import yaml
 
 from emulator.chaos.context import ROOT, Chaos, Outcome
 from emulator.cleanup import find_leftovers
+from emulator.mainjob import SCRIPT
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import read_events
@@ -63,7 +64,7 @@ def main_job(scenario: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "scripts" / "run_topology.py"),
+            str(SCRIPT),
             *("--topology", str(scenario), "--out", str(out), "--no-sim", *extra),
         ],
         cwd=ROOT,
