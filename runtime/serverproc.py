@@ -17,6 +17,7 @@ class ServerProcess:
     """A ``python -m runtime.target`` child; a context manager that always stops it."""
 
     def __init__(self, args: list[str], log: Path | None = None, startup_timeout_s: float = 180.0):
+        self.log = log
         command = [sys.executable, "-m", "runtime.target", "--bind", "tcp://127.0.0.1:*", *args]
         if log is not None:
             command += ["--log", str(log)]

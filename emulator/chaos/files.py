@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from emulator.chaos.fuzz import flip_bytes
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.traces.csvio import write_trace
 from emulator.traces.importers import import_trace
@@ -79,10 +80,7 @@ def mutate_text(rng: random.Random, text: str) -> bytes:
     if choice == 0:
         return data[: rng.randrange(len(data))]
     if choice == 1:
-        flipped = bytearray(data)
-        for _ in range(rng.randrange(1, 6)):
-            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
-        return bytes(flipped)
+        return flip_bytes(rng, data, 6)
     if choice == 2:
         lines.insert(rng.randrange(len(lines) + 1), rng.choice(["garbage\n", ",,,\n", "\t\n"]))
     elif choice == 3 and len(lines) > 1:

@@ -33,6 +33,14 @@ def valid_messages(session: str) -> list[dict]:
     ]
 
 
+def flip_bytes(rng: random.Random, data: bytes, most: int) -> bytes:
+    """``data`` with between 1 and ``most`` - 1 bytes set to random values."""
+    damaged = bytearray(data)
+    for _ in range(rng.randrange(1, most)):
+        damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+    return bytes(damaged)
+
+
 def mutate(rng: random.Random, message: dict) -> bytes:
     """A frame made from ``message``: random bytes, truncated, bit-flipped, a field set to an
     odd value or dropped, out of order, for an unknown session, or with bad token ids."""
@@ -43,10 +51,7 @@ def mutate(rng: random.Random, message: dict) -> bytes:
     if choice == 1:
         return frame[: rng.randrange(len(frame))]
     if choice == 2:
-        data = bytearray(frame)
-        for _ in range(rng.randrange(1, 4)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-        return bytes(data)
+        return flip_bytes(rng, frame, 4)
     body = dict(message)
     key = rng.choice(list(body))
     if choice == 3:

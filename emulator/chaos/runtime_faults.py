@@ -31,8 +31,10 @@ def stop_target(server: ServerProcess) -> tuple[bool, dict[str, int]]:
     died_early = server.process.poll() is not None
     server.stop()
     crashed = died_early or server.process.returncode != 0
-    log = Path(server.process.args[server.process.args.index("--log") + 1])
-    records = [e for e in read_events(log) if e["event"] == "process"] if log.exists() else []
+    log = server.log
+    records = (
+        [e for e in read_events(log) if e["event"] == "process"] if log and log.exists() else []
+    )
     return crashed, (records[-1].get("counters", {}) if records else {})
 
 
