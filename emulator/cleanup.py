@@ -4,7 +4,8 @@ Mininet's own cleanup (``mn -c``) removes its host shells and veth pairs but not
 bridges or cgroups; delay lines and our namespaces are ours to find. Everything DSD-Emu
 creates can be found again: bridges and namespaces start with ``dsd``, delay lines run as
 ``-m emulator.shaping.delayline``, their sockets live in ``dsdemu-*`` temp folders, and each
-run's host cgroups are listed in a manifest that the run deletes when it ends cleanly.
+run's host cgroups (and results folder, whose ``run.json`` is then marked ``killed``) are
+listed in a manifest that the run deletes when it ends cleanly.
 
     python -m emulator.cleanup        # prints what it removed
 """
@@ -31,11 +32,25 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset")
 
 
-def write_manifest(path: Path, cgroups: list[str]) -> None:
+def write_manifest(path: Path, cgroups: list[str], results: Path | None) -> None:
     """Record what a run creates that has no findable name (Mininet names cgroups after
-    hosts), so that a cleanup after a crash can remove it. The run deletes it when done."""
+    hosts), so that a cleanup after a crash can remove it, and where its results go, so that
+    the cleanup can mark them as killed. The run deletes it when done."""
     MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": os.getpid(), "cgroups": cgroups}))
+    record = {"pid": os.getpid(), "cgroups": cgroups, "results": str(results or "")}
+    path.write_text(json.dumps(record))
+
+
+def mark_killed(results: str) -> None:
+    """A killed run could not say so itself: its ``run.json`` still says ``running``."""
+    run = Path(results) / "run.json"
+    try:
+        info = json.loads(run.read_text())
+    except (OSError, ValueError):
+        return
+    if info.get("status") == "running":
+        info.update(status="killed", interrupted=True)
+        run.write_text(json.dumps(info, indent=1))
 
 
 def _stale_manifests() -> list[tuple[Path, dict]]:
@@ -177,11 +192,13 @@ def cleanup() -> dict[str, list[str]]:
         shutil.rmtree(folder, ignore_errors=True)
     for name in leftover_cgroups():
         _remove_cgroup(name)
-    for path, _ in _stale_manifests():
+    for path, manifest in _stale_manifests():
+        if manifest.get("results"):
+            mark_killed(manifest["results"])
         if not any(
             (CGROUP_ROOT / c / n).is_dir()
             for c in CGROUP_CONTROLLERS
-            for n in json.loads(path.read_text() or "{}").get("cgroups", [])
+            for n in manifest.get("cgroups", [])
         ):
             path.unlink(missing_ok=True)
     time.sleep(0.1)

@@ -205,7 +205,7 @@ class Emulation:
         """Everything from network up to teardown; ``watch(t_start, final)`` is called about
         once a second while the workload runs (progress display)."""
         started = time.monotonic()
-        net = EmulatedNetwork(self.scenario, self.backend)
+        net = EmulatedNetwork(self.scenario, self.backend, results=self.out)
         interrupted = False
         lateness: list[float] = []
         t_start = 0.0

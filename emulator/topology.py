@@ -79,10 +79,11 @@ class EmulatedNetwork:
     net: Mininet | None = None
     links: list[ReplayedLink] = field(default_factory=list)
     host_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    results: Path | None = None  # the run's results folder, marked if the run is killed
 
     def start(self) -> EmulatedNetwork:
         try:
-            write_manifest(self._manifest_path(), self._cgroup_names())
+            write_manifest(self._manifest_path(), self._cgroup_names(), self.results)
             self.net = Mininet(
                 topo=ScenarioTopo(self.scenario),
                 switch=LinuxBridge,

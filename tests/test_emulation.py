@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -180,8 +181,11 @@ def test_default_topology_connects_every_edge() -> None:
 
 
 @needs_root
-def test_cleanup_after_a_killed_run_leaves_nothing(tmp_path) -> None:
+def test_cleanup_after_a_killed_run_leaves_nothing_and_marks_it_killed(tmp_path) -> None:
     cleanup()
+    results = tmp_path / "run"
+    results.mkdir()
+    (results / "run.json").write_text(json.dumps({"status": "running"}))
     holder = tmp_path / "hold.py"
     holder.write_text(
         textwrap.dedent(f"""
@@ -190,8 +194,9 @@ def test_cleanup_after_a_killed_run_leaves_nothing(tmp_path) -> None:
         setLogLevel("error")
         from emulator.scenario import load_scenario
         from emulator.topology import EmulatedNetwork
+        from pathlib import Path
         EmulatedNetwork(load_scenario("{ROOT / "topologies" / "default.yaml"}"),
-                        "delayline").start()
+                        "delayline", results=Path("{results}")).start()
         print("up", flush=True)
         time.sleep(120)
     """)
@@ -205,6 +210,7 @@ def test_cleanup_after_a_killed_run_leaves_nothing(tmp_path) -> None:
     process.wait()
     cleanup()
     assert not any(find_leftovers().values()), find_leftovers()
+    assert json.loads((results / "run.json").read_text())["status"] == "killed"
 
 
 def test_packet_exact_links_need_delivery_opportunities(tmp_path) -> None:

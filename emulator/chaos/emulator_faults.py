@@ -178,7 +178,8 @@ def sigint(chaos: Chaos, phase: str) -> Outcome:
 
 def main_job_killed(chaos: Chaos) -> Outcome:
     """The main job SIGKILLed mid-workload (nothing of it can clean up): the next run finds
-    what it left, removes it (saying so) and runs; afterwards nothing is left at all."""
+    what it left, removes it (saying so), marks the killed run's results ``killed``, and
+    runs; afterwards nothing is left at all."""
     scenario = tiny_scenario(
         chaos.folder / "killed.yaml", {"e": {"constant": {"delay_ms": 10}}}, 3, 2000
     )
@@ -196,11 +197,14 @@ def main_job_killed(chaos: Chaos) -> Outcome:
     output, _ = following.communicate(timeout=300)
     (chaos.folder / "run_topology.txt").write_text(output)
     swept = "removed what a killed run left" in output
+    killed = results_dir(chaos.folder / "killed")
+    status = json.loads((killed / "run.json").read_text())["status"] if killed else None
     return Outcome(
-        bool(left) and swept and following.returncode == 0,
+        bool(left) and swept and following.returncode == 0 and status == "killed",
         {
             "left_by_the_killed_run": left,
             "next_run_swept": swept,
             "next_exit": following.returncode,
+            "killed_run_status": status,
         },
     )
