@@ -7,7 +7,7 @@ its port), a request runs past its deadline, 10,000 random and mutated protocol 
 hit a target, clients without the right CURVE keys knock, malformed traces and scenario
 files are read, links die for seconds through the shaper (Mininet), and the main job gets
 SIGINT at random points of its setup, loading and workload (and SIGKILL, after which the
-next run must sweep up). After each fault the machine
+next run must sweep up), and one of its processes fails to start. After each fault the machine
 is searched for leftovers (namespaces, bridges, veths, cgroups, delay lines, processes) and
 every event log is checked against what its process says it wrote. The Mininet faults need
 root; elsewhere they are skipped, saying so. Everything goes to results/chaos-<time>/; with
@@ -40,7 +40,13 @@ import psutil
 from mininet.log import setLogLevel
 
 from emulator.chaos.context import Chaos, Outcome
-from emulator.chaos.emulator_faults import PHASES, link_outage, main_job_killed, sigint
+from emulator.chaos.emulator_faults import (
+    PHASES,
+    child_failed,
+    link_outage,
+    main_job_killed,
+    sigint,
+)
 from emulator.chaos.ledger import count_leaks, leaks, lost_events, runtime_processes
 from emulator.chaos.runtime_faults import RUNTIME_FAULTS
 from emulator.cleanup import cleanup
@@ -54,6 +60,7 @@ MININET_FAULTS: dict[str, Fault] = {
     "link_outage": link_outage,
     **{f"sigint_{phase}": partial(sigint, phase=phase) for phase in PHASES},
     "main_job_killed": main_job_killed,
+    "child_failed": child_failed,
 }
 FAULTS: dict[str, Fault] = {**RUNTIME_FAULTS, **MININET_FAULTS}
 SUMMED = ("server_crashes", "unauthenticated_accepted", "fuzz_messages")

@@ -42,10 +42,12 @@ def outage_trace(path: Path, quantity: str, value: float) -> Path:
     return path
 
 
-def tiny_scenario(path: Path, links: dict[str, dict], requests: int, tokens: int) -> Path:
+def tiny_scenario(
+    path: Path, links: dict[str, dict], requests: int, tokens: int, draft: str = "perturbed:0.1"
+) -> Path:
     """Edge groups of the tiny random pair (quick to load), one per link."""
     edges = [
-        {"name": name, "count": 1, "draft": "perturbed:0.1", "cpu": 0.45, "link": link}
+        {"name": name, "count": 1, "draft": draft, "cpu": 0.45, "link": link}
         for name, link in links.items()
     ]
     scenario = {
@@ -207,4 +209,27 @@ def main_job_killed(chaos: Chaos) -> Outcome:
             "next_exit": following.returncode,
             "killed_run_status": status,
         },
+    )
+
+
+def child_failed(chaos: Chaos) -> Outcome:
+    """An edge process that cannot start (its draft model is not there): the main job stops
+    with an error naming it and showing its output, tears everything down, and its results
+    say ``failed``."""
+    scenario = tiny_scenario(
+        chaos.folder / "failing.yaml",
+        {"e": {"constant": {"delay_ms": 10}}},
+        1,
+        16,
+        draft=str(chaos.folder / "no-such-model"),
+    )
+    job = main_job(scenario, chaos.folder / "results")
+    output, _ = job.communicate(timeout=300)
+    (chaos.folder / "run_topology.txt").write_text(output)
+    run = results_dir(chaos.folder / "results")
+    status = json.loads((run / "run.json").read_text())["status"] if run else None
+    named = "e1 exited" in output and "no-such-model" in output
+    return Outcome(
+        job.returncode == 1 and named and status == "failed" and "Traceback" not in output,
+        {"exit": job.returncode, "error_names_the_process": named, "status": status},
     )
