@@ -177,15 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / f"chaos-{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"chaos: {len(chosen) - len(skipped)} fault(s), seed {args.seed}; files in {out}")
-    target = load_model("tiny")
-    draft = make_draft("perturbed:0.1", target)
+    draft = make_draft("perturbed:0.1", load_model("tiny"))
     rng = random.Random(args.seed)
     results: dict[str, dict] = {}
     interrupted = False
     to_run = [name for name in chosen if name not in skipped]
     for index, name in enumerate(to_run, start=1):
         print(f"chaos: [{index}/{len(to_run)}] {name} ...", flush=True)
-        chaos = Chaos(out / name, rng, target, draft, args.messages)
+        chaos = Chaos(out / name, rng, draft, args.messages)
         try:
             results[name] = run_fault(chosen[name], chaos)
         except KeyboardInterrupt:

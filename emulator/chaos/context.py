@@ -1,4 +1,4 @@
-"""What every fault shares: its outcome, and a folder, an RNG and the tiny model pair with
+"""What every fault shares: its outcome, and a folder, an RNG and the tiny draft model with
 helpers to start targets and drafters there."""
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ class Outcome:
 
 @dataclass
 class Chaos:
-    """What every fault shares: a folder for its files, a seeded RNG, the tiny pair."""
+    """What every fault shares: a folder for its files, a seeded RNG, the tiny draft (whose
+    requests from this process are the references the others are held to)."""
 
     folder: Path
     rng: random.Random
-    target: LoadedModel
     draft: LoadedModel
     fuzz_messages: int = 10_000
 
