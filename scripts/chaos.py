@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chaos: {len(chosen) - len(skipped)} fault(s), seed {args.seed}; files in {out}")
     draft = make_draft("perturbed:0.1", load_model("tiny"))
     rng = random.Random(args.seed)
+    running_before = runtime_processes()  # not ours: never killed, also on Ctrl-C
     results: dict[str, dict] = {}
     interrupted = False
     to_run = [name for name in chosen if name not in skipped]
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = run_fault(chosen[name], chaos)
         except KeyboardInterrupt:
             interrupted = True
-            _clean_up({})
+            _clean_up(running_before)
             print("chaos: interrupted; the faults so far are reported")
             break
         verdict = "survived" if results[name]["survived"] else "FAILED"
