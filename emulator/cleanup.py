@@ -53,30 +53,26 @@ def mark_killed(results: str) -> None:
         run.write_text(json.dumps(info, indent=1))
 
 
-def _stale_manifests() -> list[tuple[Path, dict]]:
-    stale = []
+def _manifests() -> list[tuple[Path, dict, int]]:
+    """Every run's manifest and the PID it names (an unreadable one: empty, PID -1, dead)."""
+    found = []
     for path in sorted(MANIFEST_DIR.glob("*.json")):
         try:
             manifest = json.loads(path.read_text())
-        except (OSError, ValueError):
-            stale.append((path, {"cgroups": []}))
-            continue
-        if not psutil.pid_exists(int(manifest.get("pid", -1))):
-            stale.append((path, manifest))
-    return stale
+            pid = int(manifest.get("pid", -1))
+        except (OSError, ValueError, AttributeError, TypeError):
+            manifest, pid = {}, -1
+        found.append((path, manifest, pid))
+    return found
+
+
+def _stale_manifests() -> list[tuple[Path, dict]]:
+    return [(path, manifest) for path, manifest, pid in _manifests() if not psutil.pid_exists(pid)]
 
 
 def live_runs() -> list[int]:
     """PIDs of other emulations running now (their manifests name a live process)."""
-    pids = []
-    for path in sorted(MANIFEST_DIR.glob("*.json")):
-        try:
-            pid = int(json.loads(path.read_text()).get("pid", -1))
-        except (OSError, ValueError):
-            continue
-        if pid != os.getpid() and psutil.pid_exists(pid):
-            pids.append(pid)
-    return pids
+    return [pid for _, _, pid in _manifests() if pid != os.getpid() and psutil.pid_exists(pid)]
 
 
 def leftover_cgroups() -> list[str]:
