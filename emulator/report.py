@@ -13,7 +13,7 @@ from emulator.fidelity import format_fidelity
 from emulator.plots import plot_acceptance, plot_gamma, plot_links, plot_tpot_cdfs
 from emulator.resources import summarise_samples
 from emulator.scenario import Scenario
-from emulator.sim.calibration import CalibrationError, find_profile
+from emulator.sim.calibration import CalibrationError, read_profile
 from runtime.events import read_events
 from runtime.metrics import format_table
 
@@ -40,9 +40,11 @@ def contention_warnings(resources: dict[str, Any], cpus: dict[str, str]) -> list
     return warnings
 
 
-def _profiled_acceptance(scenario: Scenario) -> list[float]:
+def _profiled_acceptance(scenario: Scenario, run_info: dict[str, Any]) -> list[float]:
+    """The per-position acceptance of the profile the simulation used (none without one)."""
+    used = run_info.get("sim_profiles", {}).get(scenario.edges[0].draft)
     try:
-        return find_profile(scenario.cloud.model, scenario.edges[0].draft).acceptance
+        return read_profile(used["path"]).acceptance if used else []
     except CalibrationError:
         return []
 
@@ -62,12 +64,15 @@ def write_results(
     report = Report(out / "report.md", contention_warnings(resources, run_info["cpus"]))
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
     round_time = compare_breakdowns(emu_events, sim_events) if sim_events else {}
+    first_token = compare_breakdowns(emu_events, sim_events, "first_token") if sim_events else {}
     metrics = {
         "emu": emu,
         "sim": sim,
         "fidelity": comparison,
         "round_time": round_time,
+        "first_token_time": first_token,
         "resources": resources,
+        "sim_profiles": run_info.get("sim_profiles", {}),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     worlds = {"emulated": emu_events, **({"simulated": sim_events} if sim_events else {})}
@@ -78,10 +83,20 @@ def write_results(
         plots.append(plot_links(emu_events, links, run_info["t_start"], out / "links.png"))
     plots.append(plot_gamma(worlds, out / "gamma.png"))
     plots.append(plot_tpot_cdfs(worlds, out / "tpot_cdf.png"))
-    plots.append(plot_acceptance(worlds, _profiled_acceptance(scenario), out / "acceptance.png"))
+    plots.append(
+        plot_acceptance(worlds, _profiled_acceptance(scenario, run_info), out / "acceptance.png")
+    )
     report.path.write_text(
         _markdown(
-            scenario, run_info, emu, sim, comparison, round_time, resources, report.warnings, plots
+            scenario,
+            run_info,
+            emu,
+            sim,
+            comparison,
+            {"round time": round_time, "first token's time": first_token},
+            resources,
+            report.warnings,
+            plots,
         )
     )
     return report
@@ -93,7 +108,7 @@ def _markdown(
     emu: dict[str, Any],
     sim: dict[str, Any] | None,
     comparison: dict[str, Any] | None,
-    round_time: dict[str, dict[str, float | None]],
+    breakdowns: dict[str, dict[str, dict[str, float | None]]],
     resources: dict[str, Any],
     warnings: list[str],
     plots: list[Path],
@@ -112,6 +127,11 @@ def _markdown(
         f"- CPUs: {', '.join(f'{k} → {v}' for k, v in run_info['cpus'].items())}",
         f"- wall time: {run_info['wall_s']:.0f} s",
         f"- trace replay lateness p99: {run_info['replay_lateness_ms_p99'] or 0:.2f} ms",
+        *[
+            f"- simulator calibrated from `{used['path']}` ({used['grid']} grid, measured "
+            f"{used['measured']}, machine fingerprint {used['fingerprint_id'] or 'not recorded'})"
+            for used in run_info.get("sim_profiles", {}).values()
+        ],
         "",
         "## Emulated",
         "",
@@ -134,15 +154,16 @@ def _markdown(
             format_fidelity(comparison),
             "```",
         ]
-    if round_time:
-        lines += [
-            "",
-            "## Where the round time goes (mean ms per round; share of the difference)",
-            "",
-            "```",
-            format_breakdown(round_time),
-            "```",
-        ]
+    for what, compared in breakdowns.items():
+        if compared:
+            lines += [
+                "",
+                f"## Where the {what} goes (mean ms; share of the difference)",
+                "",
+                "```",
+                format_breakdown(compared),
+                "```",
+            ]
     lines += ["", "## CPU and memory", ""]
     lines += [
         f"- CPU {c['core']}: {c['busy_percent_mean']:.0f} % busy on average, "

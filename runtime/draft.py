@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,19 @@ class RequestResult:
     t_first_token: float | None = None
     t_done: float | None = None
     resumed: int = 0  # sessions re-opened after the target was lost
+    # what the first token's time is made of (``first_token_timing``), for the request event
+    first_token: dict[str, float] = field(default_factory=dict)
+
+
+def first_token_timing(t_open_sent: float, opened: dict[str, Any]) -> dict[str, float]:
+    """The request event's account of its TTFT: when ``open`` left, when the server drained
+    it and sent ``opened``, and the target's prefill (the rest is network and the edge)."""
+    return {
+        "t_open_sent": t_open_sent,
+        "open_server_t_recv": opened["t_recv"],
+        "open_server_t_send": opened["t_send"],
+        "target_prefill_ms": opened["prefill_ms"],
+    }
 
 
 class EdgeClient:
@@ -210,6 +223,7 @@ class EdgeClient:
             t_arrival=result.t_arrival,
             t_first_token=result.t_first_token,
             t_done=result.t_done,
+            **result.first_token,
             **({"resumed": result.resumed} if result.resumed else {}),
             **({"error": str(failure)} if failure else {}),
             **({"error": "interrupted"} if interrupted else {}),
@@ -273,10 +287,16 @@ class EdgeClient:
             raise ValueError("dsd mode needs a draft model")
         committed = list(result.prompt_ids)
         drafter = DraftState(self.draft, self.params, self.params.seed + 1)
+        t_open_sent = time.time()
         self._open(session, committed, max_tokens, "dsd")
-        drafter.prefill(committed)  # overlaps with the server's prefill
+        prefill = drafter.prefill(committed)  # overlaps with the server's prefill
         opened, _ = self._recv(session, ("opened",))
         result.t_first_token = time.time()
+        result.first_token = {
+            **first_token_timing(t_open_sent, opened),
+            "draft_prefill_ms": prefill.wall_ms,
+            "draft_prefill_cpu_ms": prefill.cpu_ms,
+        }
         result.output_ids.append(opened["token"])
         committed.append(opened["token"])
         done = opened["done"]
@@ -377,9 +397,11 @@ class EdgeClient:
     def _run_streaming(
         self, session: str, result: RequestResult, max_tokens: int, mode: str
     ) -> None:
+        t_open_sent = time.time()
         self._open(session, result.prompt_ids, max_tokens, mode)
         opened, _ = self._recv(session, ("opened",))
         result.t_first_token = time.time()
+        result.first_token = first_token_timing(t_open_sent, opened)
         result.output_ids.append(opened["token"])
         done = opened["done"]
         while not done:

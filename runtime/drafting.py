@@ -26,6 +26,12 @@ class Proposal:
     draft_cpu_ms: float = 0.0  # this thread's CPU time: draft_ms less any wait for the CPU
 
 
+@dataclass(frozen=True)
+class Timing:
+    wall_ms: float
+    cpu_ms: float  # this thread's CPU time: wall_ms less any wait for the CPU
+
+
 class DraftState:
     """Keeps the draft's cache in step with the committed tokens of one request.
 
@@ -41,12 +47,14 @@ class DraftState:
         self.base = 0
         self.generator = torch.Generator().manual_seed(seed)
 
-    def prefill(self, prompt: list[int]) -> float:
-        """Cache the prompt ahead of the first proposal; returns the time it took (ms)."""
-        start = time.perf_counter()
+    def prefill(self, prompt: list[int]) -> Timing:
+        """Cache the prompt ahead of the first proposal; returns the time it took."""
+        start, cpu_start = time.perf_counter(), time.thread_time()
         forward_one(self.draft.model, self.cache, prompt, 1)
         self.valid = len(prompt)
-        return (time.perf_counter() - start) * 1000.0
+        return Timing(
+            (time.perf_counter() - start) * 1000.0, (time.thread_time() - cpu_start) * 1000.0
+        )
 
     def propose(self, committed: list[int], gamma: int) -> Proposal:
         start, cpu_start = time.perf_counter(), time.thread_time()

@@ -15,7 +15,9 @@ Event kinds and their fields:
   bytes_down.
 - ``request`` (edge): session, edge, mode, prompt_tokens, output_tokens, rounds, t_arrival,
   t_first_token, t_done, resumed (sessions re-opened after the target was lost; absent
-  when none), error (absent when it succeeded).
+  when none), error (absent when it succeeded); what the first token's time is made of —
+  t_open_sent, open_server_t_recv, open_server_t_send, target_prefill_ms and (dsd)
+  draft_prefill_ms, draft_prefill_cpu_ms — absent where no ``opened`` came.
 - ``speed`` (every emulated process, at start): role, ms and the profile point it timed.
 - ``batch`` (target): batch_size, tokens, verify_ms, t.
 - ``process`` (every process, at exit, also when stopped by a signal): role, pid,

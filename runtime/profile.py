@@ -10,10 +10,12 @@ end-to-end runs it is compared with.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -21,6 +23,7 @@ import torch
 from runtime import protocol
 from runtime.drafting import DraftState
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
+from runtime.machine import fingerprint
 from runtime.models import LoadedModel
 from runtime.profile_store import PROFILE_VERSION
 from runtime.verify import SamplingParams
@@ -121,8 +124,10 @@ def verify_ms(
     contexts: Iterable[int],
     repeats: int,
     clock: Clock = time.perf_counter,
+    tick: Callable[[], None] = lambda: None,
 ) -> list[dict[str, float]]:
-    """Batched verification time over the grid (every row: ``tokens`` new tokens)."""
+    """Batched verification time over the grid (every row: ``tokens`` new tokens);
+    ``tick`` is called after each point."""
     grid = []
     for context in contexts:
         for batch in batches:
@@ -142,6 +147,7 @@ def verify_ms(
                         "ms": _timed(step, repeats, clock),
                     }
                 )
+                tick()
     return grid
 
 
@@ -172,19 +178,19 @@ def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
     return {"role": role, "context": context, "batch": batch, "tokens": tokens, "ms": point["ms"]}
 
 
-def greedy_matches(
-    target: LoadedModel, draft: LoadedModel, prompt: list[int], tokens: int
-) -> list[bool]:
-    """Whether the draft's greedy token equals the target's at each output position, the
-    draft fed the target's own output one step at a time. Under greedy verification the
-    output is the target's whatever γ is, so these fix every round: a round starting at
-    position i accepts the run of matches from i (position 0 is the target's prefill token,
-    never drafted). Up to numerics: a forward of several tokens (the draft after a fully
-    accepted round) or of several rows (a batched verify) can flip a near-tie."""
+def target_greedy(target: LoadedModel, prompt: list[int], tokens: int) -> list[int]:
+    """The target's own greedy output, fed one token at a time (as cloud-only decodes)."""
     cache = new_cache()
     outputs = [int(forward_one(target.model, cache, list(prompt), 1)[-1].argmax())]
     while len(outputs) < tokens:
         outputs.append(int(forward_one(target.model, cache, [outputs[-1]], 1)[-1].argmax()))
+    return outputs
+
+
+def draft_matches(draft: LoadedModel, prompt: list[int], outputs: list[int]) -> list[bool]:
+    """Whether the draft's greedy token equals ``outputs`` (the target's) at each position,
+    the draft fed the target's output one step at a time; position 0 is the target's
+    prefill token, never drafted."""
     drafter = DraftState(draft, SamplingParams(), seed=0)
     drafter.prefill(list(prompt))
     committed = [*prompt, outputs[0]]
@@ -195,6 +201,18 @@ def greedy_matches(
         committed.append(token)
         matches.append(hit)
     return matches
+
+
+def greedy_matches(
+    target: LoadedModel, draft: LoadedModel, prompt: list[int], tokens: int
+) -> list[bool]:
+    """Whether the draft's greedy token equals the target's at each output position, the
+    draft fed the target's own output one step at a time. Under greedy verification the
+    output is the target's whatever γ is, so these fix every round: a round starting at
+    position i accepts the run of matches from i (position 0 is the target's prefill token,
+    never drafted). Up to numerics: a forward of several tokens (the draft after a fully
+    accepted round) or of several rows (a batched verify) can flip a near-tie."""
+    return draft_matches(draft, prompt, target_greedy(target, prompt, tokens))
 
 
 def window_counts(matches: list[bool], gamma: int) -> tuple[list[int], list[int]]:
@@ -219,13 +237,22 @@ def acceptance(
     prompts: list[list[int]],
     gamma: int,
     tokens: int,
+    tick: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     """Greedy acceptance: per prompt the matches (as a string of 0/1) and the counts of
-    rounds of window ``gamma``; pooled, a[i] = P(draft token i accepted | 0..i-1 were)."""
+    rounds of window ``gamma``; pooled, a[i] = P(draft token i accepted | 0..i-1 were).
+    ``tick`` is called after each prompt. The target decodes the next prompts in a second
+    thread while the draft follows (torch computes outside the GIL): twice as fast where
+    the process may use two cores, and the same matches, which do not depend on timing."""
     reached, accepted_at = [0] * gamma, [0] * gamma
     per_prompt = []
-    for prompt in prompts:
-        matches = greedy_matches(target, draft, prompt, tokens)
+    all_matches = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        outputs = [pool.submit(target_greedy, target, prompt, tokens) for prompt in prompts]
+        for prompt, output in zip(prompts, outputs, strict=True):
+            all_matches.append(draft_matches(draft, prompt, output.result()))
+            tick()
+    for matches in all_matches:
         prompt_reached, prompt_accepted = window_counts(matches, gamma)
         reached = [a + b for a, b in zip(reached, prompt_reached, strict=True)]
         accepted_at = [a + b for a, b in zip(accepted_at, prompt_accepted, strict=True)]
@@ -331,6 +358,9 @@ def message_sizes(gammas: Iterable[int], draft_top_k: int) -> dict[str, Any]:
     return sizes
 
 
+Progress = Callable[[str, int, int], None]
+
+
 def profile_pair(
     target: LoadedModel,
     draft: LoadedModel,
@@ -340,26 +370,50 @@ def profile_pair(
     tokens: int = 64,
     repeats: int = 5,
     conditions: dict[str, Any] | None = None,
-    progress: Callable[[str], None] = lambda _: None,
+    progress: Progress = lambda step, done, total: None,
+    acceptance_cpus: set[int] | None = None,
 ) -> dict[str, Any]:
-    """Measure everything a profile holds on the prompt ``texts``; ``grid`` names the sizes."""
+    """Measure everything a profile holds on the prompt ``texts``; ``grid`` names the sizes.
+    ``progress(step, done, total)`` counts measurements (probes, grid points, prompts).
+    Once the timings are done, the acceptance runs may use ``acceptance_cpus`` (matches
+    do not depend on the core; the timings are taken where the caller pinned the process)."""
     prompts = [target.encode_prompt(text) for text in texts]
-    progress("speed probes")
+    points = len(grid["batches"]) * len(grid["tokens"]) * len(grid["contexts"])
+    total = 6 + points + len(prompts)  # 4 probes, 2 prefill sets; a grid point, a prompt
+    done = 0
+
+    def step(name: str, count: int = 1) -> None:
+        nonlocal done
+        done += count
+        progress(name, done, total)
+
+    progress("speed probes", 0, total)
     before = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
-    progress("draft step and prefill time")
+    step("draft step and prefill time", 2)
     draft_steps = draft_step_ms(draft, grid["contexts"], repeats)
     draft_prefills = prefill_ms(draft, grid["prompt_lengths"], repeats)
-    progress("target prefill time")
+    step("target prefill time")
     prefills = prefill_ms(target, grid["prompt_lengths"], repeats)
-    progress("target verify time grid")
-    verifies = verify_ms(target, grid["batches"], grid["tokens"], grid["contexts"], repeats)
+    step("target verify time grid")
+    verifies = verify_ms(
+        target,
+        grid["batches"],
+        grid["tokens"],
+        grid["contexts"],
+        repeats,
+        tick=lambda: step("target verify time grid"),
+    )
     after = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
     probes = {
         role: {**before[role], "ms": (before[role]["ms"] + after[role]["ms"]) / 2}
         for role in before
     }
-    progress("acceptance")
-    accepted = acceptance(target, draft, prompts, gamma, tokens)
+    step("acceptance (greedy matches per prompt)", 2)
+    if acceptance_cpus:
+        os.sched_setaffinity(0, acceptance_cpus)
+    accepted = acceptance(
+        target, draft, prompts, gamma, tokens, tick=lambda: step("acceptance (greedy matches)")
+    )
     accepted["per_prompt"] = dict(zip(texts, accepted["per_prompt"], strict=True))
     return {
         "version": PROFILE_VERSION,
@@ -370,6 +424,7 @@ def profile_pair(
             "machine": platform.machine(),
             "processor": platform.processor(),
             "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "fingerprint": fingerprint(torch.get_num_threads()),
             **(conditions or {}),
         },
         "draft_step_ms": draft_steps,

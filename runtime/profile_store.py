@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from runtime.cache import cache_root
+from runtime.machine import fingerprint_id
+
 PROFILE_VERSION = 2
 
 
@@ -16,10 +19,18 @@ def profile_name(target: str, draft: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", f"{target}__{draft}").strip("-")
 
 
+def cached_profile_path(target: str, draft: str, machine: dict[str, Any]) -> Path:
+    """Where this machine's profile of a pair is kept: one folder per fingerprint."""
+    name = f"{profile_name(target, draft)}.json"
+    return cache_root() / "profiles" / fingerprint_id(machine) / name
+
+
 def save_profile(profile: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile, indent=1) + "\n")
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(json.dumps(profile, indent=1) + "\n")
+    partial.replace(path)  # a profile cut short by Ctrl-C is never taken for a whole one
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:

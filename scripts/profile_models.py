@@ -11,6 +11,7 @@ default): the profile records them, and the simulator is only as right as this m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -26,12 +27,21 @@ FULL_GRID = {
     "batches": [1, 2, 4, 8],
     "tokens": [1, 3, 5, 9],
 }
+# the points the simulator interpolates between for the suite's and the default scenario's
+# runs (prompts of 30-60 tokens, contexts up to ~250, one to three rows, γ up to 8)
 QUICK_GRID = {
+    "contexts": [64, 256],
+    "prompt_lengths": [16, 64],
+    "batches": [1, 2, 4],
+    "tokens": [1, 3, 5, 9],
+}
+TINY_GRID = {
     "contexts": [32, 128],
     "prompt_lengths": [16, 64],
     "batches": [1, 4],
     "tokens": [1, 5],
 }
+BAR = 24
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", default="smollm2", help="target model spec")
     parser.add_argument("--draft", default="int8", help="draft spec")
     parser.add_argument("--tiny", action="store_true", help="the tiny random pair, small grid")
-    parser.add_argument("--quick", action="store_true", help="a small grid (for tests)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the grid points the simulator interpolates for the bundled scenarios, 3 repeats "
+        "(a few minutes; what the tools make when this machine has no profile)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cpus", help="pin to these CPUs, e.g. 1")
     parser.add_argument("--gamma", type=int, default=8, help="window for the acceptance runs")
@@ -49,11 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tiny:
         args.target, args.draft = "tiny", "perturbed:0.1"
-    grid = QUICK_GRID if args.quick or args.tiny else FULL_GRID
+    grid_name = "tiny" if args.tiny else "quick" if args.quick else "full"
+    grid = {"tiny": TINY_GRID, "quick": QUICK_GRID, "full": FULL_GRID}[grid_name]
+    repeats = min(args.repeats, 3) if args.quick else args.repeats
     started = time.monotonic()
 
-    def say(step: str) -> None:
-        print(f"profile: {time.monotonic() - started:6.1f} s  {step}", file=sys.stderr, flush=True)
+    def say(step: str, done: int | None = None, total: int | None = None) -> None:
+        bar, end = "", "\n"
+        if done is not None and total:
+            filled = round(BAR * done / total)
+            bar = f"[{'#' * filled}{'.' * (BAR - filled)}] {done * 100 // total:3d}%  "
+            if sys.stderr.isatty() and done < total:  # one line that fills up
+                end = "\x1b[K\r"
+        line = f"profile: {bar}{time.monotonic() - started:6.1f} s  {step}"
+        print(line, file=sys.stderr, end=end, flush=True)
 
     try:
         configure(args.threads, parse_cpus(args.cpus))
@@ -66,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "cpus": args.cpus,
         "grid": grid,
+        "grid_name": grid_name,
+        "repeats": repeats,
         "acceptance_prompts": len(DEFAULT_PROMPTS),
         "acceptance_tokens": args.tokens,
     }
@@ -76,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         grid,
         args.gamma,
         args.tokens,
-        args.repeats,
+        repeats,
         conditions,
         say,
+        acceptance_cpus=set(range(os.cpu_count() or 1)),
     )
     output = args.output or f"profiles/{profile_name(args.target, args.draft)}.json"
     save_profile(profile, output)

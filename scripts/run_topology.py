@@ -30,6 +30,7 @@ from datetime import datetime
 import yaml
 from mininet.log import setLogLevel
 
+from emulator.calibrate import machine_profile
 from emulator.cleanup import cleanup, live_runs
 from emulator.fidelity import compare, format_fidelity, headline, headline_errors
 from emulator.interrupts import shielded
@@ -43,7 +44,7 @@ from emulator.progress import Progress
 from emulator.report import write_results
 from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario
 from emulator.shaping.probe import choose_backend
-from emulator.sim.calibration import CalibrationError, find_profile
+from emulator.sim.calibration import CalibrationError
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.arguments import positive_int, window_policy_spec
 from runtime.events import EventLog, read_events
@@ -102,7 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
-    """Everything missing, said exactly, before any namespace exists."""
+    """Everything missing, said exactly, before any namespace exists; with nothing missing,
+    this machine's profiles for the simulator (measured now if there are none yet)."""
     problems = []
     if os.geteuid() != 0:
         problems.append("Mininet needs root: run it as sudo python scripts/run_topology.py ...")
@@ -115,13 +117,17 @@ def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
         prepare_model(scenario.cloud.model)
     except ModelError as exc:
         problems.append(f"model: {exc}")
-    if need_sim:
+    if need_sim and not problems:
         for draft in sorted({group.draft for group in scenario.edges}):
             try:
-                find_profile(scenario.cloud.model, draft)
+                machine_profile(scenario.cloud.model, draft, scenario.cloud.threads, say=say)
             except CalibrationError as exc:
                 problems.append(f"simulator: {exc} (or run with --no-sim)")
     return problems
+
+
+def say(message: str) -> None:
+    print(f"run_topology: {message}", flush=True)
 
 
 def sweep_leftovers() -> list[str]:
@@ -140,7 +146,7 @@ def sweep_leftovers() -> list[str]:
 
 def simulate(
     scenario: Scenario, out: Path, cpus: dict[str, str], emu_events: list[dict]
-) -> tuple[list[dict], list[str], dict[str, float]]:
+) -> tuple[list[dict], list[str], Simulation]:
     """The simulator's run of the scenario, on the CPUs the emulation pinned its hosts to and
     with the profile scaled to the speed each host's probe measured before the workload."""
     log = EventLog(out / "sim.jsonl", "sim", keep=True, flush_each=False)
@@ -150,7 +156,7 @@ def simulate(
     log.close()
     speeds = ", ".join(f"{host} x{speed:.2f}" for host, speed in simulation.speeds.items())
     notes = [f"compute times scaled to the hosts' speed probes: {speeds}"] if speeds else []
-    return log.events, simulation.warnings + notes, simulation.speeds
+    return log.events, simulation.warnings + notes, simulation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,9 +195,6 @@ def run(args: argparse.Namespace) -> int:
     started_info = {"command": sys.argv, "status": "running", "started": time.time()}
     (out / "run.json").write_text(json.dumps(started_info, indent=1))
 
-    def say(message: str) -> None:
-        print(f"run_topology: {message}", flush=True)
-
     try:
         (out / "scenario.yaml").write_text(yaml.safe_dump(scenario.raw, sort_keys=False))
         say(
@@ -219,12 +222,14 @@ def run(args: argparse.Namespace) -> int:
     sim = comparison = None
     notes: list[str] = []
     speeds: dict[str, float] = {}
+    calibration: dict[str, dict] = {}
     interrupted = result.interrupted
     if not args.no_sim and not interrupted:
         say("simulating the same scenario")
         started = time.monotonic()
         try:
-            sim_events, warnings, speeds = simulate(scenario, out, result.cpus, emu_events)
+            sim_events, warnings, simulation = simulate(scenario, out, result.cpus, emu_events)
+            speeds, calibration = simulation.speeds, simulation.calibration()
             notes += warnings
             sim = summarise(sim_events)
             comparison = compare(emu, sim)
@@ -248,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
         "interrupted": interrupted,
         # the simulator's compute times relative to the profile, from the hosts' probes
         "sim_speeds": speeds,
+        # per draft model, the profile the simulation was calibrated from and its machine
+        "sim_profiles": calibration,
     }
     with shielded(say):
         report = write_results(

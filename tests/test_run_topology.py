@@ -23,6 +23,8 @@ from emulator.scenario import Overrides, load_scenario
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import read_events
+from runtime.machine import fingerprint
+from runtime.profile_store import cached_profile_path
 
 SHARED = ROOT.parent / "shared" / "traces"
 SCRIPT = ROOT / "scripts" / "run_topology.py"
@@ -100,7 +102,15 @@ def test_default_scenario_end_to_end_with_the_fidelity_report(tmp_path, default_
     assert metrics["sim"]["output_tokens"] == 32
     round_time = metrics["round_time"]  # where each world's round time goes
     assert round_time["verify"]["emu_ms"] > 0 and round_time["draft"]["sim_ms"] > 0
+    first_token = metrics["first_token_time"]  # where each world's TTFT goes
+    assert first_token["prefill"]["emu_ms"] > 0 and first_token["draft_prefill"]["sim_ms"] > 0
     assert "Where the round time goes" in (out / "report.md").read_text()
+    assert "Where the first token's time goes" in (out / "report.md").read_text()
+    # the simulator was calibrated from this machine's cached profile, and says which
+    used = metrics["sim_profiles"]["int8"]
+    assert used == json.loads((out / "run.json").read_text())["sim_profiles"]["int8"]
+    assert used["fingerprint"] == fingerprint(1) and used["fingerprint_id"] in used["path"]
+    assert used["path"] == str(cached_profile_path("smollm2", "int8", fingerprint(1)))
     assert metrics["resources"]["samples"] > 0
     assert "fidelity (simulated vs emulated)" in result.stdout
     assert "Fidelity" in (out / "report.md").read_text()

@@ -22,7 +22,7 @@ from emulator.scenario import load_scenario
 from emulator.sim.calibration import (
     CalibrationError,
     PairProfile,
-    find_profile,
+    reference_profile,
     sample_run,
 )
 from emulator.sim.cpu import CoreShare, CpuQuota, SharedCore
@@ -379,11 +379,11 @@ def test_profile_interpolation_is_exact_on_the_grid_and_linear_between() -> None
 
 def test_a_missing_profile_says_how_to_make_one(tmp_path) -> None:
     with pytest.raises(CalibrationError, match=r"profile_models\.py --target big --draft int8"):
-        find_profile("big", "int8", tmp_path)
+        reference_profile("big", "int8", tmp_path)
 
 
 def test_the_committed_default_profile_loads() -> None:
-    profile = find_profile("smollm2", "int8")
+    profile = reference_profile("smollm2", "int8")
     assert 0 < profile.acceptance[0] < 1
     assert profile.verify_ms(8, 9, 512) > profile.verify_ms(1, 1, 64) > 0
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.machine import fingerprint_id
 from runtime.profile_store import load_profile, profile_name
 
 PRIOR_ROUNDS = 10
@@ -59,7 +60,12 @@ class PairProfile:
     def __init__(self, data: dict[str, Any], source: str) -> None:
         self.source = source
         self.pair = data["pair"]
-        self.threads = int(data["conditions"].get("threads", data["conditions"]["torch_threads"]))
+        conditions = data["conditions"]
+        self.threads = int(conditions.get("threads", conditions["torch_threads"]))
+        # the machine it was measured on (``runtime.machine``); None in profiles made before
+        self.fingerprint: dict[str, Any] | None = conditions.get("fingerprint")
+        self.measured = conditions.get("measured")
+        self.grid_name = conditions.get("grid_name", "full")
         steps = data["draft_step_ms"]
         self._draft_step = self._points(steps, "context")
         self._draft_first = self._points(
@@ -104,6 +110,17 @@ class PairProfile:
         self._measured_prompts = dict(prompts["measured"])
         self.speed_probes: dict[str, dict[str, Any]] = data.get("speed_probes", {})
         self._memo: dict[tuple, float] = {}
+
+    def record(self) -> dict[str, Any]:
+        """What a run's results say of the profile its simulation used."""
+        machine = self.fingerprint
+        return {
+            "path": self.source,
+            "grid": self.grid_name,
+            "measured": self.measured,
+            "fingerprint_id": fingerprint_id(machine) if machine else None,
+            "fingerprint": machine,
+        }
 
     @staticmethod
     def _points(points: list[dict[str, float]], key: str) -> tuple[list[float], list[float]]:
@@ -227,8 +244,9 @@ def probed_speeds(
     return speeds
 
 
-def find_profile(target: str, draft: str, directory: Path = PROFILES_DIR) -> PairProfile:
-    """The committed profile of a pair, or an error that says how to make one."""
+def reference_profile(target: str, draft: str, directory: Path = PROFILES_DIR) -> PairProfile:
+    """The committed profile of a pair (measured on the machine it names, not necessarily
+    this one), or an error that says how to make one."""
     path = directory / f"{profile_name(target, draft)}.json"
     if not path.is_file():
         raise CalibrationError(

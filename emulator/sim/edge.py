@@ -53,6 +53,7 @@ class Request:
     rounds: int = 0
     t_first_token: float | None = None
     t_done: float | None = None
+    first_token: dict[str, float] = field(default_factory=dict)  # as the runtime logs it
 
 
 @dataclass(eq=False)
@@ -80,7 +81,7 @@ class EdgeSim:
     rounds: int = 0
     _context: int = 0
     _prefill_done: float = 0.0
-    _opened_early: bool = False
+    _opened_early: Open | None = None  # ``opened`` came before the draft's prefill was done
     _all_accepted: bool = False  # the last round's drafts were all accepted: two tokens to feed
     _gamma: int = 0
     _run: int = 0
@@ -120,6 +121,7 @@ class EdgeSim:
             Open(self, request.prompt_tokens, self.max_tokens),
         )
         prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.speed
+        request.first_token = {"t_open_sent": now / 1000.0, "draft_prefill_cpu_ms": prefill}
         if isinstance(self.cpu, CoreShare):
             self._prefill_done = math.inf
             self.cpu.compute(prefill, self._prefilled)
@@ -129,20 +131,27 @@ class EdgeSim:
 
     def _prefilled(self, _: None) -> None:
         self._prefill_done = self.engine.now
-        if self._opened_early:
-            self._opened_early = False
-            self.opened(None)
+        if self._opened_early is not None:
+            opened, self._opened_early = self._opened_early, None
+            self.opened(opened)
 
-    def opened(self, _: None) -> None:
+    def opened(self, message: Open) -> None:
         """The first token arrives; it is out once the draft's own prefill has finished too."""
         if self.engine.now < self._prefill_done:
             if self._prefill_done < math.inf:
-                self.engine.at(self._prefill_done, self.opened)
+                self.engine.at(self._prefill_done, self.opened, message)
             else:
-                self._opened_early = True
+                self._opened_early = message
             return
         request = self.current
         assert request is not None
+        started = request.first_token["t_open_sent"] * 1000.0
+        request.first_token.update(
+            open_server_t_recv=message.t_recv / 1000.0,
+            open_server_t_send=message.t_send / 1000.0,
+            target_prefill_ms=message.prefill_ms,
+            draft_prefill_ms=self._prefill_done - started,
+        )
         request.t_first_token = self.engine.now
         request.output_tokens = 1
         self._all_accepted = False
@@ -270,6 +279,7 @@ class EdgeSim:
             t_arrival=request.t_arrival / 1000.0,
             t_first_token=_seconds(request.t_first_token),
             t_done=_seconds(request.t_done),
+            **request.first_token,
             **({"error": error} if error else {}),
         )
 

@@ -14,6 +14,9 @@ class Open:
     edge: EdgeSim
     prompt_tokens: int
     max_tokens: int
+    t_recv: float = 0.0  # when the server drained it (ms)
+    t_send: float = 0.0  # when the server sent ``opened``
+    prefill_ms: float = 0.0
 
 
 @dataclass(slots=True)

@@ -69,7 +69,8 @@ class TargetSim:
                 self.pending.append(message)
             elif isinstance(message, Open):
                 work = self.profile.target_prefill_ms(message.prompt_tokens)
-                self._hold(self._compute_ms(work), self._opened, message)
+                message.t_recv, message.prefill_ms = now, self._compute_ms(work)
+                self._hold(message.prefill_ms, self._opened, message)
                 return
             else:
                 self.sessions.pop(message.edge, None)
@@ -112,7 +113,8 @@ class TargetSim:
         done = message.max_tokens <= 1
         self.sessions[edge] = Session(message.prompt_tokens + 1, message.max_tokens - 1, done)
         self.active += not done
-        edge.downlink.send(edge.profile.opened_bytes, edge.opened, None)
+        message.t_send = self.engine.now
+        edge.downlink.send(edge.profile.opened_bytes, edge.opened, message)
         self._work()
 
     def _run_batch(self) -> None:

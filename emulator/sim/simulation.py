@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from emulator.calibrate import machine_profile
 from emulator.scenario import EdgeGroup, LinkSpec, Scenario, spread_edges
-from emulator.sim.calibration import (
-    PROFILES_DIR,
-    PairProfile,
-    find_profile,
-    probed_speeds,
-    read_profile,
-)
+from emulator.sim.calibration import PairProfile, probed_speeds, read_profile
 from emulator.sim.cpu import PERIOD_MS, CoreShare, CpuQuota, SharedCore
 from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
@@ -44,7 +40,7 @@ class SimOptions:
     seed: int | None = None
     requests_per_edge: int | None = None
     max_new_tokens: int | None = None
-    profile: str | None = None  # one profile file for every pair
+    profile: str | None = None  # one profile file for every pair (default: this machine's)
     until_s: float = math.inf  # stop the simulated clock here
     # host -> the CPUs an emulation pinned it to: edges pinned to one core share it
     cpu_plan: dict[str, str] | None = None
@@ -64,6 +60,10 @@ class SimResult:
     server_busy_s: float
     warnings: list[str] = field(default_factory=list)
     link_counters: dict[str, int] = field(default_factory=dict)
+
+
+def _say(message: str) -> None:
+    print(f"simulator: {message}", file=sys.stderr, flush=True)
 
 
 def cpu_share(cpu: float, profiled_threads: int) -> float:
@@ -110,7 +110,7 @@ class Simulation:
         if not hosts:
             raise ValueError("a simulation needs at least one edge")
         drafts = sorted({group.draft for _, group in hosts})
-        profiles = {draft: self._profile(draft) for draft in drafts}
+        self.profiles = profiles = {draft: self._profile(draft) for draft in drafts}
         prompts = {
             draft: [
                 PromptModel(
@@ -196,7 +196,12 @@ class Simulation:
     def _profile(self, draft: str) -> PairProfile:
         if self.options.profile:
             return read_profile(self.options.profile)
-        return find_profile(self.scenario.cloud.model, draft, PROFILES_DIR)
+        cloud = self.scenario.cloud
+        return machine_profile(cloud.model, draft, cloud.threads, say=_say)
+
+    def calibration(self) -> dict[str, dict]:
+        """Per draft model, the profile this simulation was calibrated from (for results)."""
+        return {draft: profile.record() for draft, profile in self.profiles.items()}
 
     def _check_threads(self, where: str, threads: int, profile: PairProfile) -> None:
         if threads != profile.threads:

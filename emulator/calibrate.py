@@ -1,0 +1,92 @@
+"""This machine's profile of a model pair, measured once and cached per machine fingerprint.
+
+A profile holds compute times, and compute times are the machine's own: one measured on
+another CPU (other kernels, other instruction sets) does not carry over by one speed ratio,
+since prefill, single-token steps and batched verification scale differently. So every
+tool that simulates a run of this machine asks here first; the first time, the pair is
+profiled (the quick grid, a few minutes) in a child process pinned as the emulator pins the
+target, and kept under ``DSD_EMU_CACHE/profiles/<fingerprint>/``. The committed
+``profiles/`` stay as the documented reference of the machine that made them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from emulator.sim.calibration import CalibrationError, PairProfile, read_profile
+from runtime.machine import describe, fingerprint, fingerprint_id
+from runtime.profile_store import cached_profile_path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILER = ROOT / "scripts" / "profile_models.py"
+QUICK_MINUTES = 3
+
+
+def cached_machine_profile(target: str, draft: str, threads: int = 1) -> PairProfile | None:
+    """This machine's cached profile of the pair, or None where there is none that matches."""
+    machine = fingerprint(threads)
+    path = cached_profile_path(target, draft, machine)
+    if not path.is_file():
+        return None
+    try:
+        profile = read_profile(path)
+    except CalibrationError:
+        return None
+    return profile if profile.fingerprint == machine else None
+
+
+def profile_cpu() -> str:
+    """The CPU the emulator gives the target (the last one): where the profile is measured."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return str(cpus[-1])
+
+
+def machine_profile(
+    target: str,
+    draft: str,
+    threads: int = 1,
+    say: Callable[[str], None] = print,
+    python: str = sys.executable,
+) -> PairProfile:
+    """The pair's profile for this machine: cached, or measured now (saying so, with the
+    profiler's progress on stderr). Two callers at once measure it once (a file lock)."""
+    machine = fingerprint(threads)
+    path = cached_profile_path(target, draft, machine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f"{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = cached_machine_profile(target, draft, threads)
+        if found is not None:
+            return found
+        say(
+            f"no profile of {target} / {draft} was measured on this machine ({describe(machine)}; "
+            f"fingerprint {fingerprint_id(machine)}): profiling it once (quick grid, about "
+            f"{QUICK_MINUTES} minutes), kept in {path}"
+        )
+        command = [
+            python,
+            str(PROFILER),
+            "--quick",
+            "--target",
+            target,
+            "--draft",
+            draft,
+            "--threads",
+            str(threads),
+            "--cpus",
+            profile_cpu(),
+            "-o",
+            str(path),
+        ]
+        done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
+        if done.returncode != 0:
+            raise CalibrationError(
+                f"profiling {target} / {draft} failed (exit {done.returncode}); run "
+                f"{' '.join(command[1:])} to see why"
+            )
+        return read_profile(path)

@@ -1,0 +1,48 @@
+"""The flip-rate measurement: rows re-verified against the decoded text, alone and batched."""
+
+from __future__ import annotations
+
+import json
+
+from cli import run_script
+
+from runtime.determinism import batch_flips, flip_rate, verified_tokens
+from runtime.profile import target_greedy
+
+TEXTS = ["one prompt", "and another one", "a third, longer prompt than the others"]
+
+
+def test_a_flip_is_a_differing_position_past_the_prefill_token() -> None:
+    counted = flip_rate([[1, 2, 3, 4], [5, 6, 7]], [[9, 2, 0, 4], [5, 6, 7]])
+    assert counted == {"positions": 5, "flips": 1, "rate": 0.2, "prompts_with_a_flip": 1}
+
+
+def test_verified_rows_reproduce_the_decoded_text_where_there_are_no_near_ties(tiny_target) -> None:
+    """The tiny random model has no near-ties, so every shape must give the decoded text back:
+    an off-by-one in which logits predict which position would not."""
+    prompts = [tiny_target.encode_prompt(text) for text in TEXTS]
+    texts = [target_greedy(tiny_target, prompt, 23) for prompt in prompts]
+    for width, batch in ((1, 1), (5, 1), (4, 2), (3, 3)):
+        assert verified_tokens(tiny_target, prompts, texts, width, batch) == texts
+    # a text that is not the model's own is not reproduced
+    noise = [
+        [(31 * i + 7 * len(text)) % tiny_target.vocab_size for i in range(23)] for text in texts
+    ]
+    assert flip_rate(noise, verified_tokens(tiny_target, prompts, noise, 5, 2))["rate"] > 0.9
+
+
+def test_batch_flips_reports_every_batch_size(tiny_target) -> None:
+    prompts = [tiny_target.encode_prompt(text) for text in TEXTS]
+    result = batch_flips(tiny_target, prompts, 12, 5, [1, 2, 3])
+    assert set(result["batched"]) == {2, 3} and result["window"]["positions"] == 3 * 11
+    assert all(flips["rate"] == 0.0 for flips in result["batched"].values())
+
+
+def test_the_benchmark_prints_a_table_and_json() -> None:
+    result = run_script("bench_batch_flips.py", "--tiny", "--tokens", "12", "--batches", "1,2")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["window"]["positions"] == 12 * 11 and "2" in figures["batched"]
+    assert "batch 2 vs batch 1" in result.stdout
+    bad = run_script("bench_batch_flips.py", "--tiny", "--batches", "0,x")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
