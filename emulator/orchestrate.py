@@ -3,10 +3,11 @@ and always a full teardown.
 
 The target server runs on the cloud host and one draft client per edge host, each with the
 project's interpreter, its thread count, its CPUs and its host's CPU limit. Every draft
-loads its models first and says ``draft: ready``; the trace replay then starts, and at
-that same moment (the traces' time zero, the simulator's time zero too) every edge gets
-SIGUSR1 and starts its workload. Each process writes its own event log into the results
-folder; nothing is kept only in memory.
+loads its models first and says ``draft: loaded``; once all have, each gets SIGUSR2 and
+times its speed probe (beside the other edges, as it will run) and says ``draft: ready``;
+the trace replay then starts, and at that same moment (the traces' time zero, the
+simulator's time zero too) every edge gets SIGUSR1 and starts its workload. Each process
+writes its own event log into the results folder; nothing is kept only in memory.
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ class Emulation:
             self._wait_for([target], "target: serving")
             edges = [self._start_edge(net, host, g) for host, g in self.scenario.edge_hosts()]
             self.say(f"target serving; {len(edges)} edge(s) loading their models")
+            self._wait_for(edges, "draft: loaded")
+            for edge in edges:
+                os.kill(edge.process.pid, signal.SIGUSR2)
             self._wait_for(edges, "draft: ready")
             replay_log = EventLog(self.out / "links.jsonl", "replay")
             sampler = ResourceSampler(self._sampled_processes(net), self.out / "resources.jsonl")

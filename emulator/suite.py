@@ -1,11 +1,18 @@
-"""The fidelity suite's scenario matrix: recorded links x edge counts x load x window policy.
+"""The fidelity suite's scenario matrix: recorded links x edge counts x load x window policy,
+in two sets.
 
 Every case is an ordinary scenario file, run by the main job in the emulator and then the
 simulator with the same seed. Edge counts go from one to the three that two cores carry:
 the edges share one core with the link shapers (0.7, 0.45 or 0.3 of it each), the target
-has the other. Load is ``light`` (the target has its whole core and waits for drafts) or
-``saturating`` (the target is held to 0.3 of a core, so that drafts queue for it). Cases
-of one link, edge count and load form a group whose policies are ranked in both worlds.
+has the other. Load is ``light`` (the target has its whole core and waits for drafts),
+``moderate`` (half a core) or ``saturating`` (0.3 of a core, so that drafts queue for it).
+Cases of one link, edge count and load form a group whose policies are ranked in both
+worlds.
+
+The **development** set is what model changes are judged on. The **held-out** set is never
+used for that: it replays other recordings of each dataset family, with other seeds, other
+prompts of the embedded set, and a load level the development set lacks; its results are
+reported beside the development set's, never acted on.
 """
 
 from __future__ import annotations
@@ -16,11 +23,18 @@ from typing import Any
 
 import yaml
 
-from emulator.traces.recorded import recorded_links
+from emulator.traces.recorded import held_out_links, recorded_links
+from runtime.prompts import DEFAULT_PROMPTS
 
 EDGE_CPU = {1: 0.7, 2: 0.45, 3: 0.3}
-CLOUD_CPU = {"light": 1.0, "saturating": 0.3}
-MAX_NEW_TOKENS = 64
+CLOUD_CPU = {"light": 1.0, "moderate": 0.5, "saturating": 0.3}
+MAX_NEW_TOKENS = 32
+# every run takes about as long: one edge runs four requests, two or three edges two each
+REQUESTS_PER_EDGE = {1: 4, 2: 2, 3: 2}
+SETS = ("development", "held-out")
+HELD_OUT_SEED_OFFSET = 1000
+HELD_OUT_PROMPTS = DEFAULT_PROMPTS[6:]  # the development cases' edges use the first four
+PROMPTS_FILE = "held-out-prompts.txt"
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,7 @@ class SuiteCase:
     edges: int
     load: str
     policy: str
+    split: str = "development"  # or "held-out"
 
     @property
     def group(self) -> str:
@@ -43,11 +58,15 @@ def _cases(link: str, edges: int, load: str, *policies: str) -> list[SuiteCase]:
     return [SuiteCase(link, edges, load, policy) for policy in policies]
 
 
+def _held_out(link: str, edges: int, load: str, *policies: str) -> list[SuiteCase]:
+    return [SuiteCase(link, edges, load, policy, SETS[1]) for policy in policies]
+
+
 SUITES = {
     "smoke": [
         *_cases("lte-driving", 1, "light", "fixed:4", "awc"),
-        *_cases("3g-bus", 1, "light", "awc"),
         *_cases("lte-driving", 3, "saturating", "awc"),
+        *_held_out("3g-tram", 1, "light", "awc"),
     ],
     "full": [
         *_cases("lte-driving", 1, "light", "fixed:4", "heuristic", "awc"),
@@ -56,15 +75,27 @@ SUITES = {
         *_cases("5g-driving", 2, "light", "fixed:4", "awc"),
         *_cases("wifi", 2, "light", "fixed:4", "awc"),
         *_cases("lte-driving", 3, "saturating", "fixed:2", "fixed:6", "awc"),
+        *_held_out("lte-short", 1, "light", "fixed:2", "awc"),
+        *_held_out("3g-tram", 1, "moderate", "heuristic", "awc"),
+        *_held_out("edge-vs-cloud-rtt-b", 1, "light", "fixed:3"),
+        *_held_out("5g-driving-b", 2, "moderate", "fixed:3", "awc"),
+        *_held_out("wifi-b", 3, "saturating", "fixed:4", "awc"),
     ],
 }
 
 
 def scenario_document(case: SuiteCase, link: dict[str, Any], seed: int) -> dict[str, Any]:
     """The scenario file of one case (as parsed YAML)."""
+    held_out = case.split == SETS[1]
+    workload: dict[str, Any] = {
+        "requests_per_edge": REQUESTS_PER_EDGE[case.edges],
+        "max_new_tokens": MAX_NEW_TOKENS,
+    }
+    if held_out:
+        workload["prompts"] = PROMPTS_FILE
     return {
         "name": case.name,
-        "seed": seed,
+        "seed": seed + HELD_OUT_SEED_OFFSET if held_out else seed,
         "cloud": {
             "model": "smollm2",
             "cpu": CLOUD_CPU[case.load],
@@ -81,11 +112,7 @@ def scenario_document(case: SuiteCase, link: dict[str, Any], seed: int) -> dict[
             }
         ],
         "wan": {"constant": {"rate_mbps": 1000, "delay_ms": 2}},
-        "workload": {
-            # one edge runs two requests, more edges one each: every run takes about as long
-            "requests_per_edge": 2 if case.edges == 1 else 1,
-            "max_new_tokens": MAX_NEW_TOKENS,
-        },
+        "workload": workload,
     }
 
 
@@ -93,16 +120,25 @@ class SuiteUnavailable(RuntimeError):
     """The recorded traces the suite replays are not beside the project."""
 
 
-def write_suite(suite: str, folder: Path, seed: int) -> list[tuple[SuiteCase, Path]]:
-    """The suite's scenario files, written into ``folder``."""
-    links = recorded_links()
+def suite_cases(suite: str, which: str = "both") -> list[SuiteCase]:
+    """The suite's cases of one set (``development``, ``held-out``) or of ``both``."""
+    return [case for case in SUITES[suite] if which in ("both", case.split)]
+
+
+def write_suite(
+    suite: str, folder: Path, seed: int, which: str = "both"
+) -> list[tuple[SuiteCase, Path]]:
+    """The scenario files of the suite's cases (of one set, or both) for one seed, written
+    into ``folder``."""
+    links = {**recorded_links(), **held_out_links()}
     if not links:
         raise SuiteUnavailable(
             "the recorded traces (../shared/traces beside the project) are missing; "
             "run one scenario of your own with --scenario FILE"
         )
+    (folder / PROMPTS_FILE).write_text("\n".join(HELD_OUT_PROMPTS) + "\n")
     written = []
-    for case in SUITES[suite]:
+    for case in suite_cases(suite, which):
         path = folder / f"{case.name}.yaml"
         path.write_text(yaml.safe_dump(scenario_document(case, links[case.link], seed)))
         written.append((case, path))

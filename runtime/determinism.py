@@ -14,11 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
-
-from runtime.kvcache import Row, forward_one, forward_rows, new_cache
+from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.models import LoadedModel
-from runtime.profile import target_greedy
 
 
 def verified_tokens(
@@ -71,25 +68,56 @@ def flip_rate(reference: list[list[int]], other: list[list[int]]) -> dict[str, A
     }
 
 
+def fed_predictions(model: LoadedModel, prompt: list[int], text: list[int], feed: int) -> list[int]:
+    """The model's greedy token at each position of ``text`` past the first, each predicted
+    from a forward that feeds the ``feed`` tokens before it (the cache holds the rest): one
+    for a decode step, two for a draft's first step after a fully accepted round."""
+    cache = new_cache()
+    forward_one(model.model, cache, prompt, 1)
+    base = len(prompt)
+    predicted = []
+    for position in range(1, len(text)):
+        start = max(0, position - feed)
+        crop_to(cache, base + start)
+        logits = forward_one(model.model, cache, text[start:position], 1)[-1]
+        predicted.append(int(logits.argmax()))
+    return predicted
+
+
+def feed_flips(
+    model: LoadedModel, prompts: list[list[int]], texts: list[list[int]], feed: int = 2
+) -> dict[str, Any]:
+    """How often feeding ``feed`` tokens in one forward, instead of one, changes the model's
+    greedy prediction along the same text (a quantised draft quantises each forward's
+    activations as a whole, so the shape matters more than for a float model)."""
+
+    def predictions(count: int) -> list[list[int]]:  # position 0 is the prefill's, not compared
+        return [
+            [text[0], *fed_predictions(model, prompt, text, count)]
+            for prompt, text in zip(prompts, texts, strict=True)
+        ]
+
+    return flip_rate(predictions(1), predictions(feed))
+
+
 def batch_flips(
     target: LoadedModel,
     prompts: list[list[int]],
-    tokens: int,
+    texts: list[list[int]],
     width: int,
     batches: Iterable[int],
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """The flip rates: one-row verification of ``width`` tokens against one-token decoding
-    (``window``), and, per batch size, batched against one-row verification (``batched``)
-    and against one-token decoding (``batched_vs_decode``)."""
-    torch.manual_seed(0)
-    progress(f"decoding {len(prompts)} prompts x {tokens} tokens one token at a time")
-    texts = [target_greedy(target, prompt, tokens) for prompt in prompts]
+    """The flip rates along the target's own greedy ``texts`` of the ``prompts`` (decoded
+    one token at a time: ``runtime.profile.target_greedy``): one-row verification of
+    ``width`` tokens against that decoding (``window``), and, per batch size, batched
+    against one-row verification (``batched``) and against the decoding
+    (``batched_vs_decode``)."""
     progress(f"verifying in rows of {width} tokens, alone")
     alone = verified_tokens(target, prompts, texts, width, 1)
     result: dict[str, Any] = {
         "prompts": len(prompts),
-        "tokens": tokens,
+        "tokens": len(texts[0]) if texts else 0,
         "width": width,
         "window": flip_rate(texts, alone),
         "batched": {},

@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--wait-start",
         action="store_true",
-        help="after loading, print 'draft: ready' and wait for SIGUSR1 before the first request",
+        help="after loading, print 'draft: ready' and wait for SIGUSR1 before the first request\n"
+        "(with --speed-probe: first print 'draft: loaded' and wait for SIGUSR2 to probe)",
     )
     parser.add_argument(
         "--speed-probe",
@@ -546,13 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def wait_for_start_signal() -> None:
-    """Say that loading is done and block until SIGUSR1 (the orchestrator starts every edge's
-    workload at one moment, which is also the traces' time zero)."""
-    start = threading.Event()
-    signal.signal(signal.SIGUSR1, lambda *_: start.set())
-    print("draft: ready", flush=True)
-    while not start.wait(0.5):
+def say_and_wait(line: str, signum: int) -> None:
+    """Print ``line`` and block until ``signum`` arrives (the handler is in place first, so
+    that a signal sent as soon as the line is read is not lost)."""
+    arrived = threading.Event()
+    signal.signal(signum, lambda *_: arrived.set())
+    print(line, flush=True)
+    while not arrived.wait(0.5):
         pass
 
 
@@ -598,7 +599,11 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
         print(f"draft: error: {exc}", file=sys.stderr)
         return 2
     if args.speed_probe:
-        log.write("speed", **speed_probe(draft, "draft"))
+        if args.wait_start:
+            # probed once every edge has loaded, beside them as they will run, not while
+            # their loading still takes the memory bandwidth
+            say_and_wait("draft: loaded", signal.SIGUSR2)
+        log.write("speed", **speed_probe(draft, "draft"), at="start")
     connect = None if args.mode == "edge-only" else args.connect
     try:
         security = (
@@ -623,7 +628,8 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
         return 2
     clients.append(client)
     if args.wait_start:
-        wait_for_start_signal()
+        # the orchestrator starts every edge's workload at one moment: the traces' time zero
+        say_and_wait("draft: ready", signal.SIGUSR1)
     started = time.time()
     offsets = (
         poisson_offsets(args.arrival_rate, args.requests, args.seed, args.edge)
@@ -645,6 +651,8 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
             continue
         if args.print:
             print(draft.decode(result.output_ids), flush=True)
+    if args.speed_probe:  # and once the requests are done: the run's speed is the mean of both
+        log.write("speed", **speed_probe(draft, "draft"), at="end")
     return status
 
 

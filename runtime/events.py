@@ -18,7 +18,8 @@ Event kinds and their fields:
   when none), error (absent when it succeeded); what the first token's time is made of —
   t_open_sent, open_server_t_recv, open_server_t_send, target_prefill_ms and (dsd)
   draft_prefill_ms, draft_prefill_cpu_ms — absent where no ``opened`` came.
-- ``speed`` (every emulated process, at start): role, ms and the profile point it timed.
+- ``speed`` (every emulated process, after loading and when its work is done): at ("start" or
+  "end"), role, ms and the profile point it timed.
 - ``batch`` (target): batch_size, tokens, verify_ms, t.
 - ``process`` (every process, at exit, also when stopped by a signal): role, pid,
   cpu_user_s, cpu_system_s, peak_rss_mb, threads, torch_threads, affinity, events (how many

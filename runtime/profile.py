@@ -151,12 +151,13 @@ def verify_ms(
     return grid
 
 
-PROBE = {"context": 64, "batch": 1, "tokens": 5, "repeats": 3}
+PROBE = {"context": 64, "batch": 1, "tokens": 5, "repeats": 5}
 
 
 SPEED_PROBE_HELP = (
-    "after loading, time one profile point and log it (a 'speed' event), so that a simulation "
-    "of this run can scale the profile to this machine's speed now"
+    "after loading and again at the end, time one profile point and log it (a 'speed' "
+    "event), so that a simulation of this run can scale the profile to this machine's speed "
+    "during the run"
 )
 
 

@@ -15,6 +15,7 @@ import collections
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,11 @@ class TargetServer:
         self._stop.set()
 
     # -- main loop -----------------------------------------------------------------------
-    def serve(self) -> None:
+    def serve(self, at_stop: Callable[[], None] = lambda: None) -> None:
+        """Serve until ``stop``; then ``at_stop()`` (a last event to log), then the process
+        record."""
         last_sweep = time.monotonic()
+        stopped = False
         try:
             while not self._stop.is_set():
                 if wait_readable(self.socket, self._poll_timeout_ms(), self.spin_ms):
@@ -150,7 +154,10 @@ class TargetServer:
                 if time.monotonic() - last_sweep > 1.0:
                     self._expire_idle_sessions()
                     last_sweep = time.monotonic()
+            stopped = True
         finally:
+            if stopped:
+                at_stop()
             self.log.write(
                 "process",
                 t=time.time(),
@@ -596,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         log = EventLog(args.log, "target")
         if args.speed_probe:
-            log.write("speed", **speed_probe(target, "target"))
+            log.write("speed", **speed_probe(target, "target"), at="start")
         server = TargetServer(
             target,
             args.bind,
@@ -623,7 +630,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(threads={args.threads}, max_batch={args.max_batch})",
         flush=True,
     )
-    server.serve()
+    # a probe when the run is over too: the simulation of the run takes the mean of both
+    server.serve(
+        (lambda: log.write("speed", **speed_probe(target, "target"), at="end"))
+        if args.speed_probe
+        else lambda: None
+    )
     return 0
 
 

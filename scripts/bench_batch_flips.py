@@ -20,9 +20,10 @@ import sys
 import time
 
 from runtime.arguments import positive_int
-from runtime.determinism import batch_flips
-from runtime.models import ModelError, load_model
+from runtime.determinism import batch_flips, feed_flips
+from runtime.models import ModelError, load_model, make_draft
 from runtime.process import configure
+from runtime.profile import target_greedy
 from runtime.prompts import DEFAULT_PROMPTS
 
 
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=positive_int, default=256, help="tokens per prompt")
     parser.add_argument("--width", type=positive_int, default=5, help="tokens per row (γ+1)")
     parser.add_argument("--batches", type=batch_sizes, default=list(range(1, 9)))
+    parser.add_argument(
+        "--draft",
+        help="also a draft spec (e.g. int8): how often feeding two tokens in one forward (a\n"
+        "draft's first step after a fully accepted round) changes its greedy prediction",
+    )
     parser.add_argument("--json", action="store_true", help="(the last line is JSON anyway)")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -54,22 +60,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure(1, [max(os.sched_getaffinity(0))])
         target = load_model("tiny" if args.tiny else args.target)
+        draft = make_draft(args.draft, target) if args.draft else None
     except (ModelError, ValueError) as exc:
         print(f"flips: error: {exc}", file=sys.stderr)
         return 2
     texts = [DEFAULT_PROMPTS[i % len(DEFAULT_PROMPTS)] for i in range(args.prompts)]
     prompts = [target.encode_prompt(text) for text in texts]
-    result = batch_flips(target, prompts, args.tokens, args.width, args.batches, say)
-    result = {"model": target.name, **result, "wall_s": round(time.monotonic() - started, 1)}
-    window = result["window"]
+    say(f"decoding {len(prompts)} prompts x {args.tokens} tokens one token at a time")
+    texts = [target_greedy(target, prompt, args.tokens) for prompt in prompts]
+    result = {
+        "model": target.name,
+        **batch_flips(target, prompts, texts, args.width, args.batches, say),
+    }
+    if draft is not None:
+        say(f"feeding {draft.name} one and two tokens per forward along the same texts")
+        result["draft"] = {"model": draft.name, "two_tokens_fed": feed_flips(draft, prompts, texts)}
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    rows = [(f"rows of {args.width} vs one token at a time", result["window"])]
+    rows += [(f"batch {batch} vs batch 1", flips) for batch, flips in result["batched"].items()]
+    if draft is not None:
+        rows.append(("draft: two tokens fed vs one", result["draft"]["two_tokens_fed"]))
     print(f"{'compared':<40}{'positions':>10}{'flips':>7}{'rate':>9}{'prompts':>9}")
-    print(
-        f"{f'rows of {args.width} vs one token at a time':<40}{window['positions']:>10}"
-        f"{window['flips']:>7}{window['rate'] * 100:>8.2f}%{window['prompts_with_a_flip']:>9}"
-    )
-    for batch, flips in result["batched"].items():
+    for label, flips in rows:
         print(
-            f"{f'batch {batch} vs batch 1':<40}{flips['positions']:>10}{flips['flips']:>7}"
+            f"{label:<40}{flips['positions']:>10}{flips['flips']:>7}"
             f"{flips['rate'] * 100:>8.2f}%{flips['prompts_with_a_flip']:>9}"
         )
     print(json.dumps(result))

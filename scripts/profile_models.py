@@ -1,11 +1,16 @@
-"""Profile a model pair on this machine; writes ``profiles/<target>-<draft>.json`` (simulator).
+"""Profile a model pair on this machine for the simulator; by default into this machine's
+profile cache (``DSD_EMU_CACHE/profiles/<fingerprint>/<target>-<draft>.json``), where every
+tool that simulates a run of this machine looks.
 
-    python scripts/profile_models.py                 # the bundled default pair
+    python scripts/profile_models.py                 # the bundled default pair, full grid
+    python scripts/profile_models.py --quick         # what the tools make by themselves
     python scripts/profile_models.py --tiny -o /tmp/tiny.json
     python scripts/profile_models.py --target smollm2 --draft int8 --threads 1 --cpus 1
 
-Use the thread count and CPU pinning the emulator gives the processes (1 thread each by
-default): the profile records them, and the simulator is only as right as this match.
+Use the thread count and CPU pinning the emulator gives the processes (1 thread each, the
+target on the last CPU): the profile records them and this machine's fingerprint, and the
+simulator is only as right as this match. ``profiles/`` holds the committed reference
+profiles (``-o profiles/NAME.json``), measured on the machine each one names.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from runtime.models import ModelError, load_model, make_draft
 from runtime.process import configure, parse_cpus
 from runtime.profile import profile_pair
-from runtime.profile_store import profile_name, save_profile
+from runtime.profile_store import cached_profile_path, save_profile
 from runtime.prompts import DEFAULT_PROMPTS
 
 FULL_GRID = {
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gamma", type=int, default=8, help="window for the acceptance runs")
     parser.add_argument("--tokens", type=int, default=128, help="tokens per acceptance prompt")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per point")
-    parser.add_argument("-o", "--output", help="default: profiles/<target>-<draft>.json")
+    parser.add_argument("-o", "--output", help="default: this machine's profile cache")
     args = parser.parse_args(argv)
     if args.tiny:
         args.target, args.draft = "tiny", "perturbed:0.1"
@@ -107,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         say,
         acceptance_cpus=set(range(os.cpu_count() or 1)),
     )
-    output = args.output or f"profiles/{profile_name(args.target, args.draft)}.json"
+    output = args.output or str(
+        cached_profile_path(args.target, args.draft, profile["conditions"]["fingerprint"])
+    )
     save_profile(profile, output)
     accepted = profile["acceptance"]
     say(f"wrote {output}: acceptance {accepted['overall']:.2f} over {accepted['rounds']} rounds")

@@ -538,14 +538,16 @@ def test_a_simulation_of_an_emulation_shares_the_core_its_edges_were_pinned_to(t
 
 
 def test_a_simulation_of_an_emulated_run_computes_at_the_speed_its_hosts_probed(tmp_path) -> None:
-    """Each host's probe against the profile's own probe of that role scales its compute."""
+    """Each host's probes (before and after its workload, averaged) against the profile's own
+    probe of that role scale its compute."""
     scenario, profile_path = write_scenario(tmp_path, {"constant": {"delay_ms": 5}})
     data = json.loads(profile_path.read_text())
     data["speed_probes"] = {"draft": {"ms": 100.0}, "target": {"ms": 50.0}}
     profile_path.write_text(json.dumps(data))
     probes = [
-        {"event": "speed", "proc": "e1", "role": "draft", "ms": 200.0},
-        {"event": "speed", "proc": "target", "role": "target", "ms": 75.0},
+        {"event": "speed", "proc": "e1", "role": "draft", "ms": 180.0, "at": "start"},
+        {"event": "speed", "proc": "target", "role": "target", "ms": 75.0, "at": "start"},
+        {"event": "speed", "proc": "e1", "role": "draft", "ms": 220.0, "at": "end"},
     ]
     runs = {}
     for name, options in (("probed", {"speed_probes": probes}), ("profiled", {})):

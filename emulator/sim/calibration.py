@@ -230,18 +230,19 @@ class PairProfile:
 def probed_speeds(
     probes: list[dict[str, Any]], target: PairProfile, drafts: dict[str, PairProfile]
 ) -> dict[str, float]:
-    """Per host of an emulated run (``cloud`` for the target), its compute time then
-    relative to its profile: the host's speed probe (``runtime.profile.speed_probe``, a
-    ``speed`` event) over the profile's own probe of that role. Hosts without a probe, or
-    whose profile has none, are not listed."""
-    speeds = {}
+    """Per host of an emulated run (``cloud`` for the target), its compute time during the
+    run relative to its profile: the mean of the host's speed probes
+    (``runtime.profile.speed_probe``, ``speed`` events: one before the workload, one after)
+    over the profile's own probe of that role. Hosts without a probe, or whose profile has
+    none, are not listed."""
+    measured: dict[str, list[float]] = {}
     for probe in probes:
         host = "cloud" if probe["role"] == "target" else probe["proc"]
         profile = target if host == "cloud" else drafts.get(host)
         reference = profile.speed_probes.get(probe["role"]) if profile else None
         if reference:
-            speeds[host] = probe["ms"] / reference["ms"]
-    return speeds
+            measured.setdefault(host, []).append(probe["ms"] / reference["ms"])
+    return {host: sum(ratios) / len(ratios) for host, ratios in measured.items()}
 
 
 def reference_profile(target: str, draft: str, directory: Path = PROFILES_DIR) -> PairProfile:
