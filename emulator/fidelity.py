@@ -121,10 +121,9 @@ def rank_agreement(emu: dict[str, float], sim: dict[str, float]) -> float | None
     return same / pairs if pairs else None
 
 
-def token_intervals(events: list[dict[str, Any]]) -> list[float]:
-    """TPOT at the grain of rounds: per round, the time since the request's previous tokens
-    arrived divided by the tokens this round emitted (ms). A short run gives a handful of
-    requests but many rounds, enough for a distribution."""
+def intervals_by_session(events: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """TPOT at the grain of rounds, per request (session): per round, the time since the
+    request's previous tokens arrived divided by the tokens this round emitted (ms)."""
     first = {
         e["session"]: e["t_first_token"]
         for e in events
@@ -134,13 +133,23 @@ def token_intervals(events: list[dict[str, Any]]) -> list[float]:
         (e for e in events if e["event"] == "round" and e["session"] in first),
         key=lambda e: (e["session"], e["round"]),
     )
-    intervals, last = [], dict(first)
+    intervals: dict[str, list[float]] = {session: [] for session in first}
+    last = dict(first)
     for record in rounds:
         session = record["session"]
         if record["emitted"] > 0:
-            intervals.append((record["t_recv"] - last[session]) * 1000.0 / record["emitted"])
+            intervals[session].append(
+                (record["t_recv"] - last[session]) * 1000.0 / record["emitted"]
+            )
         last[session] = record["t_recv"]
     return intervals
+
+
+def token_intervals(events: list[dict[str, Any]]) -> list[float]:
+    """Per-round TPOT samples of a whole run (``intervals_by_session``, every request's in
+    turn): a short run gives a handful of requests but many rounds, enough for a
+    distribution."""
+    return [v for values in intervals_by_session(events).values() for v in values]
 
 
 def round_trips(events: list[dict[str, Any]]) -> list[float]:

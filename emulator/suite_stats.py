@@ -2,24 +2,27 @@
 its interval, and rank agreement over the policy pairs the emulator can tell apart.
 
 A case runs N times (repeats, other seeds); each run gives per-world samples — per request
-its TTFT, TPOT and end-to-end latency, per round its inter-token latency (the round's wait
-for its tokens over the tokens it emitted) and tokens emitted, and the run's throughput.
-A metric is computed over the samples pooled across the repeats. Its interval comes from a
-two-level bootstrap: the repeats are resampled (the two worlds of one seed together), then
-the samples within each chosen run; throughput, one number per run, only by the first level
-(no interval from a single run). A set's MAPE gets the interval its cases' intervals
-imply. Percentiles need enough samples in both worlds: a p50 at
-least 5, a p90 or p95 at least 20, else the metric is not reported for the case.
+its TTFT, TPOT and end-to-end latency, per round of it its inter-token latency (the round's
+wait for its tokens over the tokens it emitted) and tokens emitted, and the run's
+throughput. A metric is computed over the samples pooled across the repeats. Its interval
+comes from a two-level bootstrap of pairs: the repeats are resampled (the two worlds of one
+seed together), then the requests within each chosen run, each with its rounds and with its
+counterpart in the other world (the same edge's n-th request: same prompt, same text), so
+that what the two worlds share does not count as noise; throughput, one number per run,
+only by the first level (no interval from a single run). A set's MAPE gets the interval
+its cases' intervals imply. Percentiles need enough samples in both worlds: a p50 at least
+5, a p90 or p95 at least 20, else the metric is not reported for the case.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from emulator.fidelity import relative_error, token_intervals
+from emulator.fidelity import intervals_by_session, relative_error
 from runtime.metrics import summarise
 
 # name -> (sample kind, statistic): "mean" or a percentile
@@ -57,30 +60,44 @@ T_975 = {
     12: 2.179,
 }
 
-Samples = dict[str, list[float]]
+REQUEST_KINDS = ("ttft", "tpot", "e2e")  # one value per request (None where it has none)
+ROUND_KINDS = ("itl", "emitted")  # one per round of the request
+Samples = dict[str, Any]  # "requests": key -> that request's samples; "throughput": [value]
 
 
 def run_samples(events: list[dict[str, Any]]) -> Samples:
-    """One run's samples of every kind the metrics use."""
-    requests = [e for e in events if e["event"] == "request" and not e.get("error")]
-    ttft, tpot, e2e = [], [], []
-    for request in requests:
-        if request.get("t_first_token") is None:
-            continue
-        ttft.append((request["t_first_token"] - request["t_arrival"]) * 1000.0)
-        e2e.append((request["t_done"] - request["t_arrival"]) * 1000.0)
-        if request["output_tokens"] > 1:
-            span = request["t_done"] - request["t_first_token"]
-            tpot.append(span * 1000.0 / (request["output_tokens"] - 1))
+    """One run's samples, per request keyed by its edge and its place in the edge's order
+    (the same key names the same request in both worlds)."""
+    done = sorted(
+        (e for e in events if e["event"] == "request" and not e.get("error")),
+        key=lambda e: (str(e["edge"]), e["t_arrival"]),
+    )
+    intervals = intervals_by_session(events)
+    emitted: dict[str, list[float]] = {}
+    for event in events:
+        if event["event"] == "round":
+            emitted.setdefault(event["session"], []).append(float(event["emitted"]))
+    requests, order = {}, Counter()
+    for request in done:
+        edge = str(request["edge"])
+        key = f"{edge}#{order[edge]}"
+        order[edge] += 1
+        ttft = tpot = e2e = None
+        if request.get("t_first_token") is not None:
+            ttft = (request["t_first_token"] - request["t_arrival"]) * 1000.0
+            e2e = (request["t_done"] - request["t_arrival"]) * 1000.0
+            if request["output_tokens"] > 1:
+                span = request["t_done"] - request["t_first_token"]
+                tpot = span * 1000.0 / (request["output_tokens"] - 1)
+        requests[key] = {
+            "ttft": ttft,
+            "tpot": tpot,
+            "e2e": e2e,
+            "itl": intervals.get(request["session"], []),
+            "emitted": emitted.get(request["session"], []),
+        }
     throughput = summarise(events)["throughput_tok_s"]
-    return {
-        "ttft": ttft,
-        "tpot": tpot,
-        "e2e": e2e,
-        "itl": token_intervals(events),
-        "emitted": [float(e["emitted"]) for e in events if e["event"] == "round"],
-        "throughput": [] if throughput is None else [throughput],
-    }
+    return {"requests": requests, "throughput": [] if throughput is None else [throughput]}
 
 
 def statistic(values: np.ndarray, stat: str | int) -> float | None:
@@ -94,7 +111,14 @@ def statistic(values: np.ndarray, stat: str | int) -> float | None:
 
 
 def pooled(runs: Sequence[Samples], kind: str) -> np.ndarray:
-    return np.concatenate([np.asarray(run[kind], dtype=float) for run in runs] or [np.empty(0)])
+    """Every sample of one kind over the runs' requests (or their throughputs)."""
+    if kind in RUN_LEVEL:
+        values = [v for run in runs for v in run[kind]]
+    elif kind in REQUEST_KINDS:
+        values = [r[kind] for run in runs for r in run["requests"].values() if r[kind] is not None]
+    else:
+        values = [v for run in runs for r in run["requests"].values() for v in r[kind]]
+    return np.asarray(values, dtype=float)
 
 
 def metric_values(runs: Sequence[Samples]) -> dict[str, float | None]:
@@ -102,14 +126,21 @@ def metric_values(runs: Sequence[Samples]) -> dict[str, float | None]:
     return {name: statistic(pooled(runs, kind), stat) for name, (kind, stat) in METRICS.items()}
 
 
-def _resampled(run: Samples, rng: np.random.Generator) -> Samples:
-    out = {}
-    for kind, values in run.items():
-        if kind in RUN_LEVEL or not values:
-            out[kind] = values
-        else:
-            out[kind] = list(np.asarray(values)[rng.integers(0, len(values), len(values))])
-    return out
+def _resampled_pair(
+    emu: Samples, sim: Samples, rng: np.random.Generator
+) -> tuple[Samples, Samples]:
+    """One run's requests drawn with replacement, each with its counterpart in the other
+    world (requests only one world finished are left out)."""
+    keys = sorted(set(emu["requests"]) & set(sim["requests"]))
+    chosen = [keys[i] for i in rng.integers(0, len(keys), len(keys))] if keys else []
+    emu_drawn, sim_drawn = (
+        {
+            "requests": {f"{key}@{n}": run["requests"][key] for n, key in enumerate(chosen)},
+            "throughput": run["throughput"],
+        }
+        for run in (emu, sim)
+    )
+    return emu_drawn, sim_drawn
 
 
 def bootstrap_errors(
@@ -120,9 +151,9 @@ def bootstrap_errors(
     count = len(emu)
     errors = {name: np.full(times, np.nan) for name in METRICS}
     for replicate in range(times):
-        chosen = rng.integers(0, count, count)
-        emu_values = metric_values([_resampled(emu[i], rng) for i in chosen])
-        sim_values = metric_values([_resampled(sim[i], rng) for i in chosen])
+        pairs = [_resampled_pair(emu[i], sim[i], rng) for i in rng.integers(0, count, count)]
+        emu_values = metric_values([e for e, _ in pairs])
+        sim_values = metric_values([s for _, s in pairs])
         for name in METRICS:
             error = relative_error(emu_values[name], sim_values[name])
             if error is not None:

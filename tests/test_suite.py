@@ -154,6 +154,16 @@ def test_repeats_give_every_error_an_interval_that_narrows_with_more_of_them() -
     assert t_interval([1.0]) is None and t_interval([1.0, 1.0, 1.0]) == (1.0, 1.0)
 
 
+def test_requests_are_resampled_with_their_counterparts_so_shared_luck_is_no_noise() -> None:
+    """Both worlds replay the same text: rounds that emit 1 or 5 tokens in both are no
+    uncertainty about the simulator's error, however much they vary."""
+    events = session_events(1.0, rounds=30)
+    for index, record in enumerate(e for e in events if e["event"] == "round"):
+        record.update(emitted=1 + 4 * (index % 3 == 0), accepted=4 * (index % 3 == 0))
+    score = score_run(events, [dict(e) for e in events], times=100)
+    assert score["metrics"]["tokens_per_round"]["ci"] == [0.0, 0.0]
+
+
 def test_rank_agreement_counts_only_the_pairs_the_emulator_resolves() -> None:
     groups = {
         "g": {
