@@ -20,7 +20,7 @@ from pathlib import Path
 
 from emulator.sim.calibration import CalibrationError, PairProfile, read_profile
 from runtime.machine import describe, fingerprint, fingerprint_id
-from runtime.profile_store import cached_profile_path
+from runtime.profile_store import PROFILE_VERSION, cached_profile_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILER = ROOT / "scripts" / "profile_models.py"
@@ -28,7 +28,8 @@ QUICK_MINUTES = 3
 
 
 def cached_machine_profile(target: str, draft: str, threads: int = 1) -> PairProfile | None:
-    """This machine's cached profile of the pair, or None where there is none that matches."""
+    """This machine's cached profile of the pair, or None where there is none that matches
+    (another machine's fingerprint, or a profile of an older version)."""
     machine = fingerprint(threads)
     path = cached_profile_path(target, draft, machine)
     if not path.is_file():
@@ -37,7 +38,8 @@ def cached_machine_profile(target: str, draft: str, threads: int = 1) -> PairPro
         profile = read_profile(path)
     except CalibrationError:
         return None
-    return profile if profile.fingerprint == machine else None
+    current = profile.version == PROFILE_VERSION  # an older one lacks what is measured now
+    return profile if current and profile.fingerprint == machine else None
 
 
 def profile_cpu() -> str:
@@ -64,7 +66,8 @@ def machine_profile(
         if found is not None:
             return found
         say(
-            f"no profile of {target} / {draft} was measured on this machine ({describe(machine)}; "
+            f"no profile (version {PROFILE_VERSION}) of {target} / {draft} was measured on this "
+            f"machine ({describe(machine)}; "
             f"fingerprint {fingerprint_id(machine)}): profiling it once (quick grid, about "
             f"{QUICK_MINUTES} minutes), kept in {path}"
         )

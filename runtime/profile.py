@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from runtime import protocol
+from runtime.determinism import fed_predictions
 from runtime.drafting import DraftState
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.machine import fingerprint
@@ -204,6 +205,17 @@ def draft_matches(draft: LoadedModel, prompt: list[int], outputs: list[int]) -> 
     return matches
 
 
+def draft_matches_after_accept(
+    draft: LoadedModel, prompt: list[int], outputs: list[int]
+) -> list[bool]:
+    """Like ``draft_matches``, but each position predicted as a round's first draft token
+    after a fully accepted round: the two tokens before it fed in one forward. A quantised
+    draft quantises each forward's activations as a whole, so this can differ from the
+    one-token prediction at a near-tie (``runtime.determinism``)."""
+    predicted = fed_predictions(draft, prompt, outputs, 2)
+    return [False, *(guess == token for guess, token in zip(predicted, outputs[1:], strict=True))]
+
+
 def greedy_matches(
     target: LoadedModel, draft: LoadedModel, prompt: list[int], tokens: int
 ) -> list[bool]:
@@ -240,20 +252,28 @@ def acceptance(
     tokens: int,
     tick: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
-    """Greedy acceptance: per prompt the matches (as a string of 0/1) and the counts of
-    rounds of window ``gamma``; pooled, a[i] = P(draft token i accepted | 0..i-1 were).
-    ``tick`` is called after each prompt. The target decodes the next prompts in a second
-    thread while the draft follows (torch computes outside the GIL): twice as fast where
-    the process may use two cores, and the same matches, which do not depend on timing."""
+    """Greedy acceptance: per prompt the matches (as a string of 0/1; also
+    ``matches_after_accept``, each position as the first draft token after a fully
+    accepted round) and the counts of rounds of window ``gamma``; pooled, a[i] = P(draft
+    token i accepted | 0..i-1 were). ``tick`` is called after each prompt. The target
+    decodes the next prompts in one thread while the draft follows in two (torch computes
+    outside the GIL): faster where the process may use two cores, and the same matches,
+    which do not depend on timing."""
     reached, accepted_at = [0] * gamma, [0] * gamma
     per_prompt = []
     all_matches = []
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        outputs = [pool.submit(target_greedy, target, prompt, tokens) for prompt in prompts]
-        for prompt, output in zip(prompts, outputs, strict=True):
-            all_matches.append(draft_matches(draft, prompt, output.result()))
+    with ThreadPoolExecutor(max_workers=1) as decoding, ThreadPoolExecutor(1) as after_accept:
+        outputs = [decoding.submit(target_greedy, target, prompt, tokens) for prompt in prompts]
+        fed_two = [
+            after_accept.submit(
+                lambda p=prompt, o=output: draft_matches_after_accept(draft, p, o.result())
+            )
+            for prompt, output in zip(prompts, outputs, strict=True)
+        ]
+        for prompt, output, two in zip(prompts, outputs, fed_two, strict=True):
+            all_matches.append((draft_matches(draft, prompt, output.result()), two.result()))
             tick()
-    for matches in all_matches:
+    for matches, matches_after_accept in all_matches:
         prompt_reached, prompt_accepted = window_counts(matches, gamma)
         reached = [a + b for a, b in zip(reached, prompt_reached, strict=True)]
         accepted_at = [a + b for a, b in zip(accepted_at, prompt_accepted, strict=True)]
@@ -262,6 +282,9 @@ def acceptance(
                 "reached": prompt_reached,
                 "accepted": prompt_accepted,
                 "matches": "".join("1" if hit else "0" for hit in matches),
+                "matches_after_accept": "".join(
+                    "1" if hit else "0" for hit in matches_after_accept
+                ),
             }
         )
     per_position = [a / r if r else None for a, r in zip(accepted_at, reached, strict=True)]

@@ -11,7 +11,8 @@ from typing import Any
 from runtime.cache import cache_root
 from runtime.machine import fingerprint_id
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3  # 3: greedy matches after a fully accepted round too
+READABLE_VERSIONS = (2, 3)  # the committed reference profiles are of version 2
 
 
 def profile_name(target: str, draft: str) -> str:
@@ -35,8 +36,8 @@ def save_profile(profile: dict[str, Any], path: str | Path) -> None:
 
 def load_profile(path: str | Path) -> dict[str, Any]:
     data = json.loads(Path(path).read_text())
-    if data.get("version") != PROFILE_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: profile version {data.get('version')} (expected {PROFILE_VERSION})"
+            f"{path}: profile version {data.get('version')} (expected one of {READABLE_VERSIONS})"
         )
     return data

@@ -11,10 +11,12 @@ from runtime.models import make_draft
 from runtime.profile import (
     STEP_GAMMA,
     acceptance,
+    draft_matches_after_accept,
     greedy_matches,
     message_sizes,
     profile_pair,
     speed_probe,
+    target_greedy,
     window_counts,
 )
 from runtime.profile_store import load_profile
@@ -63,6 +65,16 @@ def test_greedy_matches_fix_each_window_s_acceptance(tiny_target, prompts) -> No
     reached, accepted = window_counts([False, True, True, False, True, False, True], 2)
     # rounds from position 1: 1-2 (bonus 3), 4 then a miss at 5, 6 (the last position)
     assert reached == [3, 3] and accepted == [3, 1]
+
+
+def test_matches_after_a_full_accept_feed_two_tokens_and_are_recorded(tiny_target, prompts) -> None:
+    copy = make_draft("copy", tiny_target)
+    outputs = target_greedy(tiny_target, prompts[0], 12)
+    assert draft_matches_after_accept(copy, prompts[0], outputs) == [False] + [True] * 11
+    disagreeing = make_draft("disagree:1.0", tiny_target)
+    assert not any(draft_matches_after_accept(disagreeing, prompts[0], outputs))
+    recorded = acceptance(tiny_target, copy, prompts, 4, 12)["per_prompt"]
+    assert all(p["matches_after_accept"] == "0" + "1" * 11 for p in recorded)
 
 
 def test_a_speed_probe_times_one_profile_point_in_cpu_time(tiny_target, tiny_draft) -> None:

@@ -435,6 +435,34 @@ def test_recorded_greedy_matches_fix_every_round_for_any_window(tmp_path) -> Non
     assert accepted[:7] == [2, 2, 0, 0, 2, 2, 1]
 
 
+def test_after_a_fully_accepted_round_the_first_token_follows_the_two_token_matches(
+    tmp_path,
+) -> None:
+    """The draft fed two tokens in one forward (after a whole round was accepted) predicts
+    otherwise at some positions: the profile records those matches apart."""
+    scenario, profile = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, tokens=30, policy="fixed:2"
+    )
+    data = json.loads(profile.read_text())
+    prompt = load_scenario(scenario).workload.prompts[0]
+    data["acceptance"]["per_prompt"] = {
+        prompt: {
+            "reached": [1] * 8,
+            "accepted": [1] * 8,
+            "matches": "0" + "1" * 25,
+            "matches_after_accept": "0" + "1" * 3 + "0" + "1" * 21,  # position 4 flips
+        }
+    }
+    profile.write_text(json.dumps(data))
+    # γ = 2: 1-2 accepted, bonus 3; then position 4 is a first token after a full accept:
+    # rejected, correction 4; 5-6 accepted (one-token matches), bonus 7; 8-9, bonus 10; ...
+    accepted = [r["accepted"] for r in rounds_of(simulate(scenario, profile))]
+    assert accepted[:4] == [2, 0, 2, 2]
+    del data["acceptance"]["per_prompt"][prompt]["matches_after_accept"]  # a version-2 profile
+    profile.write_text(json.dumps(data))
+    assert [r["accepted"] for r in rounds_of(simulate(scenario, profile))][:4] == [2, 2, 2, 2]
+
+
 def test_a_batch_deadline_timer_always_finds_its_request_due(tmp_path) -> None:
     """Rounding once left the oldest request a hair short of max_wait at its own timer,
     which then re-armed itself for the same instant forever."""

@@ -59,6 +59,7 @@ class PairProfile:
 
     def __init__(self, data: dict[str, Any], source: str) -> None:
         self.source = source
+        self.version = data["version"]
         self.pair = data["pair"]
         conditions = data["conditions"]
         self.threads = int(conditions.get("threads", conditions["torch_threads"]))
@@ -92,11 +93,8 @@ class PairProfile:
         self._verify_table = table
         self.acceptance = [float(a or 0.0) for a in data["acceptance"]["per_position"]]
         self._per_prompt = data["acceptance"].get("per_prompt", {})
-        self._matches = {
-            text: [mark == "1" for mark in counts["matches"]]
-            for text, counts in self._per_prompt.items()
-            if "matches" in counts
-        }
+        self._matches = self._marks("matches")
+        self._matches_after_accept = self._marks("matches_after_accept")
         sizes = data["message_bytes"]
         self._open_bytes = self._pairs(sizes["open"])
         self._verify_bytes = dict(sizes["verify_greedy"])
@@ -120,6 +118,13 @@ class PairProfile:
             "measured": self.measured,
             "fingerprint_id": fingerprint_id(machine) if machine else None,
             "fingerprint": machine,
+        }
+
+    def _marks(self, key: str) -> dict[str, list[bool]]:
+        return {
+            text: [mark == "1" for mark in counts[key]]
+            for text, counts in self._per_prompt.items()
+            if key in counts
         }
 
     @staticmethod
@@ -208,6 +213,12 @@ class PairProfile:
         """Where the profile ran this prompt: per output position, whether the draft's
         greedy token was the target's (``runtime.profile.greedy_matches``); else empty."""
         return self._matches.get(text, [])
+
+    def greedy_matches_after_accept(self, text: str) -> list[bool]:
+        """The same for a round's first draft token after a fully accepted round (two
+        tokens fed in one forward: ``runtime.profile.draft_matches_after_accept``); empty
+        where the profile did not measure it (version 2)."""
+        return self._matches_after_accept.get(text, [])
 
     # -- sizes ---------------------------------------------------------------------------
     def open_bytes(self, prompt_tokens: int) -> int:

@@ -34,11 +34,14 @@ RUN_HORIZON = 32  # acceptance runs are drawn this far whatever γ is (further o
 @dataclass(frozen=True)
 class PromptModel:
     """What the simulator knows of one prompt: its length in tokens, the per-position
-    acceptance to draw from, and the profile's recorded greedy matches (may be empty)."""
+    acceptance to draw from, and the profile's recorded greedy matches (may be empty): of
+    the draft fed one token at a time, and of a round's first draft token after a fully
+    accepted round, when two tokens are fed in one forward."""
 
     tokens: int
     acceptance: list[float]
     matches: list[bool]
+    matches_after_accept: list[bool] = field(default_factory=list)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Request:
     prompt_tokens: int
     acceptance: list[float]
     matches: list[bool]
+    matches_after_accept: list[bool]
     t_arrival: float
     output_tokens: int = 0
     rounds: int = 0
@@ -105,6 +109,7 @@ class EdgeSim:
             prompt.tokens,
             prompt.acceptance,
             prompt.matches,
+            prompt.matches_after_accept,
             self.engine.now,
         )
         self.waiting.append(request)
@@ -199,9 +204,16 @@ class EdgeSim:
     def _acceptance_run(self, request: Request, limit: int, start: int = 0) -> int:
         """How many tokens from the next output position the target would accept, counting
         at most ``limit``: under greedy verification the profile's recorded matches fix it
-        where they reach; past them (or for a prompt not profiled) it is drawn."""
+        where they reach (the round's first token from the matches after a fully accepted
+        round when the last round was one); past them (or for a prompt not profiled) it is
+        drawn."""
         matches, position = request.matches, request.output_tokens
         run = start
+        first = request.matches_after_accept if self._all_accepted else matches
+        if run == 0 and limit > 0 and position < len(first) and position < len(matches):
+            if not first[position]:
+                return 0
+            run = 1
         while run < limit and position + run < len(matches) and matches[position + run]:
             run += 1
         if run < limit and position + run >= len(matches):

@@ -117,6 +117,7 @@ class Simulation:
                     profile.prompt_tokens(text),
                     profile.acceptance_table(text),
                     profile.greedy_matches(text),
+                    profile.greedy_matches_after_accept(text),
                 )
                 for text in workload.prompts
             ]
