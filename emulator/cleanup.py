@@ -1,9 +1,11 @@
 """Remove whatever a crashed or killed emulation left behind.
 
-Mininet's own cleanup (``mn -c``) removes its host shells and veth pairs but not Linux
-bridges or cgroups; delay lines and our namespaces are ours to find. Everything DSD-Emu
-creates can be found again: bridges and namespaces start with ``dsd``, delay lines run as
-``-m emulator.shaping.delayline``, their sockets live in ``dsdemu-*`` temp folders, and each
+Mininet's own cleanup (``mn -c``) is not used: it deletes every ``/tmp/*.log`` and
+``/tmp/*.out`` on the machine, and every ``*-ethN`` link, whoever made them, and misses Linux
+bridges and cgroups. Everything DSD-Emu creates can be found again, and only that is
+removed: host shells (``mininet:NAME``; their namespaces and veth ends go with them),
+bridges, namespaces and root-side veths start with ``dsd``, delay lines run as ``-m
+emulator.shaping.delayline``, their sockets live in ``dsdemu-*`` temp folders, and each
 run's host cgroups (and results folder, whose ``run.json`` is then marked ``killed``) are
 listed in a manifest that the run deletes when it ends cleanly.
 
@@ -170,13 +172,6 @@ def cleanup() -> dict[str, list[str]]:
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
-    if found["processes"] or found["interfaces"]:
-        with contextlib.suppress(Exception):  # Mininet's cleanup also tries OVS; may be absent
-            from mininet.clean import cleanup as mininet_cleanup
-            from mininet.log import setLogLevel
-
-            setLogLevel("error")
-            mininet_cleanup()
     for bridge in leftover_bridges():
         _run("ip", "link", "set", bridge, "down")
         _run("ip", "link", "del", bridge)

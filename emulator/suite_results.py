@@ -5,7 +5,8 @@ alike).
 
 The targets: TPOT mean and p95, TTFT p50, throughput and tokens per round each within 5 %
 MAPE, and the same ranking of resolved policy pairs in both worlds. A case's metric beyond
-5 % is a *miss*. A miss of tokens per round is attributed to acceptance; a miss of TTFT to
+5 % is a *miss*. A miss of tokens per round is attributed to acceptance (or, where the
+share of drafts accepted agrees, to the window policy's choice of γ); a miss of TTFT to
 the part of the first token's path (uplink, prefill, server, downlink) whose simulated mean
 differs most from the emulated one; any other time (or throughput) to that component of
 the round time (draft, uplink, queue, verify, server, downlink).
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from emulator.attribution import OVERLAPPING, compare_breakdowns
-from emulator.fidelity import ks_distance, round_trips, token_intervals
+from emulator.fidelity import ks_distance, relative_error, round_trips, token_intervals
 from emulator.suite_stats import (
     BOOTSTRAP,
     METRICS,
@@ -28,6 +29,7 @@ from emulator.suite_stats import (
     resolved_rank_agreement,
     run_samples,
 )
+from runtime.metrics import summarise
 
 TARGET_ERROR = 0.05
 TARGET_METRICS = (
@@ -67,6 +69,13 @@ def score_case(
         for name, row in metrics.items()
         if row["error"] is not None and abs(row["error"]) > TARGET_ERROR
     ]
+    emu_summary, sim_summary = summarise(emu_events), summarise(sim_events)
+    accepted = {
+        "emu": emu_summary["acceptance_rate"],
+        "sim": sim_summary["acceptance_rate"],
+        "error": relative_error(emu_summary["acceptance_rate"], sim_summary["acceptance_rate"]),
+    }
+    gamma = {"emu": emu_summary["gamma"]["mean"], "sim": sim_summary["gamma"]["mean"]}
     per_round = {
         world: [v for seed in seeds for v in token_intervals(runs[seed][index])]
         for index, world in enumerate(("emu", "sim"))
@@ -92,10 +101,12 @@ def score_case(
         },
         "ks_tpot": ks_distance(per_round["emu"], per_round["sim"]),
         "ks_round_trip": ks_distance(trips["emu"], trips["sim"]),
+        "acceptance_rate": accepted,
+        "gamma_mean": gamma,
         "round_time": round_time,
         "first_token_time": first_token,
         "misses": misses,
-        "attributed_to": attribution(misses, round_time, first_token),
+        "attributed_to": attribution(misses, round_time, first_token, accepted["error"]),
     }
     return score
 
@@ -118,14 +129,18 @@ def attribution(
     misses: list[str],
     round_time: dict[str, dict[str, Any]],
     first_token: dict[str, dict[str, Any]] | None = None,
+    acceptance_error: float | None = None,
 ) -> list[str]:
-    """What the misses come from: ``acceptance`` where the rounds emitted a different number
-    of tokens; for a miss of TTFT, the part of the first token's path (``first token:
-    uplink``, ...) furthest from the emulated one; for any other time (or throughput), the
-    round-time component furthest from it."""
+    """What the misses come from. Where the rounds emitted a different number of tokens:
+    ``acceptance`` if the share of drafted tokens accepted differs too (more than 5 %), else
+    ``window choice`` (the same acceptance, other γ: a window policy that saw other times);
+    for a miss of TTFT, the part of the first token's path (``first token: uplink``, ...)
+    furthest from the emulated one; for any other time (or throughput), the round-time
+    component furthest from it."""
     causes = []
     if "tokens_per_round" in misses:
-        causes.append("acceptance")
+        acceptance_differs = acceptance_error is None or abs(acceptance_error) > TARGET_ERROR
+        causes.append("acceptance" if acceptance_differs else "window choice")
     first = [name for name in misses if name.startswith("ttft_")]
     if first and first_token and (part := _largest(first_token)):
         causes.append(f"first token: {part}")
@@ -298,6 +313,14 @@ def suite_markdown(cases: dict[str, dict[str, Any]], summaries: dict[str, dict[s
         cpu = score["draft_cpu_ms"]
         if cpu["emu"] is not None and cpu["sim"] is not None:
             lines.append(f"| (of draft: CPU time) | {cpu['emu']:.1f} | {cpu['sim']:.1f} | | |")
+        accepted, gamma = score["acceptance_rate"], score["gamma_mean"]
+        if accepted["emu"] is not None and accepted["sim"] is not None:
+            lines.append(
+                f"| (acceptance rate) | {accepted['emu']:.3f} | {accepted['sim']:.3f} "
+                f"| {_percent(accepted['error'])} | |"
+            )
+        if gamma["emu"] is not None and gamma["sim"] is not None:
+            lines.append(f"| (mean γ) | {gamma['emu']:.2f} | {gamma['sim']:.2f} | | |")
         lines += _breakdown_rows(score.get("first_token_time", {}), "first token: ")
         lines.append("")
     return "\n".join(lines) + "\n"

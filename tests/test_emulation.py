@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -208,7 +209,14 @@ def test_cleanup_after_a_killed_run_leaves_nothing_and_marks_it_killed(tmp_path)
     assert any(find_leftovers().values())
     process.send_signal(signal.SIGKILL)
     process.wait()
-    cleanup()
+    # someone else's files in the temp folder are not ours to remove (Mininet's cleanup would)
+    theirs = Path(tempfile.gettempdir()) / f"not-dsd-emu-{os.getpid()}.log"
+    theirs.write_text("keep me")
+    try:
+        cleanup()
+        assert theirs.read_text() == "keep me"
+    finally:
+        theirs.unlink(missing_ok=True)
     assert not any(find_leftovers().values()), find_leftovers()
     assert json.loads((results / "run.json").read_text())["status"] == "killed"
 

@@ -107,6 +107,17 @@ def test_a_miss_of_tokens_per_round_is_attributed_to_acceptance() -> None:
     assert score["attributed_to"][0] == "acceptance"
 
 
+def test_fewer_tokens_per_round_at_the_same_acceptance_is_the_window_choice() -> None:
+    sim = session_events(1.0)
+    for record in sim:
+        if record["event"] == "round":
+            record.update(gamma=4, drafted=4, accepted=2, emitted=3)  # still half accepted
+    score = score_run(session_events(1.0), sim)
+    assert "tokens_per_round" in score["misses"] and score["acceptance_rate"]["error"] == 0.0
+    assert score["attributed_to"][0] == "window choice"
+    assert score["gamma_mean"] == {"emu": 2.0, "sim": 4.0}
+
+
 def test_a_miss_of_ttft_is_attributed_to_the_first_token_s_path() -> None:
     def with_open(events: list, prefill_ms: float) -> list:
         for record in events:
