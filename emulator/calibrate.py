@@ -53,7 +53,6 @@ def machine_profile(
     draft: str,
     threads: int = 1,
     say: Callable[[str], None] = print,
-    python: str = sys.executable,
 ) -> PairProfile:
     """The pair's profile for this machine: cached, or measured now (saying so, with the
     profiler's progress on stderr). Two callers at once measure it once (a file lock)."""
@@ -72,7 +71,7 @@ def machine_profile(
             f"{QUICK_MINUTES} minutes), kept in {path}"
         )
         command = [
-            python,
+            sys.executable,
             str(PROFILER),
             "--quick",
             "--target",
