@@ -2,7 +2,7 @@
 x load x window policy) in the emulator and the simulator with the same seed, and compares.
 
     sudo python scripts/validate_fidelity.py --suite smoke [--json]          # 4 cases, ~6 min
-    sudo python scripts/validate_fidelity.py --suite full --repeats 3 --json  # 24 cases x 3
+    sudo python scripts/validate_fidelity.py --suite full --repeats 3 --json  # 23 cases x 3
     sudo python scripts/validate_fidelity.py --suite full --set development   # judge changes
     sudo python scripts/validate_fidelity.py --scenario my-scenario.yaml --repeats 3
 
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--suite", choices=sorted(SUITES), help="smoke (4 cases) or full (24)")
+    which.add_argument("--suite", choices=sorted(SUITES), help="smoke (4 cases) or full (23)")
     which.add_argument("--scenario", help="one scenario file of your own, in both worlds")
     parser.add_argument(
         "--set",
