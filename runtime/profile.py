@@ -153,6 +153,8 @@ def verify_ms(
 
 
 PROBE = {"context": 64, "batch": 1, "tokens": 5, "repeats": 5}
+# the target is also probed at these row widths: verifications of other widths drift apart
+PROBE_WIDTHS = (1, 3, 5)
 
 
 SPEED_PROBE_HELP = (
@@ -169,15 +171,25 @@ def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
     an hour). CPU time, so that a CPU quota's waits do not count; it is compared only with
     CPU time (it falls short of wall time by a share that differs by model: measured here,
     a quarter for the float32 target, nothing for the int8 draft). ``role``: the draft times
-    a round of ``STEP_GAMMA`` tokens, the target one verification."""
+    a round of ``STEP_GAMMA`` tokens, the target one verification of ``PROBE["tokens"]``
+    (``ms``) and one of each of ``PROBE_WIDTHS`` (``by_tokens``)."""
     context = PROBE["context"]
     if role == "draft":
         point = draft_step_ms(model, [context], PROBE["repeats"], time.thread_time)[0]
         ms = point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
         return {"role": role, "context": context, "gamma": STEP_GAMMA, "ms": ms}
     batch, tokens = PROBE["batch"], PROBE["tokens"]
-    point = verify_ms(model, [batch], [tokens], [context], PROBE["repeats"], time.thread_time)[0]
-    return {"role": role, "context": context, "batch": batch, "tokens": tokens, "ms": point["ms"]}
+    widths = sorted({tokens, *PROBE_WIDTHS})
+    points = verify_ms(model, [batch], widths, [context], PROBE["repeats"], time.thread_time)
+    by_tokens = {str(p["tokens"]): p["ms"] for p in points}
+    return {
+        "role": role,
+        "context": context,
+        "batch": batch,
+        "tokens": tokens,
+        "ms": by_tokens[str(tokens)],
+        "by_tokens": by_tokens,
+    }
 
 
 def target_greedy(target: LoadedModel, prompt: list[int], tokens: int) -> list[int]:
@@ -385,6 +397,16 @@ def message_sizes(gammas: Iterable[int], draft_top_k: int) -> dict[str, Any]:
 Progress = Callable[[str, int, int], None]
 
 
+def _mean_probe(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Two probes of one role, averaged (each width of a target's probe too)."""
+    mean = {**first, "ms": (first["ms"] + second["ms"]) / 2}
+    if "by_tokens" in first:
+        mean["by_tokens"] = {
+            width: (ms + second["by_tokens"][width]) / 2 for width, ms in first["by_tokens"].items()
+        }
+    return mean
+
+
 def profile_pair(
     target: LoadedModel,
     draft: LoadedModel,
@@ -428,10 +450,7 @@ def profile_pair(
         tick=lambda: step("target verify time grid"),
     )
     after = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
-    probes = {
-        role: {**before[role], "ms": (before[role]["ms"] + after[role]["ms"]) / 2}
-        for role in before
-    }
+    probes = {role: _mean_probe(before[role], after[role]) for role in before}
     step("acceptance (greedy matches per prompt)", 2)
     if acceptance_cpus:
         os.sched_setaffinity(0, acceptance_cpus)

@@ -11,8 +11,9 @@ from typing import Any
 from runtime.cache import cache_root
 from runtime.machine import fingerprint_id
 
-PROFILE_VERSION = 3  # 3: greedy matches after a fully accepted round too
-READABLE_VERSIONS = (2, 3)  # the committed reference profiles are of version 2
+# 3: greedy matches after a fully accepted round too; 4: the target probed at several widths
+PROFILE_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)  # the committed reference profiles are of version 2
 
 
 def profile_name(target: str, draft: str) -> str:

@@ -156,6 +156,10 @@ def simulate(
     log.close()
     speeds = ", ".join(f"{host} x{speed:.2f}" for host, speed in simulation.speeds.items())
     notes = [f"compute times scaled to the hosts' speed probes: {speeds}"] if speeds else []
+    widths = simulation.server.verify_speeds
+    if widths:
+        shown = ", ".join(f"{w} token(s) x{s:.2f}" for w, s in widths.items())
+        notes.append(f"the cloud's verifications scaled by row width: {shown}")
     return log.events, simulation.warnings + notes, simulation
 
 

@@ -82,7 +82,8 @@ def test_a_speed_probe_times_one_profile_point_in_cpu_time(tiny_target, tiny_dra
     assert draft["role"] == "draft" and draft["gamma"] == STEP_GAMMA and draft["ms"] > 0
     target = speed_probe(tiny_target, "target")
     assert (target["batch"], target["tokens"], target["context"]) == (1, 5, 64)
-    assert target["ms"] > 0
+    assert target["ms"] > 0 and set(target["by_tokens"]) == {"1", "3", "5"}
+    assert target["ms"] == target["by_tokens"]["5"]
 
 
 def test_message_sizes_follow_the_protocol() -> None:

@@ -22,6 +22,7 @@ from emulator.scenario import load_scenario
 from emulator.sim.calibration import (
     CalibrationError,
     PairProfile,
+    probed_verify_speeds,
     reference_profile,
     sample_run,
 )
@@ -590,6 +591,41 @@ def test_a_simulation_of_an_emulated_run_computes_at_the_speed_its_hosts_probed(
     probed, profiled = runs["probed"][1], runs["profiled"][1]
     assert probed["draft_ms"] == pytest.approx(2.0 * profiled["draft_ms"])
     assert probed["verify_ms"] == pytest.approx(1.5 * profiled["verify_ms"])
+
+
+def test_the_target_s_verifications_are_scaled_by_the_speed_probed_at_their_width(
+    tmp_path,
+) -> None:
+    """Verifications of other row widths drift apart: the target's probes at widths 1, 3
+    and 5 scale each batch by the ratio at its width (interpolated between them)."""
+    scenario, profile_path = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, policy="fixed:1", tokens=12
+    )
+    data = json.loads(profile_path.read_text())
+    reference = {"1": 40.0, "3": 60.0, "5": 80.0}
+    data["speed_probes"] = {"target": {"ms": 80.0, "by_tokens": reference}}
+    profile_path.write_text(json.dumps(data))
+    probes = [  # twice as slow at one token, as profiled at five; 1.5x at two (interpolated)
+        {
+            "event": "speed",
+            "proc": "target",
+            "role": "target",
+            "ms": 80.0,
+            "at": at,
+            "by_tokens": {"1": 80.0, "3": 60.0, "5": 80.0},
+        }
+        for at in ("start", "end")
+    ]
+    assert probed_verify_speeds(probes, PairProfile(data, "s")) == {1: 2.0, 3: 1.0, 5: 1.0}
+    log = EventLog(None, "sim", keep=True)
+    Simulation(
+        load_scenario(scenario), log, SimOptions(profile=str(profile_path), speed_probes=probes)
+    ).run()
+    plain = EventLog(None, "sim", keep=True)
+    Simulation(load_scenario(scenario), plain, SimOptions(profile=str(profile_path))).run()
+    scaled, unscaled = rounds_of(log.events)[0], rounds_of(plain.events)[0]
+    assert scaled["gamma"] == 1  # rows of two tokens: halfway between widths 1 and 3
+    assert scaled["verify_ms"] == pytest.approx(1.5 * unscaled["verify_ms"])
 
 
 def test_a_round_after_a_fully_accepted_one_feeds_two_tokens_first(tmp_path) -> None:

@@ -46,6 +46,15 @@ def _segment(axis: Sequence[float], x: float) -> tuple[int, float]:
     return i, (x - axis[i]) / (axis[i + 1] - axis[i])
 
 
+def interpolate_clamped(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear through the points, the end values beyond them."""
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    return interpolate(xs, ys, x)
+
+
 def interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     """Piecewise-linear through the points, extended linearly past both ends, never < 0."""
     i, w = _segment(xs, x)
@@ -254,6 +263,21 @@ def probed_speeds(
         if reference:
             measured.setdefault(host, []).append(probe["ms"] / reference["ms"])
     return {host: sum(ratios) / len(ratios) for host, ratios in measured.items()}
+
+
+def probed_verify_speeds(probes: list[dict[str, Any]], target: PairProfile) -> dict[int, float]:
+    """The target's compute time during the run relative to its profile per verified row
+    width (tokens), from the widths both its probes and the profile's probe timed (the mean
+    over its probes); empty where either has no widths (older logs and profiles)."""
+    reference = target.speed_probes.get("target", {}).get("by_tokens", {})
+    measured: dict[int, list[float]] = {}
+    for probe in probes:
+        if probe["role"] != "target":
+            continue
+        for width, ms in probe.get("by_tokens", {}).items():
+            if width in reference:
+                measured.setdefault(int(width), []).append(ms / reference[width])
+    return {width: sum(r) / len(r) for width, r in sorted(measured.items())}
 
 
 def reference_profile(target: str, draft: str, directory: Path = PROFILES_DIR) -> PairProfile:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.sim.calibration import PairProfile
+from emulator.sim.calibration import PairProfile, interpolate_clamped
 from emulator.sim.cpu import CpuQuota
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verdict, Verify
@@ -43,6 +43,8 @@ class TargetSim:
     cpu: CpuQuota
     speed: float  # compute time relative to the profile's (the host's speed probe / the profile)
     log: EventLog
+    # per verified row width, where the target was probed at several (else ``speed``)
+    verify_speeds: dict[int, float] = field(default_factory=dict)
     inbox: collections.deque = field(default_factory=collections.deque)
     pending: collections.deque = field(default_factory=collections.deque)
     sessions: dict = field(default_factory=dict)
@@ -97,9 +99,19 @@ class TargetSim:
         if not self.busy:
             self._work()
 
-    def _compute_ms(self, work_ms: float) -> float:
-        """How long ``work_ms`` of full-core computation takes from now under the quota."""
-        return self.cpu.finish(self.engine.now, work_ms * self.speed) - self.engine.now
+    def _compute_ms(self, work_ms: float, speed: float | None = None) -> float:
+        """How long ``work_ms`` of full-core computation (at ``speed``, default the host's)
+        takes from now under the quota."""
+        scaled = work_ms * (self.speed if speed is None else speed)
+        return self.cpu.finish(self.engine.now, scaled) - self.engine.now
+
+    def _verify_speed(self, tokens: int) -> float:
+        """The probed speed at this row width: interpolated between the probed widths,
+        the nearest one's beyond them."""
+        if not self.verify_speeds:
+            return self.speed
+        widths = list(self.verify_speeds)
+        return interpolate_clamped(widths, [self.verify_speeds[w] for w in widths], tokens)
 
     def _hold(self, duration_ms: float, then: Callable[[Any], None], argument: Any) -> None:
         self.busy = True
@@ -123,7 +135,8 @@ class TargetSim:
         tokens = max(item.gamma for item in batch) + 1
         # the cache holds every committed token but the last, which the row feeds again
         context = max(self.sessions[item.edge].context for item in batch) - 1
-        verify_ms = self._compute_ms(self.profile.verify_ms(size, tokens, context))
+        work = self.profile.verify_ms(size, tokens, context)
+        verify_ms = self._compute_ms(work, self._verify_speed(tokens))
         self.batches += 1
         self._hold(verify_ms, self._batch_done, (batch, tokens, verify_ms, self.engine.now))
 

@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 
 from emulator.calibrate import machine_profile
 from emulator.scenario import EdgeGroup, LinkSpec, Scenario, spread_edges
-from emulator.sim.calibration import PairProfile, probed_speeds, read_profile
+from emulator.sim.calibration import (
+    PairProfile,
+    probed_speeds,
+    probed_verify_speeds,
+    read_profile,
+)
 from emulator.sim.cpu import PERIOD_MS, CoreShare, CpuQuota, SharedCore
 from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
@@ -138,6 +143,7 @@ class Simulation:
             CpuQuota(cpu_share(cloud.cpu, target_profile.threads), self._phase(seed, "cloud")),
             self.speeds.get("cloud", 1.0),
             log,
+            probed_verify_speeds(options.speed_probes or [], target_profile),
         )
         self.links: list[SimLink] = []
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
