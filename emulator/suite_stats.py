@@ -61,7 +61,7 @@ T_975 = {
 }
 
 REQUEST_KINDS = ("ttft", "tpot", "e2e")  # one value per request (None where it has none)
-ROUND_KINDS = ("itl", "emitted")  # one per round of the request
+# the other kinds, "itl" and "emitted", hold one value per round of the request
 Samples = dict[str, Any]  # "requests": key -> that request's samples; "throughput": [value]
 
 
