@@ -34,7 +34,10 @@ Event kinds and their fields:
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,6 +45,16 @@ import orjson
 
 SCHEMA_VERSION = 1
 JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+
+@contextlib.contextmanager
+def _held(*signals: signal.Signals) -> Iterator[None]:
+    """Block ``signals`` in this thread; one that arrives meanwhile is handled on release."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class EventLog:
@@ -73,7 +86,7 @@ class EventLog:
 
     def write(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "proc": self.process, "schema": SCHEMA_VERSION, **fields}
-        with self._lock:
+        with self._lock, self._signals_held():
             self.written += 1
             if self.keep:
                 self.events.append(record)
@@ -82,6 +95,14 @@ class EventLog:
                 if self.flush_each:
                     self._file.flush()
         return record
+
+    def _signals_held(self) -> contextlib.AbstractContextManager[object]:
+        """A crash-safe writer defers SIGINT/SIGTERM while it counts and writes a record:
+        the KeyboardInterrupt they raise would otherwise land between the two, and the
+        ``process`` record would claim an event the log does not hold."""
+        if self._file is None or not self.flush_each:
+            return contextlib.nullcontext()
+        return _held(signal.SIGINT, signal.SIGTERM)
 
     def close(self) -> None:
         with self._lock:

@@ -106,6 +106,38 @@ def test_a_drafter_stopped_by_sigterm_logs_the_request_it_cut_and_every_event(
     assert lost_events([log]) == (0, [])
 
 
+WRITER = """
+import sys
+from runtime.events import EventLog
+from runtime.process import stop_on_signals
+stop_on_signals()
+log = EventLog(sys.argv[1], "writer")
+payload = [index / 7 for index in range(2000)]  # serialising it takes about as long as a write
+try:
+    while True:
+        log.write("round", n=log.written, payload=payload)
+except KeyboardInterrupt:
+    log.write("process", events=log.written)
+"""
+
+
+def test_an_event_log_stopped_mid_write_holds_every_event_it_counted(tmp_path) -> None:
+    """SIGTERM lands wherever the writer is: often between counting a record and writing it,
+    when it is written nonstop. Every stop must leave the count and the log agreeing."""
+    for attempt in range(12):
+        log = tmp_path / f"writer{attempt}.jsonl"
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(log)], cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.stat().st_size > 2_000_000):
+            assert time.monotonic() < deadline and writer.poll() is None, "the writer wrote nothing"
+            time.sleep(0.01)
+        writer.terminate()
+        assert writer.wait(timeout=30) == 0
+        assert lost_events([log]) == (0, []), f"attempt {attempt}"
+        *rounds, process = read_events(log)
+        assert process["events"] == len(rounds), f"attempt {attempt}"
+
+
 def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     tiny_target, tiny_draft, start_server
 ) -> None:
