@@ -24,7 +24,7 @@ from runtime.profile_store import PROFILE_VERSION, cached_profile_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILER = ROOT / "scripts" / "profile_models.py"
-QUICK_MINUTES = 3
+QUICK_MINUTES = 5
 
 
 def cached_machine_profile(target: str, draft: str, threads: int = 1) -> PairProfile | None:

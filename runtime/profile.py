@@ -94,12 +94,14 @@ def draft_step_ms(
     return out
 
 
-def prefill_ms(model: LoadedModel, lengths: Iterable[int], repeats: int) -> list[dict]:
+def prefill_ms(
+    model: LoadedModel, lengths: Iterable[int], repeats: int, clock: Clock = time.perf_counter
+) -> list[dict]:
     """Prefill time (a fresh cache, the whole prompt in one forward) for each prompt length."""
     out = []
     for length in lengths:
         ids = list(range(1, length + 1))
-        ms = _timed(lambda ids=ids: forward_one(model.model, new_cache(), ids, 1), repeats)
+        ms = _timed(lambda ids=ids: forward_one(model.model, new_cache(), ids, 1), repeats, clock)
         out.append({"prompt_tokens": length, "ms": ms})
     return out
 
@@ -154,7 +156,7 @@ def verify_ms(
 
 PROBE = {"context": 64, "batch": 1, "tokens": 5, "repeats": 5}
 # the target is also probed at these row widths: verifications of other widths drift apart
-PROBE_WIDTHS = (1, 3, 5)
+PROBE_WIDTHS = (1, 2, 3, 4, 5)
 
 
 SPEED_PROBE_HELP = (
@@ -168,9 +170,9 @@ def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
     """One point of the profile timed here and now, in the thread's CPU time: the profile
     holds the same probe from when it was made, and the ratio says how much faster or
     slower this process computes (a virtual machine's speed drifts by several per cent over
-    an hour). CPU time, so that a CPU quota's waits do not count; it is compared only with
-    CPU time (it falls short of wall time by a share that differs by model: measured here,
-    a quarter for the float32 target, nothing for the int8 draft). ``role``: the draft times
+    an hour). CPU time, so that a CPU quota's waits do not count; it is compared with CPU
+    time (the profile's own probe; the draft's profile times are CPU time too, the target's
+    wall time, which runs 0-25 % above CPU time here). ``role``: the draft times
     a round of ``STEP_GAMMA`` tokens, the target one verification of ``PROBE["tokens"]``
     (``ms``) and one of each of ``PROBE_WIDTHS`` (``by_tokens``)."""
     context = PROBE["context"]
@@ -436,8 +438,11 @@ def profile_pair(
     progress("speed probes", 0, total)
     before = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
     step("draft step and prefill time", 2)
-    draft_steps = draft_step_ms(draft, grid["contexts"], repeats)
-    draft_prefills = prefill_ms(draft, grid["prompt_lengths"], repeats)
+    # The draft's times in CPU time: an edge's CPU quota charges CPU time, and the probes
+    # that scale them are CPU time too (wall time ran 17-29 % above it here, for the int8
+    # draft, while the machine was stolen from)
+    draft_steps = draft_step_ms(draft, grid["contexts"], repeats, time.thread_time)
+    draft_prefills = prefill_ms(draft, grid["prompt_lengths"], repeats, time.thread_time)
     step("target prefill time")
     prefills = prefill_ms(target, grid["prompt_lengths"], repeats)
     step("target verify time grid")

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from runtime import interference
 from runtime.models import ModelError, load_model, make_draft
 from runtime.process import configure, parse_cpus
 from runtime.profile import profile_pair
@@ -30,15 +31,17 @@ FULL_GRID = {
     "contexts": [64, 256, 512],
     "prompt_lengths": [16, 64, 256],
     "batches": [1, 2, 4, 8],
-    "tokens": [1, 3, 5, 9],
+    "tokens": [1, 2, 3, 4, 5, 9],
 }
 # the points the simulator interpolates between for the suite's and the default scenario's
-# runs (prompts of 30-60 tokens, contexts up to ~250, one to three rows, γ up to 8)
+# runs (prompts of 30-60 tokens, contexts up to ~250, one to three rows, γ up to 8); rows
+# of 2 to 5 tokens are most of what they verify, and a row of 2 costs nearly what one of 3
+# does (one token takes another kernel path), so those widths are points of their own
 QUICK_GRID = {
     "contexts": [64, 256],
     "prompt_lengths": [16, 64],
     "batches": [1, 2, 4],
-    "tokens": [1, 3, 5, 9],
+    "tokens": [1, 2, 3, 4, 5, 9],
 }
 TINY_GRID = {
     "contexts": [32, 128],
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, end=end, flush=True)
 
     try:
-        configure(args.threads, parse_cpus(args.cpus))
+        cpus = parse_cpus(args.cpus)
+        configure(args.threads, cpus)
         target = load_model(args.target)
         draft = make_draft(args.draft, target)
     except (ModelError, ValueError) as exc:
@@ -112,6 +116,26 @@ def main(argv: list[str] | None = None) -> int:
         say,
         acceptance_cpus=set(range(os.cpu_count() or 1)),
     )
+    own = set(cpus) if cpus else {(os.cpu_count() or 1) - 1}
+    os.sched_setaffinity(0, own)  # the acceptance runs used every CPU
+    neighbour = interference.other_cpu(own)
+    if neighbour is None:
+        say("cross-core interference: not measured (one CPU)")
+    else:
+        count = sum(len(ops) for ops in interference.ops(target, draft).values())
+        ticks = iter(range(1, count + 1))
+        say(f"cross-core interference: each op beside the other role's work on CPU {neighbour}")
+        try:
+            profile["interference"] = interference.measure(
+                target,
+                draft,
+                (args.target, args.draft),
+                neighbour,
+                tick=lambda: say("cross-core interference", next(ticks), count),
+            )
+        except RuntimeError as exc:
+            print(f"profile: error: {exc}", file=sys.stderr)
+            return 1
     output = args.output or str(
         cached_profile_path(args.target, args.draft, profile["conditions"]["fingerprint"])
     )

@@ -160,6 +160,17 @@ def simulate(
     if widths:
         shown = ", ".join(f"{w} token(s) x{s:.2f}" for w, s in widths.items())
         notes.append(f"the cloud's verifications scaled by row width: {shown}")
+    coupled = {
+        "the cloud's": (simulation.server.beside, "while an edge computes"),
+        "an edge's": (simulation.edges[0].beside, "while the cloud does"),
+    }
+    shown = [
+        f"{who} {', '.join(f'{op} x{ratio:.2f}' for op, ratio in ratios.items())} {when}"
+        for who, (ratios, when) in coupled.items()
+        if ratios
+    ]
+    if shown:
+        notes.append(f"cross-core interference, as profiled: {'; '.join(shown)}")
     return log.events, simulation.warnings + notes, simulation
 
 

@@ -566,6 +566,70 @@ def test_a_simulation_of_an_emulation_shares_the_core_its_edges_were_pinned_to(t
     assert draft_ms["shared"] > 1.5 * draft_ms["apart"]
 
 
+def test_an_edge_on_a_shared_core_computes_slower_while_the_target_computes() -> None:
+    """Cross-core interference: the core's progress is re-planned when the target starts
+    and stops, and the computation's CPU time counts the slower part."""
+    engine = Engine()
+    core = SharedCore(engine)
+    edge = core.host(1.0, phase_ms=0.0)
+    done: dict[str, float] = {}
+
+    def finished(name: str) -> None:
+        done[name] = engine.now
+
+    engine.at(0.0, lambda _: core.set_target_busy(True))
+    engine.at(0.0, lambda _: edge.compute(60.0, finished, "a", 1.5))
+    engine.at(30.0, lambda _: core.set_target_busy(False))
+    engine.run()
+    # 30 ms beside the target do 20 ms of the work; the other 40 alone
+    assert done == {"a": pytest.approx(70.0)}
+    assert edge.spent_ms == pytest.approx(70.0)
+    engine.at(100.0, lambda _: edge.compute(60.0, finished, "b", 1.5))
+    engine.run()
+    assert done["b"] == pytest.approx(160.0)  # the target idle: the ratio does not apply
+
+
+def test_a_simulation_of_an_emulation_prices_cross_core_interference(tmp_path) -> None:
+    """With the target and the edges pinned to different CPUs of one machine, each op that
+    overlaps the other role's computing costs the profile's interference ratio; a simulation
+    of devices of their own (no CPU plan) and profiles without the ratios are unaffected."""
+    scenario, profile_path = write_scenario(tmp_path, {"constant": {"delay_ms": 5}}, edges=3)
+    data = json.loads(profile_path.read_text())
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(data))
+    data["interference"] = {  # a ratio not resolved from the machine's noise is not used
+        "neighbour_cpu": 0,
+        "target": {"beside": "draft work", "verify": {"ratio": 1.5, "resolved": True}},
+        "draft": {
+            "beside": "target work",
+            "step": {"ratio": 1.25, "resolved": True},
+            "prefill": {"ratio": 3.0, "resolved": False},
+        },
+    }
+    profile_path.write_text(json.dumps(data))
+    plan = {"cloud": "1", "e1": "0", "e2": "0", "e3": "0"}
+    runs = {}
+    for name, path, cpus in (
+        ("coupled", profile_path, plan),
+        ("no ratios", plain, plan),
+        ("own devices", profile_path, None),
+    ):
+        log = EventLog(None, "sim", keep=True)
+        options = SimOptions(profile=str(path), cpu_plan=cpus)
+        Simulation(load_scenario(scenario), log, options).run()
+        runs[name] = rounds_of(log.events)
+    expected = {"target": {"verify": 1.5}, "draft": {"step": 1.25}}
+    assert PairProfile(data, "s").interference == expected
+    verify = {name: [r["verify_ms"] for r in rounds] for name, rounds in runs.items()}
+    cpu = {name: [r["draft_cpu_ms"] for r in rounds] for name, rounds in runs.items()}
+    assert verify["no ratios"] == verify["own devices"]
+    # three edges keep their core busy most of the time: most verifications cost 1.5x
+    slowed = [c / p for c, p in zip(verify["coupled"], verify["no ratios"], strict=False)]
+    assert max(slowed) == pytest.approx(1.5) and min(slowed) >= 1.0 - 1e-9
+    assert np.mean(cpu["coupled"]) > np.mean(cpu["no ratios"])
+    assert max(cpu["coupled"]) <= 1.25 * max(cpu["no ratios"]) + 1e-6
+
+
 def test_a_simulation_of_an_emulated_run_computes_at_the_speed_its_hosts_probed(tmp_path) -> None:
     """Each host's probes (before and after its workload, averaged) against the profile's own
     probe of that role scale its compute."""

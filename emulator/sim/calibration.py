@@ -116,6 +116,21 @@ class PairProfile:
         self._chars_per_token = float(prompts["chars_per_token"])
         self._measured_prompts = dict(prompts["measured"])
         self.speed_probes: dict[str, dict[str, Any]] = data.get("speed_probes", {})
+        # per role and op, CPU time beside the other role's work on another CPU over alone
+        # (``runtime.interference``), where resolved; empty in profiles before version 5,
+        # on one CPU and where no ratio was resolved
+        self.interference: dict[str, dict[str, float]] = {
+            role: resolved
+            for role, ops in data.get("interference", {}).items()
+            if role in ("target", "draft")
+            and (
+                resolved := {
+                    op: float(m["ratio"])
+                    for op, m in ops.items()
+                    if isinstance(m, dict) and m.get("resolved")
+                }
+            )
+        }
         self._memo: dict[tuple, float] = {}
 
     def record(self) -> dict[str, Any]:
@@ -127,6 +142,7 @@ class PairProfile:
             "measured": self.measured,
             "fingerprint_id": fingerprint_id(machine) if machine else None,
             "fingerprint": machine,
+            "interference": self.interference,
         }
 
     def _marks(self, key: str) -> dict[str, list[bool]]:

@@ -10,6 +10,10 @@ machine: one-token drafts under a 0.3 quota took 0.7 of the scaled time).
 
 Period boundaries fall at a fixed phase per host, drawn from the scenario's seed: the
 kernel's period timer runs from when the group first ran, unrelated to the workload.
+
+Edges sharing a core also compute slower while the target computes on the machine's other
+CPU (``runtime.interference``, measured by the profile): each computation names its ratio
+(``beside``), and the core's progress is re-planned whenever the target starts or stops.
 """
 
 from __future__ import annotations
@@ -68,11 +72,21 @@ class CoreShare:
         self.period = -math.inf
         self.used_ms = 0.0
         self.left_ms = 0.0
+        self.beside = 1.0  # how much slower the computation runs while the target computes
+        self.spent_ms = 0.0  # CPU time the computation has had so far
         self.then: Callable[[Any], None] | None = None
         self.argument: Any = None
 
-    def compute(self, work_ms: float, then: Callable[[Any], None], argument: Any = None) -> None:
-        """Run ``work_ms`` of full-core computation from now; ``then(argument)`` at its end."""
+    def compute(
+        self,
+        work_ms: float,
+        then: Callable[[Any], None],
+        argument: Any = None,
+        beside: float = 1.0,
+    ) -> None:
+        """Run ``work_ms`` of full-core computation from now (``beside`` times slower while
+        the target computes); ``then(argument)`` at its end."""
+        self.beside = beside
         self.core.start(self, work_ms, then, argument)
 
     def refresh(self, now: float) -> None:
@@ -87,6 +101,11 @@ class CoreShare:
     def throttled(self) -> bool:
         return self.used_ms >= self.quota_ms - EPSILON
 
+    @property
+    def running(self) -> bool:
+        """On the CPU now: computing, and not waiting for its quota."""
+        return self.then is not None and not self.throttled
+
 
 class SharedCore:
     """Hosts pinned to one core, as the emulator pins its edges: at any moment the hosts
@@ -100,6 +119,7 @@ class SharedCore:
         self.hosts: list[CoreShare] = []
         self._last = 0.0
         self._plan = 0  # events of an older plan are ignored
+        self.target_busy = False
 
     def host(self, share: float, phase_ms: float) -> CoreShare:
         host = CoreShare(self, share, phase_ms)
@@ -107,7 +127,18 @@ class SharedCore:
         return host
 
     def _running(self) -> list[CoreShare]:
-        return [h for h in self.hosts if h.then is not None and not h.throttled]
+        return [h for h in self.hosts if h.running]
+
+    def _slowdown(self, host: CoreShare) -> float:
+        return host.beside if self.target_busy else 1.0
+
+    def set_target_busy(self, busy: bool) -> None:
+        """The target started or stopped computing on its own CPU: progress from now on
+        runs at the other rate."""
+        if busy != self.target_busy:
+            self._advance()
+            self.target_busy = busy
+            self._replan()
 
     def _advance(self) -> None:
         now = self.engine.now
@@ -115,8 +146,9 @@ class SharedCore:
         if running and now > self._last:
             step = (now - self._last) / len(running)
             for host in running:
-                host.left_ms -= step
+                host.left_ms -= step / self._slowdown(host)
                 host.used_ms += step
+                host.spent_ms += step
         self._last = now
 
     def start(
@@ -125,6 +157,7 @@ class SharedCore:
         self._advance()
         host.refresh(self.engine.now)
         host.left_ms, host.then, host.argument = max(work_ms, 0.0), then, argument
+        host.spent_ms = 0.0
         self._replan()
 
     def _replan(self) -> None:
@@ -135,7 +168,7 @@ class SharedCore:
         running = self._running()
         moments = [h.period_end() for h in busy]
         for host in running:
-            moments.append(now + host.left_ms * len(running))
+            moments.append(now + host.left_ms * self._slowdown(host) * len(running))
             moments.append(now + (host.quota_ms - host.used_ms) * len(running))
         if moments:
             self._plan += 1

@@ -79,12 +79,16 @@ class EdgeSim:
     max_tokens: int
     requests: int
     closed_loop: bool
+    # per op ("step", "prefill"): how much slower while the target computes on this
+    # machine's other CPU (an emulated run's); empty: the edge is a device of its own
+    beside: dict[str, float] = field(default_factory=dict)
     waiting: collections.deque[Request] = field(default_factory=collections.deque)
     current: Request | None = None
     finished: int = 0
     rounds: int = 0
     _context: int = 0
     _prefill_done: float = 0.0
+    _computing_until: float = 0.0  # on a quota of its own: when its computation ends
     _opened_early: Open | None = None  # ``opened`` came before the draft's prefill was done
     _all_accepted: bool = False  # the last round's drafts were all accepted: two tokens to feed
     _gamma: int = 0
@@ -126,16 +130,31 @@ class EdgeSim:
             Open(self, request.prompt_tokens, self.max_tokens),
         )
         prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.speed
-        request.first_token = {"t_open_sent": now / 1000.0, "draft_prefill_cpu_ms": prefill}
+        request.first_token = {"t_open_sent": now / 1000.0}
         if isinstance(self.cpu, CoreShare):
             self._prefill_done = math.inf
-            self.cpu.compute(prefill, self._prefilled)
+            self.cpu.compute(prefill, self._prefilled, beside=self.beside.get("prefill", 1.0))
         else:
-            self._prefill_done = self.cpu.finish(now, prefill)
+            prefill *= self._beside_now("prefill")
+            request.first_token["draft_prefill_cpu_ms"] = prefill
+            self._prefill_done = self._computing_until = self.cpu.finish(now, prefill)
         self._context = request.prompt_tokens
+
+    def _beside_now(self, op: str) -> float:
+        """On a quota of its own, a computation is priced by whether the target computes as
+        it starts (a shared core re-plans as the target starts and stops)."""
+        return self.beside.get(op, 1.0) if self.server.busy else 1.0
+
+    def computing(self) -> bool:
+        """Whether this edge is on its CPU now (what slows the target beside it)."""
+        if isinstance(self.cpu, CoreShare):
+            return self.cpu.running
+        return self.engine.now < self._computing_until
 
     def _prefilled(self, _: None) -> None:
         self._prefill_done = self.engine.now
+        assert self.current is not None and isinstance(self.cpu, CoreShare)
+        self.current.first_token["draft_prefill_cpu_ms"] = self.cpu.spent_ms
         if self._opened_early is not None:
             opened, self._opened_early = self._opened_early, None
             self.opened(opened)
@@ -186,13 +205,17 @@ class EdgeSim:
             work,
         )
         if isinstance(self.cpu, CoreShare):
-            self.cpu.compute(work, self._drafted)
+            self.cpu.compute(work, self._drafted, beside=self.beside.get("step", 1.0))
         else:
+            self._draft_cpu_ms = work = work * self._beside_now("step")
             # The end is known now, and the access uplink is this edge's alone, so the send
             # after drafting can be placed on it at once (one event fewer per round).
-            self._send_draft(self.cpu.finish(self._t_draft, work))
+            self._computing_until = self.cpu.finish(self._t_draft, work)
+            self._send_draft(self._computing_until)
 
     def _drafted(self, _: None) -> None:
+        assert isinstance(self.cpu, CoreShare)
+        self._draft_cpu_ms = self.cpu.spent_ms
         self._send_draft(self.engine.now)
 
     def _send_draft(self, t_send: float) -> None:

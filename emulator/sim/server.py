@@ -4,6 +4,10 @@ The real server is one loop: it drains its socket (an ``open`` runs its prefill 
 holding the loop), queues ``verify`` requests, and runs a batch when the runtime's
 ``BatchingPolicy`` says so; messages that arrive meanwhile wait in the socket. Queue time
 and the server's receive time are taken when a message is drained, as the runtime takes them.
+
+Where the edges compute on the same machine's other CPUs (an emulated run), a computation
+that starts while an edge computes is priced at the profile's interference ratio
+(``beside``), and the edges' shared cores are told when the target computes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ class TargetSim:
     log: EventLog
     # per verified row width, where the target was probed at several (else ``speed``)
     verify_speeds: dict[int, float] = field(default_factory=dict)
+    # per op ("verify", "prefill"): how much slower while an edge computes; empty: no edge
+    # computes on this machine
+    beside: dict[str, float] = field(default_factory=dict)
+    edges_computing: Callable[[], bool] = lambda: False
+    # told True when the target starts computing, False when it stops (the edges' cores)
+    watchers: list[Callable[[bool], None]] = field(default_factory=list)
     inbox: collections.deque = field(default_factory=collections.deque)
     pending: collections.deque = field(default_factory=collections.deque)
     sessions: dict = field(default_factory=dict)
@@ -71,6 +81,7 @@ class TargetSim:
                 self.pending.append(message)
             elif isinstance(message, Open):
                 work = self.profile.target_prefill_ms(message.prompt_tokens)
+                work *= self._beside("prefill")
                 message.t_recv, message.prefill_ms = now, self._compute_ms(work)
                 self._hold(message.prefill_ms, self._opened, message)
                 return
@@ -105,6 +116,12 @@ class TargetSim:
         scaled = work_ms * (self.speed if speed is None else speed)
         return self.cpu.finish(self.engine.now, scaled) - self.engine.now
 
+    def _beside(self, op: str) -> float:
+        """The interference ratio of ``op`` if an edge computes now, else 1."""
+        if self.beside and self.edges_computing():
+            return self.beside.get(op, 1.0)
+        return 1.0
+
     def _verify_speed(self, tokens: int) -> float:
         """The probed speed at this row width: interpolated between the probed widths,
         the nearest one's beyond them."""
@@ -114,13 +131,18 @@ class TargetSim:
         return interpolate_clamped(widths, [self.verify_speeds[w] for w in widths], tokens)
 
     def _hold(self, duration_ms: float, then: Callable[[Any], None], argument: Any) -> None:
-        self.busy = True
+        self._set_busy(True)
         self.busy_ms += duration_ms
         self.meter.add(self.engine.now, self.engine.now + duration_ms)
         self.engine.at(self.engine.now + duration_ms, then, argument)
 
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        for watcher in self.watchers:
+            watcher(busy)
+
     def _opened(self, message: Open) -> None:
-        self.busy = False
+        self._set_busy(False)
         edge = message.edge
         done = message.max_tokens <= 1
         self.sessions[edge] = Session(message.prompt_tokens + 1, message.max_tokens - 1, done)
@@ -135,14 +157,14 @@ class TargetSim:
         tokens = max(item.gamma for item in batch) + 1
         # the cache holds every committed token but the last, which the row feeds again
         context = max(self.sessions[item.edge].context for item in batch) - 1
-        work = self.profile.verify_ms(size, tokens, context)
+        work = self.profile.verify_ms(size, tokens, context) * self._beside("verify")
         verify_ms = self._compute_ms(work, self._verify_speed(tokens))
         self.batches += 1
         self._hold(verify_ms, self._batch_done, (batch, tokens, verify_ms, self.engine.now))
 
     def _batch_done(self, work: tuple[list[Verify], int, float, float]) -> None:
         batch, tokens, verify_ms, dispatched = work
-        self.busy = False
+        self._set_busy(False)
         now = self.engine.now
         peers = peer_widths([item.gamma + 1 for item in batch])
         outcomes = [min(item.run, item.gamma) for item in batch]

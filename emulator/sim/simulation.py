@@ -176,6 +176,7 @@ class Simulation:
             )
             self.edges.append(edge)
             self._schedule_arrivals(edge, requests, seed)
+        self._couple_cpus(target_profile)
         if not workload.ignore_eos:
             self.warnings.append(
                 "the workload does not ignore EOS: emulated requests may end early, while "
@@ -199,6 +200,23 @@ class Simulation:
         if core not in self.cores:
             self.cores[core] = SharedCore(self.engine)
         return self.cores[core].host(share, self._phase(seed, host))
+
+    def _couple_cpus(self, target: PairProfile) -> None:
+        """Where the run this simulates pinned the target and the edges to different CPUs
+        of one machine, each computes slower while the other does, by the profile's
+        interference ratios; edges of a simulation of their own are devices of their own."""
+        plan = self.options.cpu_plan
+        if (
+            not plan
+            or not target.interference
+            or plan.get("cloud") in {plan.get(edge.name) for edge in self.edges}
+        ):
+            return
+        self.server.beside = dict(target.interference.get("target", {}))
+        self.server.edges_computing = lambda: any(edge.computing() for edge in self.edges)
+        self.server.watchers.extend(core.set_target_busy for core in self.cores.values())
+        for edge in self.edges:
+            edge.beside = dict(edge.profile.interference.get("draft", {}))
 
     def _profile(self, draft: str) -> PairProfile:
         if self.options.profile:

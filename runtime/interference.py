@@ -1,0 +1,185 @@
+"""Cross-core interference: how much slower one role computes while the other computes on
+another CPU of the same machine.
+
+The emulator pins the target to one CPU and the edges to the others. On a small virtual
+machine those CPUs share a physical core's caches and memory bandwidth (often they are one
+core's two hyperthreads), so a verification runs slower while edges draft, and a draft while
+the target verifies; each op alone, as the profile times it, misses that. This times the ops
+the simulator prices beside a *neighbour* process pinned to another CPU and doing the other
+role's work, paused (SIGSTOP) and resumed (SIGCONT) in turn, so that both conditions meet
+the machine's drift alike. The ratio is CPU time beside over CPU time alone, per alternation;
+it is *resolved* when every alternation's ratio falls on the same side of 1 (by chance one
+time in 16 with five alternations), and only a resolved ratio is used: a virtual machine's
+speed wanders by more than a small interference between two back-to-back timings.
+
+    python -m runtime.interference --work draft --cpus 0    # a neighbour, until stopped
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runtime.models import LoadedModel, ModelError, load_model, make_draft
+from runtime.process import configure, stop_child, stop_on_signals
+from runtime.profile import PROBE, STEP_GAMMA, draft_step_ms, verify_ms
+
+ROOT = Path(__file__).resolve().parents[1]
+REPEATS = 3  # timed repeats per measurement
+ALTERNATIONS = 5  # alone / beside pairs per op
+READY = "neighbour: ready"
+LOAD_TIMEOUT_S = 300.0
+SETTLE_S = 0.05  # after a pause or a resume, before timing
+
+
+def _draft_round_ms(draft: LoadedModel) -> float:
+    point = draft_step_ms(draft, [PROBE["context"]], REPEATS, time.thread_time)[0]
+    return point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
+
+
+def _verify_ms(target: LoadedModel) -> float:
+    batch, tokens, context = PROBE["batch"], PROBE["tokens"], PROBE["context"]
+    return verify_ms(target, [batch], [tokens], [context], REPEATS, time.thread_time)[0]["ms"]
+
+
+def ops(target: LoadedModel, draft: LoadedModel) -> dict[str, dict[str, Callable[[], float]]]:
+    """Per role, the op most of its time goes to, a measurement in CPU ms; a role's neighbour
+    does the other role's work. (Prefills beside the other role measured x0.94-1.01 on the
+    development machine and are not measured.)"""
+    return {
+        "target": {"verify": lambda: _verify_ms(target)},
+        "draft": {"step": lambda: _draft_round_ms(draft)},
+    }
+
+
+def neighbour_loop(role: str, target: LoadedModel, draft: LoadedModel) -> None:
+    """Compute ``role``'s work until stopped: draft rounds, or verifications."""
+    step = (lambda: _draft_round_ms(draft)) if role == "draft" else (lambda: _verify_ms(target))
+    step()
+    print(READY, flush=True)
+    while True:
+        step()
+
+
+def other_cpu(own: set[int]) -> int | None:
+    """A CPU of this machine the measuring process is not pinned to, or None (one CPU)."""
+    others = sorted(set(range(os.cpu_count() or 1)) - own)
+    return others[0] if others else None
+
+
+class Neighbour:
+    """A neighbour process of one role pinned to ``cpu``; ``pause``/``resume`` stop and
+    continue its work without its model being loaded again."""
+
+    def __init__(self, role: str, target_spec: str, draft_spec: str, cpu: int) -> None:
+        command = [
+            *(sys.executable, "-m", "runtime.interference", "--work", role),
+            *("--target", target_spec, "--draft", draft_spec, "--cpus", str(cpu)),
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        output = self._wait_ready()
+        if output is not None:
+            stop_child(self.process)
+            raise RuntimeError(f"the {role} neighbour did not start: {output.strip()[-300:]}")
+
+    def _wait_ready(self) -> str | None:
+        """None once the neighbour says it is ready; else (it exited, or took longer than
+        ``LOAD_TIMEOUT_S``) what it printed."""
+        assert self.process.stdout is not None
+        fd, seen = self.process.stdout.fileno(), b""
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([fd], [], [], left)
+            chunk = os.read(fd, 4096) if readable else b""
+            if not chunk:
+                break
+            seen += chunk
+            if READY.encode() in seen:
+                return None
+        return seen.decode(errors="replace")
+
+    def pause(self) -> None:
+        self.process.send_signal(signal.SIGSTOP)
+        time.sleep(SETTLE_S)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        time.sleep(SETTLE_S)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        stop_child(self.process)
+
+
+def measure(
+    target: LoadedModel,
+    draft: LoadedModel,
+    specs: tuple[str, str],
+    cpu: int,
+    tick: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """Per role and op: CPU ms alone and beside a neighbour of the other role on ``cpu``
+    (medians of ``ALTERNATIONS`` alternations), each alternation's ratio, their median and
+    whether it is resolved. ``tick`` after each op."""
+    result: dict[str, Any] = {"neighbour_cpu": cpu, "alternations": ALTERNATIONS}
+    other = {"target": "draft", "draft": "target"}
+    for role, measured in ops(target, draft).items():
+        neighbour = Neighbour(other[role], *specs, cpu)
+        try:
+            timed: dict[str, Any] = {}
+            for op, time_op in measured.items():
+                alone, beside = [], []
+                for _ in range(ALTERNATIONS):
+                    neighbour.pause()
+                    alone.append(time_op())
+                    neighbour.resume()
+                    beside.append(time_op())
+                ratios = [b / a for a, b in zip(alone, beside, strict=True)]
+                timed[op] = {
+                    "alone_ms": statistics.median(alone),
+                    "beside_ms": statistics.median(beside),
+                    "ratios": ratios,
+                    "ratio": statistics.median(ratios),
+                    "resolved": all(r > 1 for r in ratios) or all(r < 1 for r in ratios),
+                }
+                tick()
+        finally:
+            neighbour.stop()
+        result[role] = {"beside": f"{other[role]} work on CPU {cpu}", **timed}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="a neighbour: one role's work until stopped")
+    parser.add_argument("--work", choices=("draft", "target"), required=True)
+    parser.add_argument("--target", default="smollm2")
+    parser.add_argument("--draft", default="int8")
+    parser.add_argument("--cpus", type=int, required=True)
+    args = parser.parse_args(argv)
+    stop_on_signals()
+    try:
+        configure(1, [args.cpus])
+        target = load_model(args.target)
+        draft = make_draft(args.draft, target) if args.work == "draft" else target
+        neighbour_loop(args.work, target, draft)
+    except (ModelError, ValueError) as exc:
+        print(f"neighbour: error: {exc}", flush=True)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
