@@ -2,9 +2,9 @@
 another CPU of the same machine.
 
 The emulator pins the target to one CPU and the edges to the others. On a small virtual
-machine those CPUs share a physical core's caches and memory bandwidth (often they are one
-core's two hyperthreads), so a verification runs slower while edges draft, and a draft while
-the target verifies; each op alone, as the profile times it, misses that. This times the ops
+machine those CPUs may share a physical core, its caches or its memory bandwidth, so a
+verification can run slower while edges draft, and a draft while the target verifies; each
+op alone, as the profile times it, misses that. This times the ops
 the simulator prices beside a *neighbour* process pinned to another CPU and doing the other
 role's work, paused (SIGSTOP) and resumed (SIGCONT) in turn, so that both conditions meet
 the machine's drift alike. The ratio is CPU time beside over CPU time alone, per alternation;
