@@ -31,7 +31,7 @@ from typing import Any
 
 from runtime.models import LoadedModel, ModelError, load_model, make_draft
 from runtime.process import configure, stop_child, stop_on_signals
-from runtime.profile import PROBE, STEP_GAMMA, draft_step_ms, verify_ms
+from runtime.profile import PROBE, draft_round_cpu_ms, verify_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 3  # timed repeats per measurement
@@ -42,8 +42,7 @@ SETTLE_S = 0.05  # after a pause or a resume, before timing
 
 
 def _draft_round_ms(draft: LoadedModel) -> float:
-    point = draft_step_ms(draft, [PROBE["context"]], REPEATS, time.thread_time)[0]
-    return point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
+    return draft_round_cpu_ms(draft, PROBE["context"], REPEATS)
 
 
 def _verify_ms(target: LoadedModel) -> float:
@@ -158,6 +157,24 @@ def measure(
             neighbour.stop()
         result[role] = {"beside": f"{other[role]} work on CPU {cpu}", **timed}
     return result
+
+
+def measure_beside_another_cpu(
+    target: LoadedModel,
+    draft: LoadedModel,
+    specs: tuple[str, str],
+    own: set[int],
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict[str, Any] | None:
+    """``measure`` with this process pinned to ``own`` and the neighbour on another CPU;
+    None on a machine with no other CPU. ``progress(done, total)`` after each op."""
+    cpu = other_cpu(own)
+    if cpu is None:
+        return None
+    os.sched_setaffinity(0, own)
+    total = sum(len(measured) for measured in ops(target, draft).values())
+    done = iter(range(1, total + 1))
+    return measure(target, draft, specs, cpu, tick=lambda: progress(next(done), total))
 
 
 def main(argv: list[str] | None = None) -> int:

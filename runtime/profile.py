@@ -166,6 +166,12 @@ SPEED_PROBE_HELP = (
 )
 
 
+def draft_round_cpu_ms(draft: LoadedModel, context: int, repeats: int) -> float:
+    """CPU time of a round of ``STEP_GAMMA`` draft tokens at ``context``."""
+    point = draft_step_ms(draft, [context], repeats, time.thread_time)[0]
+    return point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
+
+
 def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
     """One point of the profile timed here and now, in the thread's CPU time: the profile
     holds the same probe from when it was made, and the ratio says how much faster or
@@ -177,8 +183,7 @@ def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
     (``ms``) and one of each of ``PROBE_WIDTHS`` (``by_tokens``)."""
     context = PROBE["context"]
     if role == "draft":
-        point = draft_step_ms(model, [context], PROBE["repeats"], time.thread_time)[0]
-        ms = point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
+        ms = draft_round_cpu_ms(model, context, PROBE["repeats"])
         return {"role": role, "context": context, "gamma": STEP_GAMMA, "ms": ms}
     batch, tokens = PROBE["batch"], PROBE["tokens"]
     widths = sorted({tokens, *PROBE_WIDTHS})

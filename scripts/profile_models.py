@@ -116,26 +116,23 @@ def main(argv: list[str] | None = None) -> int:
         say,
         acceptance_cpus=set(range(os.cpu_count() or 1)),
     )
-    own = set(cpus) if cpus else {(os.cpu_count() or 1) - 1}
-    os.sched_setaffinity(0, own)  # the acceptance runs used every CPU
-    neighbour = interference.other_cpu(own)
-    if neighbour is None:
+    own = set(cpus) if cpus else {(os.cpu_count() or 1) - 1}  # the acceptance used every CPU
+    say("cross-core interference: each op alone and beside the other role's work")
+    try:
+        measured = interference.measure_beside_another_cpu(
+            target,
+            draft,
+            (args.target, args.draft),
+            own,
+            lambda done, total: say("cross-core interference", done, total),
+        )
+    except RuntimeError as exc:
+        print(f"profile: error: {exc}", file=sys.stderr)
+        return 1
+    if measured is None:
         say("cross-core interference: not measured (one CPU)")
     else:
-        count = sum(len(ops) for ops in interference.ops(target, draft).values())
-        ticks = iter(range(1, count + 1))
-        say(f"cross-core interference: each op beside the other role's work on CPU {neighbour}")
-        try:
-            profile["interference"] = interference.measure(
-                target,
-                draft,
-                (args.target, args.draft),
-                neighbour,
-                tick=lambda: say("cross-core interference", next(ticks), count),
-            )
-        except RuntimeError as exc:
-            print(f"profile: error: {exc}", file=sys.stderr)
-            return 1
+        profile["interference"] = measured
     output = args.output or str(
         cached_profile_path(args.target, args.draft, profile["conditions"]["fingerprint"])
     )
