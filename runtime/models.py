@@ -152,7 +152,8 @@ def _load_bundled() -> tuple[nn.Module, Any]:
             tmp.rename(target)
         except OSError:  # another process finished the same conversion first
             shutil.rmtree(tmp, ignore_errors=True)
-        return model, tokenizer
+    # from the cache even right after converting: the GGUF loader's model stays marked as
+    # quantized (``is_quantized``), which refuses the draft's ``.float()`` copy
     return _from_pretrained(target)
 
 

@@ -65,6 +65,19 @@ def test_bundled_model_is_cached_as_safetensors(default_pair) -> None:
     assert "Hello" in text
 
 
+def test_the_bundled_model_converted_on_first_use_makes_an_int8_draft(
+    tmp_path, monkeypatch, default_pair
+) -> None:
+    """The first load converts the GGUF file; the model it returns must be a plain one (the
+    GGUF loader's own is marked quantized, and the int8 draft's copy refuses it)."""
+    monkeypatch.setenv("DSD_EMU_CACHE", str(tmp_path))
+    target = load_model("smollm2")
+    assert (tmp_path / "models" / "smollm2-135m-instruct" / "config.json").is_file()
+    assert not getattr(target.model, "is_quantized", False)
+    draft = make_draft("int8", target)
+    assert "quantized" in type(draft.model.model.layers[0].mlp.down_proj).__module__
+
+
 def test_cli_reports_a_missing_model_in_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "runtime.draft", "--base", "/nonexistent/model.gguf"],
