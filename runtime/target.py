@@ -414,11 +414,12 @@ class TargetServer:
             work.append((session, proposal, None))
         if not rows:
             return
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         dispatched = time.monotonic()
         logits = forward_rows(self.target.model, rows)
         outcomes = [self._decide(s, p, lg) for (s, p, _), lg in zip(work, logits, strict=True)]
         verify_ms = (time.perf_counter() - started) * 1000.0
+        verify_cpu_ms = (time.thread_time() - started_cpu) * 1000.0
         self.busy.add(dispatched, dispatched + verify_ms / 1000.0)
         utilisation = self.busy.share(time.monotonic())
         widths = [len(row.tokens) for row in rows]
@@ -477,6 +478,7 @@ class TargetServer:
             batch_size=len(rows),
             tokens=sum(len(r.tokens) for r in rows),
             verify_ms=verify_ms,
+            verify_cpu_ms=verify_cpu_ms,  # apart from wall time: what the process computed
         )
 
     def _decide(
