@@ -5,9 +5,10 @@ Mininet's own cleanup (``mn -c``) is not used: it deletes every ``/tmp/*.log`` a
 bridges and cgroups. Everything DSD-Emu creates can be found again, and only that is
 removed: host shells (``mininet:NAME``; their namespaces and veth ends go with them),
 bridges, namespaces and root-side veths start with ``dsd``, delay lines run as ``-m
-emulator.shaping.delayline``, their sockets live in ``dsdemu-*`` temp folders, and each
-run's host cgroups (and results folder, whose ``run.json`` is then marked ``killed``) are
-listed in a manifest that the run deletes when it ends cleanly.
+emulator.shaping.delayline`` and speed watches as ``-m runtime.speedwatch``, the delay
+lines' sockets live in ``dsdemu-*`` temp folders, and each run's host cgroups (and results
+folder, whose ``run.json`` is then marked ``killed``) are listed in a manifest that the run
+deletes when it ends cleanly.
 
     python -m emulator.cleanup        # prints what it removed
 """
@@ -29,6 +30,7 @@ import psutil
 
 PREFIX = "dsd"
 DELAYLINE_MODULE = "emulator.shaping.delayline"
+WATCH_MODULE = "runtime.speedwatch"
 MANIFEST_DIR = Path(tempfile.gettempdir()) / "dsdemu-runs"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset")
@@ -122,14 +124,17 @@ def leftover_namespaces() -> list[str]:
 
 
 def leftover_processes() -> list[psutil.Process]:
-    """Delay lines and Mininet host shells (``mininet:NAME`` bash processes)."""
+    """Delay lines, speed watches and Mininet host shells (``mininet:NAME`` bash
+    processes)."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
         text = " ".join(cmdline)
         if process.pid == os.getpid():
             continue
-        if DELAYLINE_MODULE in text or any(part.startswith("mininet:") for part in cmdline):
+        if any(module in text for module in (DELAYLINE_MODULE, WATCH_MODULE)) or any(
+            part.startswith("mininet:") for part in cmdline
+        ):
             found.append(process)
     return found
 

@@ -5,9 +5,11 @@ The target server runs on the cloud host and one draft client per edge host, eac
 project's interpreter, its thread count, its CPUs and its host's CPU limit. Every draft
 loads its models first and says ``draft: loaded``; once all have, each gets SIGUSR2 and
 times its speed probe (beside the other edges, as it will run) and says ``draft: ready``;
-the trace replay then starts, and at that same moment (the traces' time zero, the
-simulator's time zero too) every edge gets SIGUSR1 and starts its workload. Each process
-writes its own event log into the results folder; nothing is kept only in memory.
+then one speed watch per CPU of the plan (``runtime.speedwatch``, outside the emulated
+network) loads and starts probing that CPU's role in its idle time; the trace replay
+starts, and at that same moment (the traces' time zero, the simulator's time zero too)
+every edge gets SIGUSR1 and starts its workload. Each process writes its own event log
+into the results folder; nothing is kept only in memory.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class EmulationResult:
     edge_exit_codes: dict[str, int | None]
     replay_lateness_ms_p99: float | None
     interrupted: bool = False
+    watches_idle_cgroup: bool = True  # False: the watches ran at SCHED_IDLE alone
 
 
 Watcher = Callable[[float, bool], None]
@@ -118,6 +121,29 @@ class Emulation:
         child = Child(name, process, output, log)
         self.children.append(child)
         return child
+
+    def _start_watches(self, net: EmulatedNetwork) -> list[Child]:
+        """A speed watch on each CPU of the plan: the target's role on the cloud's CPU, the
+        draft of the first edge pinned there on an edge's CPU; in the network's idle cgroup
+        (where there is none, at ``SCHED_IDLE`` alone, and the run's notes say so)."""
+        roles: dict[str, tuple[str, str]] = {self.cpus[CLOUD]: ("target", "")}
+        for host, group in self.scenario.edge_hosts():
+            roles.setdefault(self.cpus[host], ("draft", group.draft))
+        watches = []
+        for cpu, (role, draft) in sorted(roles.items()):
+            name = f"watch-cpu{cpu}"
+            output, log = self.out / f"{name}.txt", self.out / f"{name}.jsonl"
+            command = [
+                *(self.python, "-u", "-m", "runtime.speedwatch", "--role", role),
+                *("--target", self.scenario.cloud.model, "--cpus", cpu, "--log", str(log)),
+                *(("--draft", draft) if draft else ()),
+            ]
+            with output.open("w") as handle:
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+            net.idle.add(process.pid)
+            watches.append(Child(name, process, output, log))
+        self.children.extend(watches)
+        return watches
 
     def _start_target(self, net: EmulatedNetwork) -> Child:
         cloud = self.scenario.cloud
@@ -221,6 +247,7 @@ class Emulation:
             for edge in edges:
                 os.kill(edge.process.pid, signal.SIGUSR2)
             self._wait_for(edges, "draft: ready")
+            self._wait_for(self._start_watches(net), "watch: ready")
             replay_log = EventLog(self.out / "links.jsonl", "replay")
             sampler = ResourceSampler(self._sampled_processes(net), self.out / "resources.jsonl")
             with TraceReplayer(net.links, replay_log) as replay, sampler:
@@ -252,9 +279,13 @@ class Emulation:
             wall_s=time.monotonic() - started,
             logs=[c.log for c in self.children if c.log.exists()],
             edge_exit_codes={
-                c.name: c.process.returncode for c in self.children if c.name != CLOUD
+                c.name: c.process.returncode
+                for c in self.children
+                if c.name != CLOUD and not c.name.startswith("watch-")
             },
             replay_lateness_ms_p99=_p99(lateness),
+            watches_idle_cgroup=net.idle.made
+            or not any(c.name.startswith("watch-") for c in self.children),
             interrupted=interrupted,
         )
 

@@ -28,6 +28,7 @@ from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
 from emulator.cleanup import MANIFEST_DIR, cleanup, live_runs, write_manifest
+from emulator.idle_cgroup import IdleCgroup
 from emulator.interrupts import shielded
 from emulator.replay import ReplayedLink
 from emulator.scenario import LinkSpec, Scenario
@@ -80,10 +81,13 @@ class EmulatedNetwork:
     links: list[ReplayedLink] = field(default_factory=list)
     host_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     results: Path | None = None  # the run's results folder, marked if the run is killed
+    # where the speed watches run (``emulator.idle_cgroup``); unmade where it cannot be
+    idle: IdleCgroup = field(default_factory=lambda: IdleCgroup(f"dsdidle{os.getpid()}"))
 
     def start(self) -> EmulatedNetwork:
         try:
             write_manifest(self._manifest_path(), self._cgroup_names(), self.results)
+            self.idle.make()
             self.net = Mininet(
                 topo=ScenarioTopo(self.scenario),
                 switch=LinuxBridge,
@@ -110,7 +114,7 @@ class EmulatedNetwork:
         return MANIFEST_DIR / f"{os.getpid()}-{id(self)}.json"
 
     def _cgroup_names(self) -> list[str]:
-        return [CLOUD, *(host for host, _ in self.scenario.edge_hosts())]
+        return [CLOUD, *(host for host, _ in self.scenario.edge_hosts()), self.idle.path.name]
 
     def host(self, name: str) -> Host:
         assert self.net is not None
@@ -179,6 +183,7 @@ class EmulatedNetwork:
         if self.net is not None:
             self.net.stop()
             self.net = None
+        self.idle.remove()
         self._manifest_path().unlink(missing_ok=True)
 
     def __enter__(self) -> EmulatedNetwork:

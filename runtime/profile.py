@@ -172,22 +172,22 @@ def draft_round_cpu_ms(draft: LoadedModel, context: int, repeats: int) -> float:
     return point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
 
 
-def speed_probe(model: LoadedModel, role: str) -> dict[str, Any]:
-    """One point of the profile timed here and now, in the thread's CPU time: the profile
-    holds the same probe from when it was made, and the ratio says how much faster or
-    slower this process computes (a virtual machine's speed drifts by several per cent over
-    an hour). CPU time, so that a CPU quota's waits do not count; it is compared with CPU
-    time (the profile's own probe; the draft's profile times are CPU time too, the target's
-    wall time, which runs 0-25 % above CPU time here). ``role``: the draft times
-    a round of ``STEP_GAMMA`` tokens, the target one verification of ``PROBE["tokens"]``
-    (``ms``) and one of each of ``PROBE_WIDTHS`` (``by_tokens``)."""
+def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) -> dict[str, Any]:
+    """One op of the profile's grid timed here and now, in the thread's CPU time: over the
+    grid's own price of that op (``emulator.sim.calibration.grid_ms``) it says how much
+    faster or slower this process computes than when the profile was made (a virtual
+    machine's speed wanders, by up to 30 % between back-to-back probes here). CPU time, so
+    that a CPU quota's waits and a watch's preemptions do not count. ``role``: the draft
+    times a round of ``STEP_GAMMA`` tokens, the target one verification of
+    ``PROBE["tokens"]`` (``ms``) and one of each of ``PROBE_WIDTHS`` (``by_tokens``); each
+    the median of ``repeats`` timings."""
     context = PROBE["context"]
     if role == "draft":
-        ms = draft_round_cpu_ms(model, context, PROBE["repeats"])
+        ms = draft_round_cpu_ms(model, context, repeats)
         return {"role": role, "context": context, "gamma": STEP_GAMMA, "ms": ms}
     batch, tokens = PROBE["batch"], PROBE["tokens"]
     widths = sorted({tokens, *PROBE_WIDTHS})
-    points = verify_ms(model, [batch], widths, [context], PROBE["repeats"], time.thread_time)
+    points = verify_ms(model, [batch], widths, [context], repeats, time.thread_time)
     by_tokens = {str(p["tokens"]): p["ms"] for p in points}
     return {
         "role": role,
@@ -404,16 +404,6 @@ def message_sizes(gammas: Iterable[int], draft_top_k: int) -> dict[str, Any]:
 Progress = Callable[[str, int, int], None]
 
 
-def _mean_probe(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Two probes of one role, averaged (each width of a target's probe too)."""
-    mean = {**first, "ms": (first["ms"] + second["ms"]) / 2}
-    if "by_tokens" in first:
-        mean["by_tokens"] = {
-            width: (ms + second["by_tokens"][width]) / 2 for width, ms in first["by_tokens"].items()
-        }
-    return mean
-
-
 def profile_pair(
     target: LoadedModel,
     draft: LoadedModel,
@@ -427,12 +417,12 @@ def profile_pair(
     acceptance_cpus: set[int] | None = None,
 ) -> dict[str, Any]:
     """Measure everything a profile holds on the prompt ``texts``; ``grid`` names the sizes.
-    ``progress(step, done, total)`` counts measurements (probes, grid points, prompts).
+    ``progress(step, done, total)`` counts measurements (grid points, prompts).
     Once the timings are done, the acceptance runs may use ``acceptance_cpus`` (matches
     do not depend on the core; the timings are taken where the caller pinned the process)."""
     prompts = [target.encode_prompt(text) for text in texts]
     points = len(grid["batches"]) * len(grid["tokens"]) * len(grid["contexts"])
-    total = 6 + points + len(prompts)  # 4 probes, 2 prefill sets; a grid point, a prompt
+    total = 4 + points + len(prompts)  # 2 prefill sets, 2 steps of acceptance; a point, a prompt
     done = 0
 
     def step(name: str, count: int = 1) -> None:
@@ -440,9 +430,7 @@ def profile_pair(
         done += count
         progress(name, done, total)
 
-    progress("speed probes", 0, total)
-    before = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
-    step("draft step and prefill time", 2)
+    progress("draft step and prefill time", 0, total)
     # The draft's times in CPU time: an edge's CPU quota charges CPU time, and the probes
     # that scale them are CPU time too (wall time ran 17-29 % above it here, for the int8
     # draft, while the machine was stolen from)
@@ -459,8 +447,6 @@ def profile_pair(
         repeats,
         tick=lambda: step("target verify time grid"),
     )
-    after = {"draft": speed_probe(draft, "draft"), "target": speed_probe(target, "target")}
-    probes = {role: _mean_probe(before[role], after[role]) for role in before}
     step("acceptance (greedy matches per prompt)", 2)
     if acceptance_cpus:
         os.sched_setaffinity(0, acceptance_cpus)
@@ -484,7 +470,6 @@ def profile_pair(
         "draft_prefill_ms": draft_prefills,
         "target_prefill_ms": prefills,
         "verify_ms": verifies,
-        "speed_probes": probes,  # before and after the timings, averaged
         "acceptance": accepted,
         "message_bytes": message_sizes(range(0, 9), 16),
         "prompts": prompt_lengths(target, texts),

@@ -44,7 +44,7 @@ from emulator.progress import Progress
 from emulator.report import write_results
 from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario
 from emulator.shaping.probe import choose_backend
-from emulator.sim.calibration import CalibrationError
+from emulator.sim.calibration import CalibrationError, speed_source
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.arguments import positive_int, window_policy_spec
 from runtime.events import EventLog, read_events
@@ -154,7 +154,10 @@ def simulate(
     simulation = Simulation(scenario, log, SimOptions(cpu_plan=cpus, speed_probes=probes))
     simulation.run()
     log.close()
-    speeds = ", ".join(f"{host} x{speed:.2f}" for host, speed in simulation.speeds.items())
+    speeds = ", ".join(
+        f"{host} x{speed:.2f} ({speed_source(probes, host, cpus)})"
+        for host, speed in simulation.speeds.items()
+    )
     notes = [f"compute times scaled to the hosts' speed probes: {speeds}"] if speeds else []
     widths = simulation.server.verify_speeds
     if widths:
@@ -236,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
     sim_events: list[dict] = []
     sim = comparison = None
     notes: list[str] = []
+    if not result.watches_idle_cgroup:
+        notes.append(
+            "no idle cgroup (cpu.idle) here: the speed watches ran at SCHED_IDLE alone, "
+            "which let them delay a waking target by up to 140 ms where measured"
+        )
     speeds: dict[str, float] = {}
     calibration: dict[str, dict] = {}
     interrupted = result.interrupted

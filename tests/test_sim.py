@@ -22,6 +22,7 @@ from emulator.scenario import load_scenario
 from emulator.sim.calibration import (
     CalibrationError,
     PairProfile,
+    grid_ms,
     probed_verify_speeds,
     reference_profile,
     sample_run,
@@ -592,7 +593,8 @@ def test_an_edge_on_a_shared_core_computes_slower_while_the_target_computes() ->
 def test_a_simulation_of_an_emulation_prices_cross_core_interference(tmp_path) -> None:
     """With the target and the edges pinned to different CPUs of one machine, each op that
     overlaps the other role's computing costs the profile's interference ratio; a simulation
-    of devices of their own (no CPU plan) and profiles without the ratios are unaffected."""
+    of devices of their own (no CPU plan), profiles without the ratios and hosts whose speed
+    a watch probed (beside the other role already) are unaffected."""
     scenario, profile_path = write_scenario(tmp_path, {"constant": {"delay_ms": 5}}, edges=3)
     data = json.loads(profile_path.read_text())
     plain = tmp_path / "plain.json"
@@ -608,21 +610,34 @@ def test_a_simulation_of_an_emulation_prices_cross_core_interference(tmp_path) -
     }
     profile_path.write_text(json.dumps(data))
     plan = {"cloud": "1", "e1": "0", "e2": "0", "e3": "0"}
+    profile = PairProfile(data, "s")
+    # watches' probes, at the grid's own prices: taken beside the other role, they hold it
+    watch = {"target": {"batch": 1, "tokens": 5}, "draft": {"gamma": 4}}
+    probes = [
+        {"event": "speed", "proc": f"watch-cpu{cpu}", "role": role, "at": "during", "context": 64}
+        | watch[role]
+        for cpu, role in (("1", "target"), ("0", "draft"))
+        for _ in range(3)
+    ]
+    for probe in probes:
+        probe["ms"] = grid_ms(profile, probe)
     runs = {}
-    for name, path, cpus in (
-        ("coupled", profile_path, plan),
-        ("no ratios", plain, plan),
-        ("own devices", profile_path, None),
+    for name, path, cpus, watched in (
+        ("coupled", profile_path, plan, []),
+        ("no ratios", plain, plan, []),
+        ("own devices", profile_path, None, []),
+        ("watched", profile_path, plan, probes),
     ):
         log = EventLog(None, "sim", keep=True)
-        options = SimOptions(profile=str(path), cpu_plan=cpus)
+        options = SimOptions(profile=str(path), cpu_plan=cpus, speed_probes=watched)
         Simulation(load_scenario(scenario), log, options).run()
         runs[name] = rounds_of(log.events)
     expected = {"target": {"verify": 1.5}, "draft": {"step": 1.25}}
     assert PairProfile(data, "s").interference == expected
     verify = {name: [r["verify_ms"] for r in rounds] for name, rounds in runs.items()}
     cpu = {name: [r["draft_cpu_ms"] for r in rounds] for name, rounds in runs.items()}
-    assert verify["no ratios"] == verify["own devices"]
+    assert verify["no ratios"] == verify["own devices"] == pytest.approx(verify["watched"])
+    assert cpu["watched"] == pytest.approx(cpu["no ratios"])
     # three edges keep their core busy most of the time: most verifications cost 1.5x
     slowed = [c / p for c, p in zip(verify["coupled"], verify["no ratios"], strict=False)]
     assert max(slowed) == pytest.approx(1.5) and min(slowed) >= 1.0 - 1e-9
@@ -631,17 +646,18 @@ def test_a_simulation_of_an_emulation_prices_cross_core_interference(tmp_path) -
 
 
 def test_a_simulation_of_an_emulated_run_computes_at_the_speed_its_hosts_probed(tmp_path) -> None:
-    """Each host's probes (before and after its workload, averaged) against the profile's own
-    probe of that role scale its compute."""
+    """Each host's probes (before and after its workload, averaged) over the grid's price of
+    the op they timed scale its compute."""
     scenario, profile_path = write_scenario(tmp_path, {"constant": {"delay_ms": 5}})
-    data = json.loads(profile_path.read_text())
-    data["speed_probes"] = {"draft": {"ms": 100.0}, "target": {"ms": 50.0}}
-    profile_path.write_text(json.dumps(data))
+    profile = PairProfile(json.loads(profile_path.read_text()), "s")
+    draft_op, verify_op = profile.draft_ms(4, 64), profile.verify_ms(1, 5, 64)
     probes = [
-        {"event": "speed", "proc": "e1", "role": "draft", "ms": 180.0, "at": "start"},
-        {"event": "speed", "proc": "target", "role": "target", "ms": 75.0, "at": "start"},
-        {"event": "speed", "proc": "e1", "role": "draft", "ms": 220.0, "at": "end"},
+        {"proc": "e1", "role": "draft", "context": 64, "gamma": 4, "at": "start"},
+        {"proc": "target", "role": "target", "context": 64, "batch": 1, "tokens": 5},
+        {"proc": "e1", "role": "draft", "context": 64, "gamma": 4, "at": "end"},
     ]
+    for probe, ms in zip(probes, (1.8 * draft_op, 1.5 * verify_op, 2.2 * draft_op), strict=True):
+        probe.update(event="speed", ms=ms)
     runs = {}
     for name, options in (("probed", {"speed_probes": probes}), ("profiled", {})):
         log = EventLog(None, "sim", keep=True)
@@ -665,22 +681,26 @@ def test_the_target_s_verifications_are_scaled_by_the_speed_probed_at_their_widt
     scenario, profile_path = write_scenario(
         tmp_path, {"constant": {"delay_ms": 5}}, policy="fixed:1", tokens=12
     )
-    data = json.loads(profile_path.read_text())
-    reference = {"1": 40.0, "3": 60.0, "5": 80.0}
-    data["speed_probes"] = {"target": {"ms": 80.0, "by_tokens": reference}}
-    profile_path.write_text(json.dumps(data))
-    probes = [  # twice as slow at one token, as profiled at five; 1.5x at two (interpolated)
+    profile = PairProfile(json.loads(profile_path.read_text()), "s")
+    # twice as slow at one token as the grid prices it, as priced at three and five
+    by_tokens = {
+        str(w): factor * profile.verify_ms(1, w, 64) for w, factor in ((1, 2.0), (3, 1.0), (5, 1.0))
+    }
+    probes = [
         {
             "event": "speed",
             "proc": "target",
             "role": "target",
-            "ms": 80.0,
+            "context": 64,
+            "batch": 1,
+            "tokens": 5,
+            "ms": by_tokens["5"],
             "at": at,
-            "by_tokens": {"1": 80.0, "3": 60.0, "5": 80.0},
+            "by_tokens": by_tokens,
         }
         for at in ("start", "end")
     ]
-    assert probed_verify_speeds(probes, PairProfile(data, "s")) == {1: 2.0, 3: 1.0, 5: 1.0}
+    assert probed_verify_speeds(probes, profile) == pytest.approx({1: 2.0, 3: 1.0, 5: 1.0})
     log = EventLog(None, "sim", keep=True)
     Simulation(
         load_scenario(scenario), log, SimOptions(profile=str(profile_path), speed_probes=probes)

@@ -115,7 +115,6 @@ class PairProfile:
         self._template_tokens = int(prompts["template_tokens"])
         self._chars_per_token = float(prompts["chars_per_token"])
         self._measured_prompts = dict(prompts["measured"])
-        self.speed_probes: dict[str, dict[str, Any]] = data.get("speed_probes", {})
         # per role and op, CPU time beside the other role's work on another CPU over alone
         # (``runtime.interference``), where resolved; empty in profiles before version 5,
         # on one CPU and where no ratio was resolved
@@ -263,36 +262,86 @@ class PairProfile:
         return self._template_tokens + max(1, round(len(text) / self._chars_per_token))
 
 
+MIN_WATCHED = 3  # a watch's probes that stand for a host's speed instead of its own two
+
+
+def host_probes(
+    probes: list[dict[str, Any]], host: str, cpu_plan: dict[str, str] | None
+) -> list[dict[str, Any]]:
+    """The speed probes that stand for ``host``'s speed during an emulated run (``cloud``
+    for the target): those the speed watch on its CPU timed through the run
+    (``runtime.speedwatch``), where it timed at least ``MIN_WATCHED``; else the host's own,
+    one before the workload and one after."""
+    role = "target" if host == "cloud" else "draft"
+    cpu = (cpu_plan or {}).get(host)
+    watched = [
+        p
+        for p in probes
+        if p.get("at") == "during" and p["role"] == role and p["proc"] == f"watch-cpu{cpu}"
+    ]
+    if cpu is not None and len(watched) >= MIN_WATCHED:
+        return watched
+    own = "target" if host == "cloud" else host
+    return [p for p in probes if p.get("at") != "during" and p["proc"] == own]
+
+
+def watched(probes: list[dict[str, Any]], host: str, cpu_plan: dict[str, str] | None) -> bool:
+    """Whether a speed watch's probes set ``host``'s speed: taken beside whatever the other
+    CPUs ran, they hold its interference already."""
+    chosen = host_probes(probes, host, cpu_plan)
+    return bool(chosen) and chosen[0].get("at") == "during"
+
+
+def speed_source(probes: list[dict[str, Any]], host: str, cpu_plan: dict[str, str] | None) -> str:
+    """Which probes set ``host``'s speed, in words for the run's notes."""
+    if watched(probes, host, cpu_plan):
+        return f"{len(host_probes(probes, host, cpu_plan))} probes through the run"
+    return "probed before and after"
+
+
+def grid_ms(profile: PairProfile, probe: dict[str, Any], tokens: int | None = None) -> float:
+    """What the profile's grid prices the op a speed probe timed (``tokens`` per row for a
+    target's probe at another width). The ratio of a run's probe to it scales the grid, so
+    that the simulation prices that op at what the run's probes measured; a separate probe
+    in the profile would add its own drift (8-19 % from the grid in one quick profile)."""
+    if probe["role"] == "draft":
+        return profile.draft_ms(probe["gamma"], probe["context"])
+    return profile.verify_ms(probe["batch"], tokens or probe["tokens"], probe["context"])
+
+
 def probed_speeds(
-    probes: list[dict[str, Any]], target: PairProfile, drafts: dict[str, PairProfile]
+    probes: list[dict[str, Any]],
+    target: PairProfile,
+    drafts: dict[str, PairProfile],
+    cpu_plan: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Per host of an emulated run (``cloud`` for the target), its compute time during the
-    run relative to its profile: the mean of the host's speed probes
-    (``runtime.profile.speed_probe``, ``speed`` events: one before the workload, one after)
-    over the profile's own probe of that role. Hosts without a probe, or whose profile has
-    none, are not listed."""
-    measured: dict[str, list[float]] = {}
-    for probe in probes:
-        host = "cloud" if probe["role"] == "target" else probe["proc"]
-        profile = target if host == "cloud" else drafts.get(host)
-        reference = profile.speed_probes.get(probe["role"]) if profile else None
-        if reference:
-            measured.setdefault(host, []).append(probe["ms"] / reference["ms"])
-    return {host: sum(ratios) / len(ratios) for host, ratios in measured.items()}
+    run relative to its profile: the mean over its probes (``host_probes``) of the probe
+    over what the grid prices the same op at (``grid_ms``). Hosts without a probe are not
+    listed."""
+    speeds: dict[str, float] = {}
+    for host, profile in {"cloud": target, **drafts}.items():
+        role = "target" if host == "cloud" else "draft"
+        ratios = [
+            p["ms"] / grid_ms(profile, p)
+            for p in host_probes(probes, host, cpu_plan)
+            if p["role"] == role
+        ]
+        if ratios:
+            speeds[host] = sum(ratios) / len(ratios)
+    return speeds
 
 
-def probed_verify_speeds(probes: list[dict[str, Any]], target: PairProfile) -> dict[int, float]:
+def probed_verify_speeds(
+    probes: list[dict[str, Any]], target: PairProfile, cpu_plan: dict[str, str] | None = None
+) -> dict[int, float]:
     """The target's compute time during the run relative to its profile per verified row
-    width (tokens), from the widths both its probes and the profile's probe timed (the mean
-    over its probes); empty where either has no widths (older logs and profiles)."""
-    reference = target.speed_probes.get("target", {}).get("by_tokens", {})
+    width (tokens): the mean over its probes (``host_probes``) at that width over the
+    grid's price of the same op; empty where the probes timed one width (older logs)."""
     measured: dict[int, list[float]] = {}
-    for probe in probes:
-        if probe["role"] != "target":
-            continue
+    for probe in host_probes(probes, "cloud", cpu_plan):
         for width, ms in probe.get("by_tokens", {}).items():
-            if width in reference:
-                measured.setdefault(int(width), []).append(ms / reference[width])
+            measured.setdefault(int(width), []).append(ms / grid_ms(target, probe, int(width)))
     return {width: sum(r) / len(r) for width, r in sorted(measured.items())}
 
 

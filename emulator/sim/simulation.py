@@ -21,6 +21,7 @@ from emulator.sim.calibration import (
     probed_speeds,
     probed_verify_speeds,
     read_profile,
+    watched,
 )
 from emulator.sim.cpu import PERIOD_MS, CoreShare, CpuQuota, SharedCore
 from emulator.sim.edge import EdgeSim, PromptModel
@@ -134,6 +135,7 @@ class Simulation:
             options.speed_probes or [],
             target_profile,
             {host: profiles[group.draft] for host, group in hosts},
+            options.cpu_plan,
         )
         self._check_threads("cloud", cloud.threads, target_profile)
         self.server = TargetSim(
@@ -143,7 +145,7 @@ class Simulation:
             CpuQuota(cpu_share(cloud.cpu, target_profile.threads), self._phase(seed, "cloud")),
             self.speeds.get("cloud", 1.0),
             log,
-            probed_verify_speeds(options.speed_probes or [], target_profile),
+            probed_verify_speeds(options.speed_probes or [], target_profile, options.cpu_plan),
         )
         self.links: list[SimLink] = []
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
@@ -204,19 +206,22 @@ class Simulation:
     def _couple_cpus(self, target: PairProfile) -> None:
         """Where the run this simulates pinned the target and the edges to different CPUs
         of one machine, each computes slower while the other does, by the profile's
-        interference ratios; edges of a simulation of their own are devices of their own."""
-        plan = self.options.cpu_plan
+        interference ratios, unless a speed watch probed its speed beside the other
+        already; edges of a simulation of their own are devices of their own."""
+        plan, probes = self.options.cpu_plan, self.options.speed_probes or []
         if (
             not plan
             or not target.interference
             or plan.get("cloud") in {plan.get(edge.name) for edge in self.edges}
         ):
             return
-        self.server.beside = dict(target.interference.get("target", {}))
-        self.server.edges_computing = lambda: any(edge.computing() for edge in self.edges)
-        self.server.watchers.extend(core.set_target_busy for core in self.cores.values())
+        if not watched(probes, "cloud", plan):
+            self.server.beside = dict(target.interference.get("target", {}))
+            self.server.edges_computing = lambda: any(edge.computing() for edge in self.edges)
+            self.server.watchers.extend(core.set_target_busy for core in self.cores.values())
         for edge in self.edges:
-            edge.beside = dict(edge.profile.interference.get("draft", {}))
+            if not watched(probes, edge.name, plan):
+                edge.beside = dict(edge.profile.interference.get("draft", {}))
 
     def _profile(self, draft: str) -> PairProfile:
         if self.options.profile:
