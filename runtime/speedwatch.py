@@ -5,11 +5,13 @@ are two readings of a virtual machine whose speed wanders: back-to-back probes o
 machine differ by up to 30 %, and a run's two by up to 65 %, so their mean can miss the
 speed the run met in between. A watch is a process pinned to one role's CPU that, once its
 model is loaded, lowers itself to ``SCHED_IDLE`` (the kernel runs it only when that CPU has
-nothing else to run, and preempts it at once when it has) and times the role's probe over
-and over, a pause between, logging each as a ``speed`` event ``at: "during"``. Its probes
-are CPU time, so being preempted does not count; what it costs the run is the other CPUs'
-share of the memory it reads while it computes, which ``DUTY`` bounds. Each probe records
-how busy the other CPUs were meanwhile (``others_busy``, from ``/proc/stat``).
+nothing else to run) and times the role's probe over and over, a pause between, logging
+each as a ``speed`` event ``at: "during"``. Beside other cgroups ``SCHED_IDLE`` alone still
+let it delay a waking process by up to 140 ms here, so the emulator also puts it in a cgroup
+marked idle (``emulator.idle_cgroup``). Its probes are CPU time, so being preempted does not
+count; what it costs the run is the other CPUs' share of the memory it reads while it
+computes, which ``DUTY`` bounds. Each probe records how busy the other CPUs were meanwhile
+(``others_busy``, from ``/proc/stat``).
 
     python -m runtime.speedwatch --role target --cpus 1 --log watch.jsonl
 """
