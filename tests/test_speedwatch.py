@@ -50,7 +50,7 @@ def test_a_watch_probes_only_in_its_cpu_s_idle_time(tmp_path: Path) -> None:
     try:
         wait_for(output, READY)
         assert os.sched_getscheduler(watch.pid) == os.SCHED_IDLE
-        time.sleep(0.5)  # the probe it began before lowering itself
+        time.sleep(0.5)  # the spinner holds the CPU from here on
         before = cpu_seconds(watch.pid)
         time.sleep(3.0)
         starved = cpu_seconds(watch.pid) - before
