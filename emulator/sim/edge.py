@@ -69,7 +69,7 @@ class EdgeSim:
     profile: PairProfile
     policy: WindowPolicy
     cpu: CpuQuota | CoreShare
-    speed: float  # compute time relative to the profile's (the host's speed probe / the profile)
+    speed: float  # compute time relative to the profile's (its probes / the grid's price)
     uplink: SimPath
     downlink: SimPath
     server: TargetSim

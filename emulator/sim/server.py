@@ -45,7 +45,7 @@ class TargetSim:
     profile: PairProfile
     batching: BatchingPolicy
     cpu: CpuQuota
-    speed: float  # compute time relative to the profile's (the host's speed probe / the profile)
+    speed: float  # compute time relative to the profile's (its probes / the grid's price)
     log: EventLog
     # per verified row width, where the target was probed at several (else ``speed``)
     verify_speeds: dict[int, float] = field(default_factory=dict)
