@@ -109,10 +109,17 @@ class Emulation:
 
     # -- processes -----------------------------------------------------------------------
     def _launch(self, net: EmulatedNetwork, name: str, module: str, args: list[str]) -> Child:
+        """A runtime process in host ``name``'s namespace."""
+        return self._spawn(name, module, args, net.host(name).popen)
+
+    def _spawn(
+        self, name: str, module: str, args: list[str], popen: Callable[..., subprocess.Popen]
+    ) -> Child:
+        """``python -m module args --log`` into the results folder, its output there too."""
         output, log = self.out / f"{name}.txt", self.out / f"{name}.jsonl"
         command = [self.python, "-u", "-m", module, *args, "--log", str(log)]
         with output.open("w") as handle:
-            process = net.host(name).popen(
+            process = popen(
                 command,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
@@ -131,18 +138,11 @@ class Emulation:
             roles.setdefault(self.cpus[host], ("draft", group.draft))
         watches = []
         for cpu, (role, draft) in sorted(roles.items()):
-            name = f"watch-cpu{cpu}"
-            output, log = self.out / f"{name}.txt", self.out / f"{name}.jsonl"
-            command = [
-                *(self.python, "-u", "-m", "runtime.speedwatch", "--role", role),
-                *("--target", self.scenario.cloud.model, "--cpus", cpu, "--log", str(log)),
-                *(("--draft", draft) if draft else ()),
-            ]
-            with output.open("w") as handle:
-                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-            net.idle.add(process.pid)
-            watches.append(Child(name, process, output, log))
-        self.children.extend(watches)
+            args = ["--role", role, "--target", self.scenario.cloud.model, "--cpus", cpu]
+            args += ["--draft", draft] if draft else []
+            watch = self._spawn(f"watch-cpu{cpu}", "runtime.speedwatch", args, subprocess.Popen)
+            net.idle.add(watch.process.pid)
+            watches.append(watch)
         return watches
 
     def _start_target(self, net: EmulatedNetwork) -> Child:

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runtime.models import LoadedModel, ModelError, load_model, make_draft
-from runtime.process import configure, stop_child, stop_on_signals
+from runtime.models import LoadedModel, ModelError, load_role
+from runtime.process import stop_child, stop_on_signals
 from runtime.profile import PROBE, draft_round_cpu_ms, verify_ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stop_on_signals()
     try:
-        configure(1, [args.cpus])
-        target = load_model(args.target)
-        draft = make_draft(args.draft, target) if args.work == "draft" else target
+        target, draft = load_role(args.work, args.target, args.draft, args.cpus)
         neighbour_loop(args.work, target, draft)
     except (ModelError, ValueError) as exc:
         print(f"neighbour: error: {exc}", flush=True)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from runtime.cache import cache_root
+from runtime.process import configure
 
 DEFAULT_TARGET = "smollm2"
 DEFAULT_DRAFT = "int8"
@@ -293,6 +294,16 @@ def quantize_mlp_int8(model: nn.Module) -> nn.Module:
         for layer in quantized.model.layers:
             layer.mlp = quantize_dynamic(layer.mlp, {nn.Linear}, dtype=torch.qint8)
     return quantized.eval()
+
+
+def load_role(
+    role: str, target_spec: str, draft_spec: str, cpu: int
+) -> tuple[LoadedModel, LoadedModel]:
+    """The target and ``role``'s model (the draft, or the target itself), in one thread
+    pinned to ``cpu``: how the measuring side processes (a neighbour, a speed watch) run."""
+    configure(1, [cpu])
+    target = load_model(target_spec)
+    return target, make_draft(draft_spec, target) if role == "draft" else target
 
 
 def _perturbed(model: nn.Module, sigma: float, seed: int) -> nn.Module:

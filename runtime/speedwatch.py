@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from runtime.events import EventLog
-from runtime.models import LoadedModel, ModelError, load_model, make_draft
-from runtime.process import configure, stop_on_signals
+from runtime.models import LoadedModel, ModelError, load_role
+from runtime.process import stop_on_signals
 from runtime.profile import speed_probe
 
 READY = "watch: ready"
@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stop_on_signals()
     try:
-        configure(1, [args.cpus])
-        target = load_model(args.target)
-        model = make_draft(args.draft, target) if args.role == "draft" else target
+        _, model = load_role(args.role, args.target, args.draft, args.cpus)
         log = EventLog(args.log, args.name or f"watch-cpu{args.cpus}")
         watch(model, args.role, log, {args.cpus})
     except (ModelError, ValueError, OSError) as exc:
