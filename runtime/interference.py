@@ -8,9 +8,10 @@ op alone, as the profile times it, misses that. This times the ops
 the simulator prices beside a *neighbour* process pinned to another CPU and doing the other
 role's work, paused (SIGSTOP) and resumed (SIGCONT) in turn, so that both conditions meet
 the machine's drift alike. The ratio is CPU time beside over CPU time alone, per alternation;
-it is *resolved* when every alternation's ratio falls on the same side of 1 (by chance one
-time in 16 with five alternations), and only a resolved ratio is used: a virtual machine's
-speed wanders by more than a small interference between two back-to-back timings.
+it is *resolved* when the alternations' ratios fall on one side of 1 as seldom by chance as
+one time in 16 (with five alternations: all five), and only a resolved ratio is used: a
+virtual machine's speed wanders by more than a small interference between two back-to-back
+timings.
 
     python -m runtime.interference --work draft --cpus 0    # a neighbour, until stopped
 """
@@ -18,6 +19,7 @@ speed wanders by more than a small interference between two back-to-back timings
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import select
 import signal
@@ -36,12 +38,14 @@ from runtime.profile import PROBE, draft_round_cpu_ms, verify_ms
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 3  # timed repeats per measurement
 ALTERNATIONS = 5  # alone / beside pairs per op
+RESOLVED_P = 1 / 16  # a ratio is used where chance puts its alternations so far apart this seldom
 READY = "neighbour: ready"
 LOAD_TIMEOUT_S = 300.0
 SETTLE_S = 0.05  # after a pause or a resume, before timing
 
 
-def _draft_round_ms(draft: LoadedModel) -> float:
+def draft_round_ms(draft: LoadedModel) -> float:
+    """CPU time of a draft round at the probe's context: the op most of a draft's time goes to."""
     return draft_round_cpu_ms(draft, PROBE["context"], REPEATS)
 
 
@@ -56,16 +60,19 @@ def ops(target: LoadedModel, draft: LoadedModel) -> dict[str, dict[str, Callable
     development machine and are not measured.)"""
     return {
         "target": {"verify": lambda: _verify_ms(target)},
-        "draft": {"step": lambda: _draft_round_ms(draft)},
+        "draft": {"step": lambda: draft_round_ms(draft)},
     }
 
 
 def neighbour_loop(role: str, target: LoadedModel, draft: LoadedModel) -> None:
-    """Compute ``role``'s work until stopped: draft rounds, or verifications."""
-    step = (lambda: _draft_round_ms(draft)) if role == "draft" else (lambda: _verify_ms(target))
+    """Compute ``role``'s work until stopped, or until the process that started it is gone
+    (a profiler killed outright leaves no neighbour computing): draft rounds, or
+    verifications."""
+    step = (lambda: draft_round_ms(draft)) if role == "draft" else (lambda: _verify_ms(target))
+    parent = os.getppid()
     step()
     print(READY, flush=True)
-    while True:
+    while os.getppid() == parent:
         step()
 
 
@@ -121,6 +128,28 @@ class Neighbour:
         stop_child(self.process)
 
 
+def resolved(ratios: list[float]) -> bool:
+    """Whether the ratios fall on one side of 1 more often than chance would put them there:
+    a two-sided sign test at ``RESOLVED_P`` (with five alternations, all five on one side)."""
+    above, below = sum(r > 1 for r in ratios), sum(r < 1 for r in ratios)
+    n, k = above + below, max(above, below)
+    tail = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0
+    return 2 * tail <= RESOLVED_P
+
+
+def ratio_record(alone: list[float], beside: list[float]) -> dict[str, Any]:
+    """Paired timings of one op (alternation by alternation) as a profile keeps them: the
+    medians, each alternation's ratio, their median and whether it is resolved."""
+    ratios = [b / a for a, b in zip(alone, beside, strict=True)]
+    return {
+        "alone_ms": statistics.median(alone),
+        "beside_ms": statistics.median(beside),
+        "ratios": ratios,
+        "ratio": statistics.median(ratios),
+        "resolved": resolved(ratios),
+    }
+
+
 def measure(
     target: LoadedModel,
     draft: LoadedModel,
@@ -144,14 +173,7 @@ def measure(
                     alone.append(time_op())
                     neighbour.resume()
                     beside.append(time_op())
-                ratios = [b / a for a, b in zip(alone, beside, strict=True)]
-                timed[op] = {
-                    "alone_ms": statistics.median(alone),
-                    "beside_ms": statistics.median(beside),
-                    "ratios": ratios,
-                    "ratio": statistics.median(ratios),
-                    "resolved": all(r > 1 for r in ratios) or all(r < 1 for r in ratios),
-                }
+                timed[op] = ratio_record(alone, beside)
                 tick()
         finally:
             neighbour.stop()

@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from runtime import interference
+from runtime import interference, timesharing
 from runtime.models import ModelError, load_model, make_draft
 from runtime.process import configure, parse_cpus
 from runtime.profile import profile_pair
@@ -133,6 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         say("cross-core interference: not measured (one CPU)")
     else:
         profile["interference"] = measured
+    say("time-sharing: a draft round alone and beside other drafters on its CPU")
+    try:
+        profile["time_sharing"] = timesharing.measure_time_sharing(
+            draft,
+            (args.target, args.draft),
+            min(own),
+            lambda done, total: say("time-sharing", done, total),
+        )
+    except RuntimeError as exc:
+        print(f"profile: error: {exc}", file=sys.stderr)
+        return 1
     output = args.output or str(
         cached_profile_path(args.target, args.draft, profile["conditions"]["fingerprint"])
     )

@@ -174,6 +174,10 @@ def simulate(
     ]
     if shown:
         notes.append(f"cross-core interference, as profiled: {'; '.join(shown)}")
+    sharing = simulation.edges[0].profile.time_sharing if simulation.cores else {}
+    if sharing:
+        shown = ", ".join(f"x{ratio:.2f} with {n}" for n, ratio in sorted(sharing.items()))
+        notes.append(f"drafts taking turns on a core, as profiled: {shown} computing")
     return log.events, simulation.warnings + notes, simulation
 
 

@@ -8,6 +8,7 @@ import os
 import pytest
 from cli import run_script
 
+from runtime import interference
 from runtime.models import make_draft
 from runtime.profile import (
     PROBE_WIDTHS,
@@ -114,3 +115,10 @@ def test_profile_script_writes_a_loadable_profile(tmp_path) -> None:
             assert len(op["ratios"]) == 5 and op["ratio"] == sorted(op["ratios"])[2]
             assert op["resolved"] == (min(op["ratios"]) > 1 or max(op["ratios"]) < 1)
         assert "cross-core interference" in result.stderr
+    sharing = profile["time_sharing"]  # a draft round alone and beside 1, then 2, drafters
+    assert set(sharing["sharers"]) == {"2", "3"} and sharing["alternations"] == 15
+    for measured in sharing["sharers"].values():
+        ratios = measured["ratios"]
+        assert len(ratios) == 15 and measured["ratio"] == sorted(ratios)[7]
+        assert measured["resolved"] == interference.resolved(ratios)
+    assert "time-sharing" in result.stderr

@@ -533,19 +533,26 @@ def test_a_cpu_quota_runs_at_full_speed_until_the_period_s_share_is_spent() -> N
     assert unlimited.unlimited and unlimited.finish(3.0, 500.0) == 503.0
 
 
+def compute_at(
+    engine: Engine, at: float, host: CoreShare, work_ms: float, name: str, done: dict
+) -> None:
+    """``work_ms`` on ``host`` from ``at``; its end goes in ``done[name]``."""
+    engine.at(at, lambda _: host.compute(work_ms, lambda n: done.setdefault(n, engine.now), name))
+
+
 def test_edges_pinned_to_one_core_share_it_and_each_spends_its_own_quota() -> None:
     engine = Engine()
     core = SharedCore(engine)
     a, b = core.host(1.0, phase_ms=0.0), core.host(0.3, phase_ms=0.0)
     done: dict[str, float] = {}
-    engine.at(0.0, lambda _: a.compute(60.0, lambda name: done.setdefault(name, engine.now), "a"))
-    engine.at(0.0, lambda _: b.compute(60.0, lambda name: done.setdefault(name, engine.now), "b"))
+    compute_at(engine, 0.0, a, 60.0, "a", done)
+    compute_at(engine, 0.0, b, 60.0, "b", done)
     engine.run()
     # both at half speed until b's 30 ms quota is spent (t = 60); a then finishes alone;
     # b waits for its next period and runs its last 30 ms alone
     assert done == {"a": pytest.approx(90.0), "b": pytest.approx(130.0)}
     c = core.host(0.3, phase_ms=50.0)
-    engine.at(200.0, lambda _: c.compute(20.0, lambda name: done.setdefault(name, engine.now), "c"))
+    compute_at(engine, 200.0, c, 20.0, "c", done)
     engine.run()
     assert done["c"] == pytest.approx(220.0)  # alone on the core: full speed
 
@@ -643,6 +650,67 @@ def test_a_simulation_of_an_emulation_prices_cross_core_interference(tmp_path) -
     assert max(slowed) == pytest.approx(1.5) and min(slowed) >= 1.0 - 1e-9
     assert np.mean(cpu["coupled"]) > np.mean(cpu["no ratios"])
     assert max(cpu["coupled"]) <= 1.25 * max(cpu["no ratios"]) + 1e-6
+
+
+def test_drafts_taking_turns_on_a_core_need_the_profiled_time_sharing_cost() -> None:
+    """Two at once each progress at half the core over the ratio for two; alone again, at
+    full speed; the CPU time each spent counts the turns' cost."""
+    engine = Engine()
+    core = SharedCore(engine, sharing={1: 1.0, 2: 1.25}.__getitem__)
+    a, b = core.host(1.0, phase_ms=0.0), core.host(1.0, phase_ms=0.0)
+    done: dict[str, float] = {}
+    compute_at(engine, 0.0, a, 50.0, "a", done)
+    compute_at(engine, 0.0, b, 100.0, "b", done)
+    engine.run()
+    # together: 50 ms of work each take 50 x 2 x 1.25 = 125 ms; b's last 50 then alone
+    assert done == {"a": pytest.approx(125.0), "b": pytest.approx(175.0)}
+    assert a.spent_ms == pytest.approx(62.5) and b.spent_ms == pytest.approx(112.5)
+
+
+def test_a_profile_s_time_sharing_ratios_are_read_where_resolved_and_extended() -> None:
+    data = synthetic_profile()
+    assert PairProfile(data, "s").sharing_ratio(3) == 1.0  # profiles before version 6
+    data["time_sharing"] = {
+        "cpu": 1,
+        "alternations": 5,
+        "sharers": {
+            "2": {"ratio": 1.1, "resolved": True},
+            "3": {"ratio": 1.2, "resolved": True},
+        },
+    }
+    profile = PairProfile(data, "s")
+    assert profile.time_sharing == {2: 1.1, 3: 1.2}
+    assert profile.sharing_ratio(1) == 1.0 and profile.sharing_ratio(0) == 1.0
+    assert profile.sharing_ratio(2) == pytest.approx(1.1)
+    assert profile.sharing_ratio(4) == pytest.approx(1.3)  # past the profiled counts
+    data["time_sharing"]["sharers"]["2"]["resolved"] = False  # the machine's noise: not used
+    assert PairProfile(data, "s").sharing_ratio(2) == pytest.approx(1.1)  # between 1 and 3
+
+
+def test_a_simulation_of_edges_sharing_a_core_prices_their_turns(tmp_path) -> None:
+    """Three edges on one core draft slower with the profile's time-sharing ratios than
+    without; an edge alone on its CPU is unaffected."""
+    scenario, profile_path = write_scenario(tmp_path, {"constant": {"delay_ms": 5}}, edges=3)
+    data = json.loads(profile_path.read_text())
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(data))
+    data["time_sharing"] = {
+        "sharers": {"2": {"ratio": 1.5, "resolved": True}, "3": {"ratio": 2.0, "resolved": True}}
+    }
+    profile_path.write_text(json.dumps(data))
+    cpu: dict[tuple[str, str], float] = {}
+    for plan_name, plan in (
+        ("shared", {"cloud": "1", "e1": "0", "e2": "0", "e3": "0"}),
+        ("apart", None),
+    ):
+        for name, path in (("ratios", profile_path), ("none", plain)):
+            log = EventLog(None, "sim", keep=True)
+            options = SimOptions(profile=str(path), cpu_plan=plan)
+            Simulation(load_scenario(scenario), log, options).run()
+            cpu[plan_name, name] = np.mean([r["draft_cpu_ms"] for r in rounds_of(log.events)])
+    assert cpu["shared", "ratios"] > 1.3 * cpu["shared", "none"]
+    assert cpu["shared", "ratios"] <= 2.0 * cpu["shared", "none"] + 1e-6
+    assert cpu["apart", "ratios"] == pytest.approx(cpu["apart", "none"])
 
 
 def test_a_simulation_of_an_emulated_run_computes_at_the_speed_its_hosts_probed(tmp_path) -> None:

@@ -4,6 +4,8 @@ and ``validate_fidelity.py`` run for real (the smoke suite in Mininet, as root).
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from emulator.suite_stats import (
 )
 from emulator.traces.recorded import SHARED_TRACES
 from tests.cli import require_mininet, run_script
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def session_events(
@@ -267,6 +271,34 @@ def test_validate_fidelity_reports_a_bad_scenario_in_one_line(tmp_path) -> None:
     assert "rate_mbps" in run.stderr and "Traceback" not in run.stderr
     run = run_script("validate_fidelity.py", "--suite", "huge")
     assert run.returncode == 2 and "invalid choice" in run.stderr
+
+
+def test_validate_fidelity_profiles_every_pair_its_cases_simulate_before_any_case(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """In view, before the first case: a case's main job would measure it silently. (The
+    profiler itself is stood in for here: tests/test_profile.py runs it.)"""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import validate_fidelity
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    asked = []
+
+    def profile(target: str, draft: str, threads: int, say) -> None:
+        say(f"profiling {target} / {draft}")
+        asked.append((target, draft, threads))
+
+    monkeypatch.setattr(validate_fidelity, "machine_profile", profile)
+    scenario = tmp_path / "two.yaml"
+    scenario.write_text(
+        "name: two\n"
+        "edges: [{name: a, draft: int8, link: {constant: {delay_ms: 5}}},"
+        " {name: b, draft: 'perturbed:0.1', link: {constant: {delay_ms: 5}}}]\n"
+    )
+    validate_fidelity.profile_first([{"path": scenario}, {"path": scenario}])
+    assert asked == [("smollm2", "int8", 1), ("smollm2", "perturbed:0.1", 1)]
+    assert "validate_fidelity: profiling smollm2 / int8" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not SHARED_TRACES.is_dir(), reason="the recorded traces are not beside us")

@@ -130,7 +130,22 @@ class PairProfile:
                 }
             )
         }
+        # per count of drafters taking turns on one CPU, a draft's CPU time there over alone
+        # (``runtime.timesharing``), where resolved; empty in profiles before version 6
+        self.time_sharing: dict[int, float] = {
+            int(sharers): float(m["ratio"])
+            for sharers, m in data.get("time_sharing", {}).get("sharers", {}).items()
+            if m.get("resolved")
+        }
         self._memo: dict[tuple, float] = {}
+
+    def sharing_ratio(self, computing: int) -> float:
+        """A draft's CPU time while ``computing`` drafters take turns on its CPU, over its
+        time alone: between the profiled counts linear, past them extended linearly."""
+        if computing <= 1 or not self.time_sharing:
+            return 1.0
+        counts = sorted(self.time_sharing)
+        return interpolate([1, *counts], [1.0, *(self.time_sharing[n] for n in counts)], computing)
 
     def record(self) -> dict[str, Any]:
         """What a run's results say of the profile its simulation used."""
@@ -142,6 +157,7 @@ class PairProfile:
             "fingerprint_id": fingerprint_id(machine) if machine else None,
             "fingerprint": machine,
             "interference": self.interference,
+            "time_sharing": self.time_sharing,
         }
 
     def _marks(self, key: str) -> dict[str, list[bool]]:

@@ -14,6 +14,8 @@ kernel's period timer runs from when the group first ran, unrelated to the workl
 Edges sharing a core also compute slower while the target computes on the machine's other
 CPU (``runtime.interference``, measured by the profile): each computation names its ratio
 (``beside``), and the core's progress is re-planned whenever the target starts or stops.
+And each needs more CPU time while others take turns with it on the core, its caches
+refilled at every turn (``runtime.timesharing``, measured by the profile: ``sharing``).
 """
 
 from __future__ import annotations
@@ -109,13 +111,20 @@ class CoreShare:
 
 class SharedCore:
     """Hosts pinned to one core, as the emulator pins its edges: at any moment the hosts
-    computing and not throttled share the core equally (CFS, equal weights), and each
-    spends its own quota. Progress is fluid between the moments anything changes (a
-    computation starts or ends, a quota runs out, a period begins), when it is re-planned."""
+    computing and not throttled share the core equally (CFS, equal weights), each progressing
+    ``sharing(how many)`` times slower than its share of the core, and each spends its own
+    quota. Progress is fluid between the moments anything changes (a computation starts or
+    ends, a quota runs out, a period begins), when it is re-planned."""
 
-    def __init__(self, engine: Engine, period_ms: float = PERIOD_MS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        period_ms: float = PERIOD_MS,
+        sharing: Callable[[int], float] = lambda computing: 1.0,
+    ) -> None:
         self.engine = engine
         self.period_ms = period_ms
+        self.sharing = sharing
         self.hosts: list[CoreShare] = []
         self._last = 0.0
         self._plan = 0  # events of an older plan are ignored
@@ -129,8 +138,9 @@ class SharedCore:
     def _running(self) -> list[CoreShare]:
         return [h for h in self.hosts if h.running]
 
-    def _slowdown(self, host: CoreShare) -> float:
-        return host.beside if self.target_busy else 1.0
+    def _slowdown(self, host: CoreShare, running: int) -> float:
+        beside = host.beside if self.target_busy else 1.0
+        return beside * self.sharing(running)
 
     def set_target_busy(self, busy: bool) -> None:
         """The target started or stopped computing on its own CPU: progress from now on
@@ -146,7 +156,7 @@ class SharedCore:
         if running and now > self._last:
             step = (now - self._last) / len(running)
             for host in running:
-                host.left_ms -= step / self._slowdown(host)
+                host.left_ms -= step / self._slowdown(host, len(running))
                 host.used_ms += step
                 host.spent_ms += step
         self._last = now
@@ -168,7 +178,7 @@ class SharedCore:
         running = self._running()
         moments = [h.period_end() for h in busy]
         for host in running:
-            moments.append(now + host.left_ms * self._slowdown(host) * len(running))
+            moments.append(now + host.left_ms * self._slowdown(host, len(running)) * len(running))
             moments.append(now + (host.quota_ms - host.used_ms) * len(running))
         if moments:
             self._plan += 1

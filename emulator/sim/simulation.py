@@ -164,7 +164,7 @@ class Simulation:
                 engine=self.engine,
                 profile=profile,
                 policy=policy_factory(options.policy or group.policy),
-                cpu=self._edge_cpu(host, cpu_share(group.cpu, profile.threads), seed),
+                cpu=self._edge_cpu(host, cpu_share(group.cpu, profile.threads), seed, profile),
                 speed=self.speeds.get(host, 1.0),
                 uplink=SimPath(self.engine, [up] + ([wan_up] if wan_up else [])),
                 downlink=SimPath(self.engine, ([wan_down] if wan_down else []) + [down]),
@@ -192,15 +192,18 @@ class Simulation:
         """Where the host's quota periods begin (the kernel's timer, unrelated to the run)."""
         return random_stream(seed, f"{host}-cpu").uniform(0.0, PERIOD_MS)
 
-    def _edge_cpu(self, host: str, share: float, seed: int) -> CpuQuota | CoreShare:
+    def _edge_cpu(
+        self, host: str, share: float, seed: int, profile: PairProfile
+    ) -> CpuQuota | CoreShare:
         """A quota of its own, or a quota on a core it shares with other edges where the
-        emulation this simulates pinned several edges to one core."""
+        emulation this simulates pinned several edges to one core (taking turns there at the
+        cost its draft's profile measured)."""
         plan = self.options.cpu_plan or {}
         core = plan.get(host)
         if core is None or sum(1 for h in self._edge_names if plan.get(h) == core) < 2:
             return CpuQuota(share, self._phase(seed, host))
         if core not in self.cores:
-            self.cores[core] = SharedCore(self.engine)
+            self.cores[core] = SharedCore(self.engine, sharing=profile.sharing_ratio)
         return self.cores[core].host(share, self._phase(seed, host))
 
     def _couple_cpus(self, target: PairProfile) -> None:
