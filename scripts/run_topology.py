@@ -163,6 +163,8 @@ def simulate(
     if widths:
         shown = ", ".join(f"{w} token(s) x{s:.2f}" for w, s in widths.items())
         notes.append(f"the cloud's verifications scaled by row width: {shown}")
+    if simulation.server.prefill_speed is not None:
+        notes.append(f"the cloud's prefills scaled x{simulation.server.prefill_speed:.2f}")
     coupled = {
         "the cloud's": (simulation.server.beside, "while an edge computes"),
         "an edge's": (simulation.edges[0].beside, "while the cloud does"),

@@ -23,6 +23,7 @@ from emulator.sim.calibration import (
     CalibrationError,
     PairProfile,
     grid_ms,
+    probed_prefill_speed,
     probed_verify_speeds,
     reference_profile,
     sample_run,
@@ -741,6 +742,13 @@ def test_a_simulation_of_an_emulated_run_computes_at_the_speed_its_hosts_probed(
     assert probed["verify_ms"] == pytest.approx(1.5 * profiled["verify_ms"])
 
 
+def target_probes(ms: float, **fields: Any) -> list[dict[str, Any]]:
+    """The target's own two speed probes (before and after the workload) of a 1x5
+    verification at context 64 taking ``ms``, with ``fields`` besides."""
+    probe = {"event": "speed", "proc": "target", "role": "target", "context": 64, "batch": 1}
+    return [{**probe, "tokens": 5, "ms": ms, "at": at, **fields} for at in ("start", "end")]
+
+
 def test_the_target_s_verifications_are_scaled_by_the_speed_probed_at_their_width(
     tmp_path,
 ) -> None:
@@ -754,30 +762,33 @@ def test_the_target_s_verifications_are_scaled_by_the_speed_probed_at_their_widt
     by_tokens = {
         str(w): factor * profile.verify_ms(1, w, 64) for w, factor in ((1, 2.0), (3, 1.0), (5, 1.0))
     }
-    probes = [
-        {
-            "event": "speed",
-            "proc": "target",
-            "role": "target",
-            "context": 64,
-            "batch": 1,
-            "tokens": 5,
-            "ms": by_tokens["5"],
-            "at": at,
-            "by_tokens": by_tokens,
-        }
-        for at in ("start", "end")
-    ]
+    probes = target_probes(by_tokens["5"], by_tokens=by_tokens)
     assert probed_verify_speeds(probes, profile) == pytest.approx({1: 2.0, 3: 1.0, 5: 1.0})
-    log = EventLog(None, "sim", keep=True)
-    Simulation(
-        load_scenario(scenario), log, SimOptions(profile=str(profile_path), speed_probes=probes)
-    ).run()
-    plain = EventLog(None, "sim", keep=True)
-    Simulation(load_scenario(scenario), plain, SimOptions(profile=str(profile_path))).run()
-    scaled, unscaled = rounds_of(log.events)[0], rounds_of(plain.events)[0]
+    scaled = rounds_of(simulate(scenario, profile_path, speed_probes=probes))[0]
+    unscaled = rounds_of(simulate(scenario, profile_path))[0]
     assert scaled["gamma"] == 1  # rows of two tokens: halfway between widths 1 and 3
     assert scaled["verify_ms"] == pytest.approx(1.5 * unscaled["verify_ms"])
+
+
+def test_the_target_s_prefills_are_scaled_by_the_speed_probed_at_a_prefill(tmp_path) -> None:
+    """A prefill's speed drifts apart from a verification's: where the target's probes
+    timed a prefill, the open's prefill is scaled by that ratio, not the verifications'."""
+    scenario, profile_path = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, policy="fixed:1", tokens=12
+    )
+    profile = PairProfile(json.loads(profile_path.read_text()), "s")
+    verify = 2.0 * profile.verify_ms(1, 5, 64)  # verifications twice the grid's price
+    prefill = 0.5 * profile.target_prefill_ms(40)  # prefills half of it
+    probed = target_probes(verify, prompt_tokens=40, prefill_ms=prefill)
+    unprobed = target_probes(verify)
+    assert probed_prefill_speed(probed, profile) == pytest.approx(0.5)
+    assert probed_prefill_speed(unprobed, profile) is None
+
+    def first_prefill(probes: list[dict[str, Any]]) -> float:
+        events = simulate(scenario, profile_path, speed_probes=probes)
+        return next(e for e in events if e["event"] == "request")["target_prefill_ms"]
+
+    assert first_prefill(probed) == pytest.approx(0.25 * first_prefill(unprobed))
 
 
 def test_a_round_after_a_fully_accepted_one_feeds_two_tokens_first(tmp_path) -> None:

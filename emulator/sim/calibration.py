@@ -361,6 +361,20 @@ def probed_verify_speeds(
     return {width: sum(r) / len(r) for width, r in sorted(measured.items())}
 
 
+def probed_prefill_speed(
+    probes: list[dict[str, Any]], target: PairProfile, cpu_plan: dict[str, str] | None = None
+) -> float | None:
+    """The target's prefill time during the run relative to its profile: the mean over its
+    probes (``host_probes``) of the prefill timed over the grid's price of the same prompt
+    length; None where no probe timed a prefill (older logs)."""
+    ratios = [
+        p["prefill_ms"] / target.target_prefill_ms(p["prompt_tokens"])
+        for p in host_probes(probes, "cloud", cpu_plan)
+        if "prefill_ms" in p
+    ]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
 def reference_profile(target: str, draft: str, directory: Path = PROFILES_DIR) -> PairProfile:
     """The committed profile of a pair (measured on the machine it names, not necessarily
     this one), or an error that says how to make one."""

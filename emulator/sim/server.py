@@ -49,6 +49,8 @@ class TargetSim:
     log: EventLog
     # per verified row width, where the target was probed at several (else ``speed``)
     verify_speeds: dict[int, float] = field(default_factory=dict)
+    # a prefill's, where the target was probed at one (else ``speed``)
+    prefill_speed: float | None = None
     # per op ("verify", "prefill"): how much slower while an edge computes; empty: no edge
     # computes on this machine
     beside: dict[str, float] = field(default_factory=dict)
@@ -82,7 +84,8 @@ class TargetSim:
             elif isinstance(message, Open):
                 work = self.profile.target_prefill_ms(message.prompt_tokens)
                 work *= self._beside("prefill")
-                message.t_recv, message.prefill_ms = now, self._compute_ms(work)
+                message.t_recv = now
+                message.prefill_ms = self._compute_ms(work, self.prefill_speed)
                 self._hold(message.prefill_ms, self._opened, message)
                 return
             else:

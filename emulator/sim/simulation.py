@@ -18,6 +18,7 @@ from emulator.calibrate import machine_profile
 from emulator.scenario import EdgeGroup, LinkSpec, Scenario, spread_edges
 from emulator.sim.calibration import (
     PairProfile,
+    probed_prefill_speed,
     probed_speeds,
     probed_verify_speeds,
     read_profile,
@@ -146,6 +147,7 @@ class Simulation:
             self.speeds.get("cloud", 1.0),
             log,
             probed_verify_speeds(options.speed_probes or [], target_profile, options.cpu_plan),
+            probed_prefill_speed(options.speed_probes or [], target_profile, options.cpu_plan),
         )
         self.links: list[SimLink] = []
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
