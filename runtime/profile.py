@@ -176,8 +176,8 @@ def draft_round_cpu_ms(draft: LoadedModel, context: int, repeats: int) -> float:
 
 
 def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) -> dict[str, Any]:
-    """One op of the profile's grid timed here and now, in the thread's CPU time: over the
-    grid's own price of that op (``emulator.sim.calibration.grid_ms``) it says how much
+    """Ops of the profile's grid timed here and now, in the thread's CPU time: over the
+    grid's own price of each op (``emulator.sim.calibration.grid_ms``) it says how much
     faster or slower this process computes than when the profile was made (a virtual
     machine's speed wanders, by up to 30 % between back-to-back probes here). CPU time, so
     that a CPU quota's waits and a watch's preemptions do not count. ``role``: the draft
