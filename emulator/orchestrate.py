@@ -183,6 +183,8 @@ class Emulation:
             group.draft,
             "--policy",
             group.policy,
+            "--mode",
+            group.mode,
             "--edge",
             host,
             "--requests",

@@ -11,6 +11,8 @@
         cpu: 0.5                     # share of ONE core per edge host
         threads: 1
         policy: fixed:4
+        mode: dsd                    # dsd | cloud (the target decodes and streams) |
+                                     # fused (draft and target in the cloud) | edge-only
         link:                        # the access link
           trace: ../traces/lte-like.csv          # canonical CSV or FORMAT:PATH
           # or up: FORMAT:PATH and down: FORMAT:PATH (rates), rtt: FORMAT:PATH (delays)
@@ -41,6 +43,12 @@ from emulator.traces.importers import FORMATS, load_trace
 from emulator.traces.linktrace import LinkTrace, TraceError, combine
 from runtime.policies import make_window_policy
 from runtime.prompts import load_prompts
+from runtime.protocol import EDGE_MODES
+
+MODE_HELP = (
+    "every edge's mode: dsd, cloud (the target decodes and streams), fused (draft and "
+    "target in the cloud) or edge-only (the draft alone); default: the scenario's"
+)
 
 
 class ScenarioError(ValueError):
@@ -64,6 +72,7 @@ class EdgeGroup:
     threads: int
     policy: str
     link: LinkSpec
+    mode: str = "dsd"
 
     def host_names(self) -> list[str]:
         return [f"{self.name}{i + 1}" for i in range(self.count)]
@@ -270,6 +279,7 @@ class Overrides:
 
     edges: int | None = None  # edge hosts in all, spread over the groups in turn
     policy: str | None = None
+    mode: str | None = None  # every group's
     requests_per_edge: int | None = None
     max_new_tokens: int | None = None
     seed: int | None = None
@@ -308,6 +318,8 @@ def apply_overrides(raw: Any, overrides: Overrides, path: Path) -> Any:
     for group in groups:
         if overrides.policy is not None:
             group["policy"] = overrides.policy
+        if overrides.mode is not None:
+            group["mode"] = overrides.mode
     workload = raw.setdefault("workload", {})
     if isinstance(workload, dict):
         if overrides.requests_per_edge is not None:
@@ -370,6 +382,7 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
     wan = _link(wan_reader, base) if wan_reader is not None else None
     workload = _workload(top.child("workload", {}), base)
     top.finish()
+    _give_fused_its_draft(cloud, edges, top)
     return Scenario(name, path, seed, shaper, cloud, edges, wan, workload, raw)
 
 
@@ -391,6 +404,22 @@ def _cloud(reader: _Reader) -> CloudSpec:
     return spec
 
 
+def _give_fused_its_draft(cloud: CloudSpec, edges: list[EdgeGroup], top: _Reader) -> None:
+    """Fused edges draft in the cloud, which holds one draft model: the cloud's ``draft``,
+    else the fused groups' own (one for all of them)."""
+    drafts = {group.draft for group in edges if group.mode == "fused"}
+    if not drafts:
+        return
+    if cloud.draft is None and len(drafts) > 1:
+        raise top.fail("edges", f"fused groups draft with {sorted(drafts)}: the cloud holds one")
+    cloud.draft = cloud.draft or drafts.pop()
+    for group in edges:
+        if group.mode == "fused" and group.draft != cloud.draft:
+            raise top.fail(
+                "edges", f"fused group {group.name} drafts {group.draft}, the cloud {cloud.draft}"
+            )
+
+
 def _edge(reader: _Reader, base: Path) -> EdgeGroup:
     name = reader.get("name", str)
     if not name.isalnum() or not name[0].isalpha() or len(name) > 8:
@@ -400,6 +429,11 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
         make_window_policy(policy)
     except ValueError as exc:
         raise reader.fail("policy", str(exc)) from exc
+    mode = reader.get("mode", str, "dsd")
+    if mode not in EDGE_MODES:
+        raise reader.fail("mode", f"must be one of {', '.join(EDGE_MODES)}, got {mode!r}")
+    if mode == "fused" and not policy.startswith("fixed:"):
+        raise reader.fail("policy", "a fused group drafts a fixed window in the cloud: fixed:N")
     link_reader = reader.child("link")
     assert link_reader is not None
     group = EdgeGroup(
@@ -410,6 +444,7 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
         threads=reader.number("threads", 1, 1, 64, integer=True),
         policy=policy,
         link=_link(link_reader, base),
+        mode=mode,
     )
     reader.finish()
     return group

@@ -50,7 +50,7 @@ from runtime.security import ClientSecurity, SecurityError
 from runtime.transport import wait_readable
 from runtime.verify import SamplingParams, truncate_emitted
 
-MODES = ("dsd", "cloud", "fused", "edge-only")
+MODES = protocol.EDGE_MODES
 
 
 class ServerError(RuntimeError):

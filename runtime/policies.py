@@ -242,7 +242,9 @@ class BatchingPolicy:
     """Forms verification batches on the target.
 
     A batch is dispatched when it is full, when every active session is already waiting
-    (nobody else can join), or when the oldest request has waited ``max_wait_ms``.
+    (nobody else can join), or when the oldest request has waited ``max_wait_ms``; and at
+    once while a streaming (cloud or fused) session decodes, whose rows fill what the
+    verifications leave free.
     """
 
     max_batch: int = 8
@@ -252,7 +254,11 @@ class BatchingPolicy:
         if self.max_batch < 1 or self.max_wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
 
-    def should_dispatch(self, pending: int, active_sessions: int, oldest_wait_ms: float) -> bool:
+    def should_dispatch(
+        self, pending: int, active_sessions: int, oldest_wait_ms: float, streaming: int = 0
+    ) -> bool:
+        if streaming:
+            return True
         if pending == 0:
             return False
         return (
@@ -260,6 +266,11 @@ class BatchingPolicy:
             or pending >= active_sessions
             or oldest_wait_ms >= self.max_wait_ms
         )
+
+    def streaming_rows(self, verifies: int, streaming: int) -> int:
+        """How many streaming sessions (the longest open first) get a row beside
+        ``verifies`` verifications: the rows those leave free, since an edge waits on each."""
+        return max(0, min(streaming, self.max_batch - verifies))
 
     def wait_budget_ms(self, oldest_wait_ms: float) -> float:
         """How long the server may sleep before it must reconsider the oldest request."""

@@ -24,6 +24,7 @@ MAX_GAMMA = 64
 MAX_DRAFT_TOP_K = 256
 MAX_SESSION_ID = 128
 MODES = ("dsd", "cloud", "fused")
+EDGE_MODES = (*MODES, "edge-only")  # an edge-only request never reaches the server
 
 _INT32 = np.dtype("<i4")
 _FLOAT32 = np.dtype("<f4")
@@ -51,6 +52,31 @@ def unpack_ids(blob: bytes) -> list[int]:
 
 def unpack_probs(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=_FLOAT32)
+
+
+def tokens_message(
+    session: str,
+    tokens: list[int],
+    done: bool,
+    drafted: int,
+    accepted: int,
+    batch_size: int,
+    compute_ms: float,
+    t_send: float,
+) -> dict[str, Any]:
+    """The ``tokens`` reply of a streaming (cloud or fused) session: built here so that the
+    simulator prices the same bytes the server sends."""
+    return {
+        "type": "tokens",
+        "session": session,
+        "tokens": pack_ids(tokens),
+        "done": done,
+        "drafted": drafted,
+        "accepted": accepted,
+        "batch_size": batch_size,
+        "compute_ms": compute_ms,
+        "t_send": t_send,
+    }
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -186,10 +186,11 @@ class TargetServer:
         return POLL_IDLE_MS
 
     def _should_run_batch(self) -> bool:
-        if self._streaming_sessions():
-            return True
         return self.batching.should_dispatch(
-            len(self.pending), self._active_dsd_sessions(), self._oldest_wait_ms()
+            len(self.pending),
+            self._active_dsd_sessions(),
+            self._oldest_wait_ms(),
+            len(self._streaming_sessions()),
         )
 
     def _drain(self) -> None:
@@ -397,7 +398,8 @@ class TargetServer:
 
     def _run_batch(self) -> None:
         verifies = self._fair_batch()
-        streaming = self._streaming_sessions()[: max(0, self.batching.max_batch - len(verifies))]
+        streaming = self._streaming_sessions()
+        streaming = streaming[: self.batching.streaming_rows(len(verifies), len(streaming))]
         rows: list[Row] = []
         work: list[tuple[Session, Proposal, PendingVerify | None]] = []
         for item in verifies:
@@ -458,17 +460,16 @@ class TargetServer:
             else:
                 self._reply(
                     session.identity,
-                    {
-                        "type": "tokens",
-                        "session": session.sid,
-                        "tokens": protocol.pack_ids(emitted),
-                        "done": session.done,
-                        "drafted": len(proposal.tokens),
-                        "accepted": accepted,
-                        "batch_size": len(rows),
-                        "compute_ms": verify_ms + proposal.draft_ms,
-                        "t_send": time.time(),
-                    },
+                    protocol.tokens_message(
+                        session.sid,
+                        emitted,
+                        session.done,
+                        len(proposal.tokens),
+                        accepted,
+                        len(rows),
+                        verify_ms + proposal.draft_ms,
+                        time.time(),
+                    ),
                 )
         for (session, _, _), base, (accepted, _) in zip(work, bases, outcomes, strict=True):
             self._roll_back(session, base, accepted)

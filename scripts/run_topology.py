@@ -42,7 +42,7 @@ from emulator.orchestrate import (
 )
 from emulator.progress import Progress
 from emulator.report import write_results
-from emulator.scenario import Overrides, Scenario, ScenarioError, load_scenario
+from emulator.scenario import MODE_HELP, Overrides, Scenario, ScenarioError, load_scenario
 from emulator.shaping.probe import choose_backend
 from emulator.sim.calibration import CalibrationError, speed_source
 from emulator.sim.simulation import SimOptions, Simulation
@@ -51,6 +51,7 @@ from runtime.events import EventLog, read_events
 from runtime.metrics import format_table, summarise
 from runtime.models import ModelError, prepare_model
 from runtime.process import stop_on_signals
+from runtime.protocol import EDGE_MODES
 
 DEFAULT_TOPOLOGY = ROOT / "topologies" / "default.yaml"
 
@@ -82,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--policy", type=window_policy_spec, help="window policy of every edge, e.g. fixed:6"
     )
+    parser.add_argument("--mode", choices=EDGE_MODES, help=MODE_HELP)
     parser.add_argument("--edges", type=positive_int, help="edge hosts in all, over the groups")
     parser.add_argument("--requests", type=positive_int, help="requests per edge")
     parser.add_argument("--max-new-tokens", type=positive_int, help="tokens per request")
@@ -197,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = Overrides(
         edges=args.edges,
         policy=args.policy,
+        mode=args.mode,
         requests_per_edge=args.requests,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,

@@ -20,13 +20,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from emulator.plots import plot_run
-from emulator.scenario import ScenarioError, load_scenario
+from emulator.scenario import MODE_HELP, Overrides, ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
 from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.arguments import policy_spec_type, positive_int
 from runtime.events import EventLog
 from runtime.metrics import format_table, summarise
+from runtime.protocol import EDGE_MODES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=policy_spec_type(simulated_window_policy),
         help="window policy of every edge, e.g. fixed:6, awc or oracle",
     )
+    parser.add_argument("--mode", choices=EDGE_MODES, help=MODE_HELP)
     parser.add_argument("--requests", type=positive_int, help="requests per edge")
     parser.add_argument("--max-new-tokens", type=positive_int, help="tokens per request")
     parser.add_argument("--seed", type=int, help="overrides the scenario's seed")
@@ -52,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        scenario = load_scenario(args.scenario)
+        scenario = load_scenario(args.scenario, Overrides(mode=args.mode))
     except ScenarioError as exc:
         print(f"simulate: error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,10 @@ Per request: send ``open`` and prefill the draft meanwhile; the first token is t
 drafts past the token budget), draft γ tokens, send them, and on the verdict emit
 accepted + 1 tokens; the request ends when its budget is reached. The policy is the
 runtime's own object, fed through ``observation_from_round`` exactly as the client feeds it.
+
+The other modes follow the client too: ``cloud`` and ``fused`` send ``open`` and log each
+``tokens`` reply as a round (the server decodes, or drafts and verifies, in the cloud);
+``edge-only`` decodes with the draft alone, one step per token, and sends nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from emulator.sim.calibration import PairProfile, sample_run
 from emulator.sim.cpu import CoreShare, CpuQuota
 from emulator.sim.engine import Engine
 from emulator.sim.links import SimPath
-from emulator.sim.messages import Close, Open, Verdict, Verify
+from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
 from runtime.events import EventLog
 from runtime.observations import observation_from_round
 from runtime.policies import WindowPolicy
@@ -79,6 +83,7 @@ class EdgeSim:
     max_tokens: int
     requests: int
     closed_loop: bool
+    mode: str = "dsd"
     # per op ("step", "prefill"): how much slower while the target computes on this
     # machine's other CPU (an emulated run's); empty: the edge is a device of its own
     beside: dict[str, float] = field(default_factory=dict)
@@ -123,14 +128,23 @@ class EdgeSim:
     def _start_next(self) -> None:
         request = self.current = self.waiting.popleft()
         now = self.engine.now
-        self.policy.next_gamma(request.prompt_tokens)  # the client asks once for ``open``
+        self._context = request.prompt_tokens
+        if self.mode == "edge-only":
+            # the last prompt token is fed by the first step
+            prefill = self.profile.draft_prefill_ms(request.prompt_tokens - 1) * self.speed
+            self._compute(prefill, "prefill", self._step_alone)
+            return
+        gamma = self.policy.next_gamma(request.prompt_tokens)  # the client asks once for ``open``
         self.uplink.send(
             self.profile.open_bytes(request.prompt_tokens),
             self.server.arrive,
-            Open(self, request.prompt_tokens, self.max_tokens),
+            Open(self, request.prompt_tokens, self.max_tokens, self.mode, gamma),
         )
-        prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.speed
         request.first_token = {"t_open_sent": now / 1000.0}
+        if self.mode != "dsd":
+            self._prefill_done = now  # the edge holds no draft state to prefill
+            return
+        prefill = self.profile.draft_prefill_ms(request.prompt_tokens) * self.speed
         if isinstance(self.cpu, CoreShare):
             self._prefill_done = math.inf
             self.cpu.compute(prefill, self._prefilled, beside=self.beside.get("prefill", 1.0))
@@ -138,7 +152,33 @@ class EdgeSim:
             prefill *= self._beside_now("prefill")
             request.first_token["draft_prefill_cpu_ms"] = prefill
             self._prefill_done = self._computing_until = self.cpu.finish(now, prefill)
-        self._context = request.prompt_tokens
+
+    def _compute(self, work: float, op: str, then: Callable[[None], None]) -> None:
+        """Compute ``work`` ms at full speed on this edge's CPU, then call ``then``."""
+        if isinstance(self.cpu, CoreShare):
+            self.cpu.compute(work, then, beside=self.beside.get(op, 1.0))
+        else:
+            self._computing_until = self.cpu.finish(self.engine.now, work * self._beside_now(op))
+            self.engine.at(self._computing_until, then, None)
+
+    def _step_alone(self, _: None) -> None:
+        """Edge-only: one draft step, which feeds one token and predicts the next: a round's
+        further step (nothing to crop), not its first."""
+        step = self.profile.draft_step_ms(self._context) * self.speed
+        self._compute(step, "step", self._stepped_alone)
+
+    def _stepped_alone(self, _: None) -> None:
+        request = self.current
+        assert request is not None
+        request.output_tokens += 1
+        self._context += 1
+        if request.t_first_token is None:
+            request.t_first_token = self.engine.now
+        if request.output_tokens < self.max_tokens:
+            self._step_alone(None)
+            return
+        request.t_done = self.engine.now
+        self._next_request(request)
 
     def _beside_now(self, op: str) -> float:
         """On a quota of its own, a computation is priced by whether the target computes as
@@ -182,21 +222,60 @@ class EdgeSim:
         self._context += 1
         if request.output_tokens >= self.max_tokens:
             self._finish(request)
-        else:
+        elif self.mode == "dsd":
             self._draft()
+
+    def tokens(self, reply: Tokens) -> None:
+        """A streaming session's tokens, logged as a round the way the client logs them."""
+        request = self.current
+        assert request is not None
+        emitted = min(reply.emitted, self.max_tokens - request.output_tokens)
+        request.output_tokens += emitted
+        self._context += emitted
+        self.log.write(
+            "round",
+            session=request.session,
+            edge=self.name,
+            round=request.rounds,
+            gamma=reply.drafted,
+            drafted=reply.drafted,
+            accepted=reply.accepted,
+            emitted=emitted,
+            context_len=self._context,
+            draft_ms=0.0,
+            t_send=None,
+            t_recv=self.engine.now / 1000.0,
+            server_t_recv=None,
+            server_t_send=reply.t_send / 1000.0,
+            queue_ms=0.0,
+            batch_size=reply.batch_size,
+            verify_ms=reply.compute_ms,
+            bytes_up=0,
+            bytes_down=reply.bytes,
+        )
+        request.rounds += 1
+        self.rounds += 1
+        if reply.done or request.output_tokens >= self.max_tokens:
+            self._finish(request)
+
+    def cloud_acceptance_run(self, gamma: int, after_accept: bool) -> int:
+        """A fused round's acceptance, drawn where the cloud drafts it for this edge's
+        request, as an edge's own round is (from the next output position)."""
+        assert self.current is not None
+        return self._acceptance_run(self.current, gamma, after_accept=after_accept)
 
     def _draft(self) -> None:
         request = self.current
         # The acceptance run is known before γ is chosen, and independently of it, so that
         # every policy meets the same luck (common random numbers) and a clairvoyant one can
         # be told it.
-        run = self._acceptance_run(request, RUN_HORIZON)
+        run = self._acceptance_run(request, RUN_HORIZON, after_accept=self._all_accepted)
         if self.foresee is not None:
             self.foresee(run)
         remaining = self.max_tokens - request.output_tokens
         gamma = max(0, min(self.policy.next_gamma(self._context), remaining - 1))
         if gamma > run == RUN_HORIZON:
-            run = self._acceptance_run(request, gamma, start=run)
+            run = self._acceptance_run(request, gamma, run, self._all_accepted)
         work = self.profile.draft_ms(gamma, self._context, self._all_accepted) * self.speed
         self._gamma, self._run, self._t_draft, self._draft_cpu_ms = (
             gamma,
@@ -224,15 +303,17 @@ class EdgeSim:
         verify = Verify(self, self._gamma, self._run)
         self.uplink.send(self._bytes_up, self.server.arrive, verify, t_send)
 
-    def _acceptance_run(self, request: Request, limit: int, start: int = 0) -> int:
+    def _acceptance_run(
+        self, request: Request, limit: int, start: int = 0, after_accept: bool = False
+    ) -> int:
         """How many tokens from the next output position the target would accept, counting
         at most ``limit``: under greedy verification the profile's recorded matches fix it
         where they reach (the round's first token from the matches after a fully accepted
-        round when the last round was one); past them (or for a prompt not profiled) it is
-        drawn."""
+        round when the last round was one: ``after_accept``); past them (or for a prompt
+        not profiled) it is drawn."""
         matches, position = request.matches, request.output_tokens
         run = start
-        first = request.matches_after_accept if self._all_accepted else matches
+        first = request.matches_after_accept if after_accept else matches
         if run == 0 and limit > 0 and position < len(first) and position < len(matches):
             if not first[position]:
                 return 0
@@ -293,7 +374,10 @@ class EdgeSim:
         self.uplink.send(self.profile.close_bytes, self.server.arrive, Close(self))
 
     def closed(self, _: None) -> None:
-        request = self.current
+        self._next_request(self.current)
+
+    def _next_request(self, request: Request) -> None:
+        """``request`` is over: log it, then start the next one, if any."""
         self.write_request(request)
         self.finished += 1
         self.current = None
@@ -307,7 +391,7 @@ class EdgeSim:
             "request",
             session=request.session,
             edge=self.name,
-            mode="dsd",
+            mode=self.mode,
             prompt_tokens=request.prompt_tokens,
             output_tokens=request.output_tokens,
             rounds=request.rounds,

@@ -14,6 +14,8 @@ class Open:
     edge: EdgeSim
     prompt_tokens: int
     max_tokens: int
+    mode: str = "dsd"
+    gamma: int = 0  # a fused session's window, drafted in the cloud
     t_recv: float = 0.0  # when the server drained it (ms)
     t_send: float = 0.0  # when the server sent ``opened``
     prefill_ms: float = 0.0
@@ -46,3 +48,17 @@ class Verdict:
     verify_ms: float
     t_recv: float
     t_send: float
+
+
+@dataclass(slots=True)
+class Tokens:
+    """A streaming session's tokens from one batch (cloud: one decoded, fused: a round)."""
+
+    emitted: int
+    done: bool
+    drafted: int
+    accepted: int
+    batch_size: int
+    compute_ms: float
+    t_send: float
+    bytes: int

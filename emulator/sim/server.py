@@ -5,6 +5,10 @@ holding the loop), queues ``verify`` requests, and runs a batch when the runtime
 ``BatchingPolicy`` says so; messages that arrive meanwhile wait in the socket. Queue time
 and the server's receive time are taken when a message is drained, as the runtime takes them.
 
+Streaming sessions (``cloud``: the target decodes; ``fused``: it drafts too) keep the loop
+running: each batch gives them the rows the verifications leave free (the runtime's
+``BatchingPolicy.streaming_rows``), a fused one drafting its window first, on the loop.
+
 Where the edges compute on the same machine's other CPUs (an emulated run), a computation
 that starts while an edge computes is priced at the profile's interference ratio
 (``beside``), and the edges' shared cores are told when the target computes.
@@ -13,6 +17,7 @@ that starts while an edge computes is priced at the profile's interference ratio
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +26,8 @@ from typing import Any
 from emulator.sim.calibration import PairProfile, interpolate_clamped
 from emulator.sim.cpu import CpuQuota
 from emulator.sim.engine import Engine
-from emulator.sim.messages import Close, Open, Verdict, Verify
+from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
+from runtime import protocol
 from runtime.events import EventLog
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
@@ -37,6 +43,28 @@ class Session:
     context: int
     remaining: int
     done: bool = False
+    mode: str = "dsd"
+    gamma: int = 0  # a fused session's window
+    after_accept: bool = False  # a fused session's last round was accepted whole
+
+
+@functools.lru_cache(maxsize=4096)
+def tokens_bytes(session: str, emitted: int) -> int:
+    """The encoded size of a ``tokens`` reply carrying ``emitted`` tokens."""
+    message = protocol.tokens_message(session, [1] * emitted, False, 4, 3, 8, 180.2, 1.7e9)
+    return len(protocol.encode(message))
+
+
+@dataclass
+class Stream:
+    """One streaming session's row in a batch: the window it drafted and how much of it
+    the target accepts (a cloud session's: none)."""
+
+    edge: Any
+    session: Session
+    gamma: int
+    run: int
+    draft_ms: float = 0.0
 
 
 @dataclass
@@ -51,6 +79,9 @@ class TargetSim:
     verify_speeds: dict[int, float] = field(default_factory=dict)
     # a prefill's, where the target was probed at one (else ``speed``)
     prefill_speed: float | None = None
+    # the draft model a fused session drafts with, in the cloud, and its speed there
+    draft_profile: PairProfile | None = None
+    draft_speed: float = 1.0
     # per op ("verify", "prefill"): how much slower while an edge computes; empty: no edge
     # computes on this machine
     beside: dict[str, float] = field(default_factory=dict)
@@ -85,7 +116,11 @@ class TargetSim:
                 work = self.profile.target_prefill_ms(message.prompt_tokens)
                 work *= self._beside("prefill")
                 message.t_recv = now
-                message.prefill_ms = self._compute_ms(work, self.prefill_speed)
+                end = self._finish_at(now, work, self.prefill_speed)
+                if message.mode == "fused":
+                    drafting = self._fused_draft().draft_prefill_ms(message.prompt_tokens)
+                    end = self._finish_at(end, drafting, self.draft_speed)
+                message.prefill_ms = end - now
                 self._hold(message.prefill_ms, self._opened, message)
                 return
             else:
@@ -93,14 +128,15 @@ class TargetSim:
                 message.edge.downlink.send(
                     message.edge.profile.closed_bytes, message.edge.closed, None
                 )
-        if not self.pending:
+        streaming = self._streaming()
+        if not self.pending and not streaming:
             return
-        oldest_wait = now - self.pending[0].t_recv
+        oldest_wait = now - self.pending[0].t_recv if self.pending else 0.0
         # A timer set for the oldest request's deadline must find it due: without the slack,
         # rounding can leave it a hair short, and the timer would be set again for now.
         due = oldest_wait + CLOCK_SLACK_MS
-        if self.batching.should_dispatch(len(self.pending), self.active, due):
-            self._run_batch()
+        if self.batching.should_dispatch(len(self.pending), self.active, due, len(streaming)):
+            self._run_batch(streaming)
         else:
             wake = now + self.batching.wait_budget_ms(oldest_wait)
             if wake < self.timer_at:
@@ -113,11 +149,20 @@ class TargetSim:
         if not self.busy:
             self._work()
 
-    def _compute_ms(self, work_ms: float, speed: float | None = None) -> float:
-        """How long ``work_ms`` of full-core computation (at ``speed``, default the host's)
-        takes from now under the quota."""
-        scaled = work_ms * (self.speed if speed is None else speed)
-        return self.cpu.finish(self.engine.now, scaled) - self.engine.now
+    def _finish_at(self, start: float, work_ms: float, speed: float | None = None) -> float:
+        """When ``work_ms`` of full-core computation (at ``speed``, default the host's)
+        begun at ``start`` ends under the quota."""
+        return self.cpu.finish(start, work_ms * (self.speed if speed is None else speed))
+
+    def _streaming(self) -> list[tuple[Any, Session]]:
+        """The streaming sessions still decoding, the longest open first (as the real
+        server's session table keeps them)."""
+        return [(e, s) for e, s in self.sessions.items() if s.mode != "dsd" and not s.done]
+
+    def _fused_draft(self) -> PairProfile:
+        if self.draft_profile is None:
+            raise ValueError("a fused session needs the cloud's draft model's profile")
+        return self.draft_profile
 
     def _beside(self, op: str) -> float:
         """The interference ratio of ``op`` if an edge computes now, else 1."""
@@ -133,11 +178,20 @@ class TargetSim:
         widths = list(self.verify_speeds)
         return interpolate_clamped(widths, [self.verify_speeds[w] for w in widths], tokens)
 
-    def _hold(self, duration_ms: float, then: Callable[[Any], None], argument: Any) -> None:
+    def _hold(
+        self,
+        duration_ms: float,
+        then: Callable[[Any], None],
+        argument: Any,
+        metered_from: float | None = None,
+    ) -> None:
+        """Hold the loop for ``duration_ms``; the busy meter counts from ``metered_from``
+        (default now): the real server meters its forward passes, not a fused draft."""
+        now = self.engine.now
         self._set_busy(True)
         self.busy_ms += duration_ms
-        self.meter.add(self.engine.now, self.engine.now + duration_ms)
-        self.engine.at(self.engine.now + duration_ms, then, argument)
+        self.meter.add(now if metered_from is None else metered_from, now + duration_ms)
+        self.engine.at(now + duration_ms, then, argument)
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
@@ -148,46 +202,66 @@ class TargetSim:
         self._set_busy(False)
         edge = message.edge
         done = message.max_tokens <= 1
-        self.sessions[edge] = Session(message.prompt_tokens + 1, message.max_tokens - 1, done)
-        self.active += not done
+        self.sessions[edge] = Session(
+            message.prompt_tokens + 1, message.max_tokens - 1, done, message.mode, message.gamma
+        )
+        self.active += not done and message.mode == "dsd"
         message.t_send = self.engine.now
         edge.downlink.send(edge.profile.opened_bytes, edge.opened, message)
         self._work()
 
-    def _run_batch(self) -> None:
+    def _run_batch(self, streaming: list[tuple[Any, Session]]) -> None:
         size = min(len(self.pending), self.batching.max_batch)
         batch = [self.pending.popleft() for _ in range(size)]
-        tokens = max(item.gamma for item in batch) + 1
+        now = self.engine.now
+        start = now
+        streams = []
+        for edge, session in streaming[: self.batching.streaming_rows(size, len(streaming))]:
+            stream = Stream(edge, session, 0, 0)
+            if session.mode == "fused":
+                stream.gamma = gamma = max(0, min(session.gamma, session.remaining - 1))
+                stream.run = edge.cloud_acceptance_run(gamma, session.after_accept)
+                work = self._fused_draft().draft_ms(gamma, session.context, session.after_accept)
+                began, start = start, self._finish_at(start, work, self.draft_speed)
+                stream.draft_ms = start - began
+            streams.append(stream)
+        widths = [item.gamma + 1 for item in batch] + [stream.gamma + 1 for stream in streams]
+        tokens = max(widths)
         # the cache holds every committed token but the last, which the row feeds again
-        context = max(self.sessions[item.edge].context for item in batch) - 1
-        work = self.profile.verify_ms(size, tokens, context) * self._beside("verify")
-        verify_ms = self._compute_ms(work, self._verify_speed(tokens))
+        contexts = [self.sessions[item.edge].context for item in batch]
+        context = max(contexts + [stream.session.context for stream in streams]) - 1
+        work = self.profile.verify_ms(len(widths), tokens, context) * self._beside("verify")
+        end = self._finish_at(start, work, self._verify_speed(tokens))
         self.batches += 1
-        self._hold(verify_ms, self._batch_done, (batch, tokens, verify_ms, self.engine.now))
+        self._hold(
+            end - now,
+            self._batch_done,
+            (batch, streams, widths, end - start, start),
+            metered_from=start,
+        )
 
-    def _batch_done(self, work: tuple[list[Verify], int, float, float]) -> None:
-        batch, tokens, verify_ms, dispatched = work
+    def _batch_done(self, work: tuple[list[Verify], list[Stream], list[int], float, float]) -> None:
+        batch, streams, widths, verify_ms, dispatched = work
         self._set_busy(False)
         now = self.engine.now
-        peers = peer_widths([item.gamma + 1 for item in batch])
+        peers = peer_widths(widths)
         outcomes = [min(item.run, item.gamma) for item in batch]
+        outcomes += [min(stream.run, stream.gamma) for stream in streams]
+        drafted = [item.gamma for item in batch] + [stream.gamma for stream in streams]
         batch_accepted = sum(outcomes)
-        batch_rejected = sum(a < item.gamma for a, item in zip(outcomes, batch, strict=True))
+        batch_rejected = sum(a < d for a, d in zip(outcomes, drafted, strict=True))
         utilisation = self.meter.share(now)
-        for item, peer, accepted in zip(batch, peers, outcomes, strict=True):
+        for item, peer, accepted in zip(
+            batch, peers[: len(batch)], outcomes[: len(batch)], strict=True
+        ):
             session = self.sessions[item.edge]
-            emitted = min(accepted + 1, session.remaining)
-            session.remaining -= emitted
-            session.context += emitted
-            if session.remaining == 0 and not session.done:
-                session.done = True
-                self.active -= 1
+            self._emit(session, accepted)
             verdict = Verdict(
                 accepted,
                 session.done,
                 dispatched - item.t_recv,
-                len(batch),
-                tokens,
+                len(widths),
+                max(widths),
                 peer,
                 batch_accepted,
                 batch_rejected,
@@ -197,11 +271,36 @@ class TargetSim:
                 now,
             )
             item.edge.downlink.send(item.edge.profile.verdict_bytes, item.edge.verdict, verdict)
+        for stream, accepted in zip(streams, outcomes[len(batch) :], strict=True):
+            session, edge = stream.session, stream.edge
+            emitted = self._emit(session, accepted)
+            session.after_accept = stream.gamma > 0 and accepted == stream.gamma
+            reply = Tokens(
+                emitted,
+                session.done,
+                stream.gamma,
+                accepted,
+                len(widths),
+                verify_ms + stream.draft_ms,
+                now,
+                tokens_bytes(f"{edge.name}-12345-0", emitted),
+            )
+            edge.downlink.send(reply.bytes, edge.tokens, reply)
         self.log.write(
             "batch",
             t=now / 1000.0,
-            batch_size=len(batch),
-            tokens=sum(item.gamma + 1 for item in batch),
+            batch_size=len(widths),
+            tokens=sum(widths),
             verify_ms=verify_ms,
         )
         self._work()
+
+    def _emit(self, session: Session, accepted: int) -> int:
+        """Commit a row's accepted tokens and the target's own; returns how many."""
+        emitted = min(accepted + 1, session.remaining)
+        session.remaining -= emitted
+        session.context += emitted
+        if session.remaining == 0 and not session.done:
+            session.done = True
+            self.active -= session.mode == "dsd"
+        return emitted

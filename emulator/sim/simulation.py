@@ -110,13 +110,14 @@ class Simulation:
         self.cores: dict[str, SharedCore] = {}
         seed = scenario.seed if options.seed is None else options.seed
         workload = scenario.workload
+        cloud = scenario.cloud
         self.requests_per_edge = requests = options.requests_per_edge or workload.requests_per_edge
         max_tokens = options.max_new_tokens or workload.max_new_tokens
         hosts = plan_edges(scenario, options.edges)
         self._edge_names = [host for host, _ in hosts]
         if not hosts:
             raise ValueError("a simulation needs at least one edge")
-        drafts = sorted({group.draft for _, group in hosts})
+        drafts = sorted({group.draft for _, group in hosts} | set(filter(None, [cloud.draft])))
         self.profiles = profiles = {draft: self._profile(draft) for draft in drafts}
         prompts = {
             draft: [
@@ -130,7 +131,6 @@ class Simulation:
             ]
             for draft, profile in profiles.items()
         }
-        cloud = scenario.cloud
         target_profile = profiles[hosts[0][1].draft]
         self.speeds = probed_speeds(
             options.speed_probes or [],
@@ -148,6 +148,8 @@ class Simulation:
             log,
             probed_verify_speeds(options.speed_probes or [], target_profile, options.cpu_plan),
             probed_prefill_speed(options.speed_probes or [], target_profile, options.cpu_plan),
+            draft_profile=profiles.get(cloud.draft) if cloud.draft else None,
+            draft_speed=self._fused_draft_speed(hosts),
         )
         self.links: list[SimLink] = []
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
@@ -177,6 +179,7 @@ class Simulation:
                 max_tokens=max_tokens,
                 requests=requests,
                 closed_loop=workload.arrival == "closed",
+                mode=group.mode,
             )
             self.edges.append(edge)
             self._schedule_arrivals(edge, requests, seed)
@@ -188,6 +191,12 @@ class Simulation:
             )
         for group in {group.name: group for _, group in hosts}.values():
             self._check_threads(f"edge group {group.name}", group.threads, profiles[group.draft])
+
+    def _fused_draft_speed(self, hosts: list[tuple[str, EdgeGroup]]) -> float:
+        """A fused session's drafts run on the cloud's CPU at the draft model's speed: the
+        mean of what the fused edges' own draft probes read (1 where none probed)."""
+        fused = [self.speeds.get(host, 1.0) for host, group in hosts if group.mode == "fused"]
+        return sum(fused) / len(fused) if fused else 1.0
 
     @staticmethod
     def _phase(seed: int, host: str) -> float:
