@@ -324,3 +324,49 @@ def plot_error_heatmap(
     figure.colorbar(image, label="(simulated - emulated) / emulated")
     axis.set_title("simulator error per case and metric")
     return _save(plt, figure, path)
+
+
+def plot_capacity(points: list[dict[str, Any]], measure: str, ylabel: str, path: Path) -> Path:
+    """One measure against the edge count per mode: the simulator's points as lines, the
+    emulator's as markers (their own simulations as hollow markers beside them)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    modes = sorted({p["mode"] for p in points})
+    colours = dict(zip(modes, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    for mode in modes:
+        sim = sorted(
+            (p for p in points if p["mode"] == mode and p["world"] == "sim"),
+            key=lambda p: p["edges"],
+        )
+        emu = [p for p in points if p["mode"] == mode and p["world"] == "emu"]
+        if sim:
+            axis.plot(
+                [p["edges"] for p in sim],
+                [p[measure] for p in sim],
+                "-",
+                lw=1.5,
+                color=colours[mode],
+                label=f"{mode} (simulated)",
+            )
+        if emu:
+            axis.plot(
+                [p["edges"] for p in emu],
+                [p[measure] for p in emu],
+                "o",
+                color=colours[mode],
+                label=f"{mode} (emulated)",
+            )
+            axis.plot(
+                [p["edges"] for p in emu],
+                [p["sim"].get(measure) for p in emu],
+                "o",
+                mfc="none",
+                color=colours[mode],
+            )
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("edges")
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    axis.set_title(f"{ylabel} against edges sharing one target")
+    return _save(plt, figure, path)

@@ -157,6 +157,9 @@ def verify_ms(
 PROBE = {"context": 64, "batch": 1, "tokens": 5, "repeats": 5}
 # the target is also probed at these row widths: verifications of other widths drift apart
 PROBE_WIDTHS = (1, 2, 3, 4, 5)
+# and at a batch of this many rows of the narrowest and the widest: rows of a batch drift
+# apart too (three one-token rows read 0.80 of the grid's price while one read 0.64)
+PROBE_BATCH = 4
 # and at a prefill of this many prompt tokens: a prefill's speed drifts apart from a
 # verification's (here 0.9-1.1 of the grid's price while a 1x5 verification read 1.2)
 PROBE_PROMPT_TOKENS = 40
@@ -182,9 +185,9 @@ def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) 
     machine's speed wanders, by up to 30 % between back-to-back probes here). CPU time, so
     that a CPU quota's waits and a watch's preemptions do not count. ``role``: the draft
     times a round of ``STEP_GAMMA`` tokens, the target one verification of
-    ``PROBE["tokens"]`` (``ms``), one of each of ``PROBE_WIDTHS`` (``by_tokens``) and a
-    prefill of ``PROBE_PROMPT_TOKENS`` (``prefill_ms``); each the median of ``repeats``
-    timings."""
+    ``PROBE["tokens"]`` (``ms``), one of each of ``PROBE_WIDTHS`` (``by_tokens``), a batch
+    of ``PROBE_BATCH`` rows of the narrowest and of the widest (``batched``) and a prefill
+    of ``PROBE_PROMPT_TOKENS`` (``prefill_ms``); each the median of ``repeats`` timings."""
     context = PROBE["context"]
     if role == "draft":
         ms = draft_round_cpu_ms(model, context, repeats)
@@ -193,6 +196,9 @@ def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) 
     widths = sorted({tokens, *PROBE_WIDTHS})
     points = verify_ms(model, [batch], widths, [context], repeats, time.thread_time)
     by_tokens = {str(p["tokens"]): p["ms"] for p in points}
+    rows = verify_ms(
+        model, [PROBE_BATCH], [widths[0], widths[-1]], [context], repeats, time.thread_time
+    )
     prefill = prefill_ms(model, [PROBE_PROMPT_TOKENS], repeats, time.thread_time)[0]
     return {
         "role": role,
@@ -201,6 +207,7 @@ def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) 
         "tokens": tokens,
         "ms": by_tokens[str(tokens)],
         "by_tokens": by_tokens,
+        "batched": {"batch": PROBE_BATCH, "by_tokens": {str(p["tokens"]): p["ms"] for p in rows}},
         "prompt_tokens": prefill["prompt_tokens"],
         "prefill_ms": prefill["ms"],
     }

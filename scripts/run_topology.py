@@ -161,10 +161,13 @@ def simulate(
         for host, speed in simulation.speeds.items()
     )
     notes = [f"compute times scaled to the hosts' speed probes: {speeds}"] if speeds else []
-    widths = simulation.server.verify_speeds
-    if widths:
-        shown = ", ".join(f"{w} token(s) x{s:.2f}" for w, s in widths.items())
-        notes.append(f"the cloud's verifications scaled by row width: {shown}")
+    shapes = simulation.server.verify_speeds
+    if shapes:
+        shown = "; ".join(
+            f"{batch} row(s) of " + ", ".join(f"{w} x{s:.2f}" for w, s in widths.items())
+            for batch, widths in shapes.items()
+        )
+        notes.append(f"the cloud's verifications scaled by shape (rows of tokens): {shown}")
     if simulation.server.prefill_speed is not None:
         notes.append(f"the cloud's prefills scaled x{simulation.server.prefill_speed:.2f}")
     coupled = {

@@ -15,6 +15,8 @@ from test_sim import rounds_of, simulate, write_scenario
 
 from emulator.cleanup import cleanup
 from emulator.scenario import ScenarioError, load_scenario
+from emulator.traces.csvio import write_trace
+from emulator.traces.linktrace import LinkTrace
 from runtime.events import read_events
 from runtime.policies import BatchingPolicy
 
@@ -110,6 +112,28 @@ def test_streaming_rows_fill_what_the_verifications_leave_of_a_batch(tmp_path) -
     }
     for batch in verifying:
         assert batch["t"] in sent["c1"] and batch["t"] not in sent["c2"]
+
+
+def test_a_stream_s_tokens_arrive_in_order_when_the_delay_drops(tmp_path) -> None:
+    """The link's delay falls from 400 to 10 ms while tokens stream: the later ones would
+    overtake, but a connection delivers in order (TCP holds them until the gap is filled)."""
+    nan = np.full(2, np.nan)
+    series = {"rate_mbps": nan, "delay_ms": np.array([400.0, 10.0]), "jitter_ms": nan}
+    series["loss_pct"] = nan
+    trace = tmp_path / "drop.csv"
+    write_trace(LinkTrace(np.array([0.0, 1.0]), 60.0, series, dict(series)), trace)
+    scenario, profile = mode_scenario(tmp_path, "cloud", tokens=60)
+    raw = yaml.safe_load(scenario.read_text())
+    raw["edges"][0]["link"] = {"trace": str(trace)}
+    scenario.write_text(yaml.safe_dump(raw))
+    events = simulate(scenario, profile)
+    (request,) = requests_of(events)
+    assert request["output_tokens"] == 60 and not request.get("error")
+    sent = [r["server_t_send"] for r in rounds_of(events)]
+    received = [r["t_recv"] for r in rounds_of(events)]
+    assert sent == sorted(sent) and received == sorted(received)
+    held = [r for r, s in zip(received, sent, strict=True) if r - s > 0.3]  # sent before 1 s
+    assert held and received.count(received[len(held) - 1]) > 1  # released together
 
 
 def test_the_batching_policy_runs_at_once_while_a_stream_decodes() -> None:

@@ -11,6 +11,7 @@ from cli import run_script
 from runtime import interference
 from runtime.models import make_draft
 from runtime.profile import (
+    PROBE_BATCH,
     PROBE_PROMPT_TOKENS,
     PROBE_WIDTHS,
     STEP_GAMMA,
@@ -88,6 +89,8 @@ def test_a_speed_probe_times_one_profile_point_in_cpu_time(tiny_target, tiny_dra
     assert (target["batch"], target["tokens"], target["context"]) == (1, 5, 64)
     assert target["ms"] > 0 and set(target["by_tokens"]) == {str(w) for w in PROBE_WIDTHS}
     assert target["ms"] == target["by_tokens"]["5"]
+    assert target["batched"]["batch"] == PROBE_BATCH
+    assert set(target["batched"]["by_tokens"]) == {"1", "5"}
     assert target["prompt_tokens"] == PROBE_PROMPT_TOKENS and target["prefill_ms"] > 0
 
 

@@ -763,11 +763,38 @@ def test_the_target_s_verifications_are_scaled_by_the_speed_probed_at_their_widt
         str(w): factor * profile.verify_ms(1, w, 64) for w, factor in ((1, 2.0), (3, 1.0), (5, 1.0))
     }
     probes = target_probes(by_tokens["5"], by_tokens=by_tokens)
-    assert probed_verify_speeds(probes, profile) == pytest.approx({1: 2.0, 3: 1.0, 5: 1.0})
+    assert probed_verify_speeds(probes, profile) == {1: pytest.approx({1: 2.0, 3: 1.0, 5: 1.0})}
     scaled = rounds_of(simulate(scenario, profile_path, speed_probes=probes))[0]
     unscaled = rounds_of(simulate(scenario, profile_path))[0]
     assert scaled["gamma"] == 1  # rows of two tokens: halfway between widths 1 and 3
     assert scaled["verify_ms"] == pytest.approx(1.5 * unscaled["verify_ms"])
+
+
+def test_the_target_s_verifications_are_scaled_by_the_speed_probed_at_their_batch_size(
+    tmp_path,
+) -> None:
+    """Rows of a batch drift apart from one row: probed at the grid's price with one row and
+    at three times it with four, a batch of two rows is scaled by the ratio between."""
+    scenario, profile_path = write_scenario(
+        tmp_path, {"constant": {"delay_ms": 5}}, edges=2, alpha=1.0, tokens=11, max_wait_ms=1e3
+    )
+    profile = PairProfile(json.loads(profile_path.read_text()), "s")
+    by_tokens = {str(w): profile.verify_ms(1, w, 64) for w in (1, 5)}
+    rows = {str(w): 3.0 * profile.verify_ms(4, w, 64) for w in (1, 5)}
+    probes = target_probes(
+        by_tokens["5"], by_tokens=by_tokens, batched={"batch": 4, "by_tokens": rows}
+    )
+    speeds = probed_verify_speeds(probes, profile)
+    assert speeds == {1: pytest.approx({1: 1.0, 5: 1.0}), 4: pytest.approx({1: 3.0, 5: 3.0})}
+
+    def batches(**options: Any) -> list[dict[str, Any]]:
+        events = simulate(scenario, profile_path, **options)
+        return [e for e in events if e["event"] == "batch"]
+
+    scaled, unscaled = batches(speed_probes=probes), batches()
+    assert {b["batch_size"] for b in scaled} == {2} and len(scaled) == len(unscaled)
+    for probed, plain in zip(scaled, unscaled, strict=True):
+        assert probed["verify_ms"] == pytest.approx((1 + 2 * 1 / 3) * plain["verify_ms"])
 
 
 def test_the_target_s_prefills_are_scaled_by_the_speed_probed_at_a_prefill(tmp_path) -> None:

@@ -315,14 +315,20 @@ def speed_source(probes: list[dict[str, Any]], host: str, cpu_plan: dict[str, st
     return "probed before and after"
 
 
-def grid_ms(profile: PairProfile, probe: dict[str, Any], tokens: int | None = None) -> float:
-    """What the profile's grid prices the op a speed probe timed (``tokens`` per row for a
-    target's probe at another width). The ratio of a run's probe to it scales the grid, so
-    that the simulation prices that op at what the run's probes measured; a separate probe
-    in the profile would add its own drift (8-19 % from the grid in one quick profile)."""
+def grid_ms(
+    profile: PairProfile,
+    probe: dict[str, Any],
+    tokens: int | None = None,
+    batch: int | None = None,
+) -> float:
+    """What the profile's grid prices the op a speed probe timed (``tokens`` per row and
+    ``batch`` rows for a target's probe at another shape). The ratio of a run's probe to it
+    scales the grid, so that the simulation prices that op at what the run's probes
+    measured; a separate probe in the profile would add its own drift (8-19 % from the grid
+    in one quick profile)."""
     if probe["role"] == "draft":
         return profile.draft_ms(probe["gamma"], probe["context"])
-    return profile.verify_ms(probe["batch"], tokens or probe["tokens"], probe["context"])
+    return profile.verify_ms(batch or probe["batch"], tokens or probe["tokens"], probe["context"])
 
 
 def probed_speeds(
@@ -350,15 +356,24 @@ def probed_speeds(
 
 def probed_verify_speeds(
     probes: list[dict[str, Any]], target: PairProfile, cpu_plan: dict[str, str] | None = None
-) -> dict[int, float]:
-    """The target's compute time during the run relative to its profile per verified row
-    width (tokens): the mean over its probes (``host_probes``) at that width over the
-    grid's price of the same op; empty where the probes timed one width (older logs)."""
-    measured: dict[int, list[float]] = {}
+) -> dict[int, dict[int, float]]:
+    """The target's compute time during the run relative to its profile per batch size
+    (rows) and row width (tokens): the mean over its probes (``host_probes``) at that shape
+    over the grid's price of the same op; empty where the probes timed one shape (older
+    logs), one batch size where they timed one."""
+    measured: dict[tuple[int, int], list[float]] = {}
     for probe in host_probes(probes, "cloud", cpu_plan):
-        for width, ms in probe.get("by_tokens", {}).items():
-            measured.setdefault(int(width), []).append(ms / grid_ms(target, probe, int(width)))
-    return {width: sum(r) / len(r) for width, r in sorted(measured.items())}
+        batched = probe.get("batched", {})
+        shapes = [(probe["batch"], probe.get("by_tokens", {}))]
+        shapes += [(batched["batch"], batched["by_tokens"])] if batched else []
+        for batch, by_tokens in shapes:
+            for width, ms in by_tokens.items():
+                ratio = ms / grid_ms(target, probe, int(width), batch)
+                measured.setdefault((batch, int(width)), []).append(ratio)
+    speeds: dict[int, dict[int, float]] = {}
+    for (batch, width), ratios in sorted(measured.items()):
+        speeds.setdefault(batch, {})[width] = sum(ratios) / len(ratios)
+    return speeds
 
 
 def probed_prefill_speed(

@@ -8,12 +8,12 @@ setting. Rate, delay, jitter and loss follow the scenario's ``LinkTrace``, loope
 emulator's replay loops it; NaN (unspecified) means unlimited rate, zero delay, no loss.
 
 A message's exit time is computed when it enters a link, which is exact as long as
-messages enter each link in time order. That holds for an edge's access link (an edge has
-at most one message in flight each way) and for the first link a sender feeds; a shared
-link further along a path (the WAN uplink, fed by every edge) is entered by an event at
-the moment the message reaches it. One simplification: a lost message's retransmission is
-placed on the link when the loss happens, so on a lossy shared link a message sent during
-the timeout may queue behind it.
+messages enter each link in time order. That holds for the first link a sender feeds (in
+the order it sends); a shared link further along a path (the WAN uplink, fed by every
+edge), and whatever follows it, is entered by an event at the moment the message reaches
+it. A path delivers in the order it was sent, as the TCP connection it stands for does.
+One simplification: a lost message's retransmission is placed on the link when the loss
+happens, so on a lossy shared link a message sent during the timeout may queue behind it.
 """
 
 from __future__ import annotations
@@ -216,18 +216,39 @@ class SimLink:
 
 
 class SimPath:
-    """Links in series, e.g. an edge's access uplink then the shared WAN uplink."""
+    """Links in series, e.g. an edge's access uplink then the shared WAN uplink: one TCP
+    connection's direction, so messages come out in the order they were sent (one that a
+    new, shorter delay or a retransmission lets overtake waits for those before it, as TCP
+    holds data until the gap is filled)."""
 
     def __init__(self, engine: Engine, links: list[SimLink]) -> None:
         if not links:
             raise ValueError("a path needs at least one link")
         self.engine = engine
         self.links = links
+        self._sent = 0  # messages sent: the next one's sequence number
+        self._delivered = 0  # messages delivered: the next one due
+        self._held: dict[int, tuple[Deliver, Any]] = {}
 
     def send(self, payload: int, deliver: Deliver, message: Any, at: float | None = None) -> None:
         """Send now (or at ``at``, on a first link the caller feeds in time order);
-        ``deliver(message)`` runs when the message comes out of the last link."""
-        self._cross((0, 0, payload, deliver, message), self.engine.now if at is None else at)
+        ``deliver(message)`` runs when the message comes out of the last link, and every
+        message sent before it has."""
+        envelope = (self._sent, deliver, message)
+        self._sent += 1
+        self._cross((0, 0, payload, self._arrive, envelope), self.engine.now if at is None else at)
+
+    def _arrive(self, envelope: tuple[int, Deliver, Any]) -> None:
+        sequence, deliver, message = envelope
+        if sequence != self._delivered:
+            self._held[sequence] = (deliver, message)
+            return
+        deliver(message)
+        self._delivered += 1
+        while self._delivered in self._held:
+            deliver, message = self._held.pop(self._delivered)
+            deliver(message)
+            self._delivered += 1
 
     def _cross(self, item: tuple[int, int, int, Deliver, Any], at: float) -> None:
         """Carry a message (link index, attempt on it, payload, deliver, message) from ``at``

@@ -75,8 +75,8 @@ class TargetSim:
     cpu: CpuQuota
     speed: float  # compute time relative to the profile's (its probes / the grid's price)
     log: EventLog
-    # per verified row width, where the target was probed at several (else ``speed``)
-    verify_speeds: dict[int, float] = field(default_factory=dict)
+    # per batch size and row width, where the target was probed at several (else ``speed``)
+    verify_speeds: dict[int, dict[int, float]] = field(default_factory=dict)
     # a prefill's, where the target was probed at one (else ``speed``)
     prefill_speed: float | None = None
     # the draft model a fused session drafts with, in the cloud, and its speed there
@@ -170,13 +170,17 @@ class TargetSim:
             return self.beside.get(op, 1.0)
         return 1.0
 
-    def _verify_speed(self, tokens: int) -> float:
-        """The probed speed at this row width: interpolated between the probed widths,
-        the nearest one's beyond them."""
+    def _verify_speed(self, batch: int, tokens: int) -> float:
+        """The probed speed at this shape: interpolated between the probed widths at each
+        probed batch size, then between those sizes; the nearest one's beyond them."""
         if not self.verify_speeds:
             return self.speed
-        widths = list(self.verify_speeds)
-        return interpolate_clamped(widths, [self.verify_speeds[w] for w in widths], tokens)
+        sizes = sorted(self.verify_speeds)
+        at_width = [
+            interpolate_clamped(list(by_width), list(by_width.values()), tokens)
+            for by_width in (self.verify_speeds[size] for size in sizes)
+        ]
+        return interpolate_clamped(sizes, at_width, batch)
 
     def _hold(
         self,
@@ -231,7 +235,7 @@ class TargetSim:
         contexts = [self.sessions[item.edge].context for item in batch]
         context = max(contexts + [stream.session.context for stream in streams]) - 1
         work = self.profile.verify_ms(len(widths), tokens, context) * self._beside("verify")
-        end = self._finish_at(start, work, self._verify_speed(tokens))
+        end = self._finish_at(start, work, self._verify_speed(len(widths), tokens))
         self.batches += 1
         self._hold(
             end - now,

@@ -1,0 +1,241 @@
+"""The capacity experiment: how many edges one cloud serves within latency SLOs, per mode.
+
+For each edge count and each mode — DSD under AWC, DSD at its best fixed γ, cloud-only
+decoding, fused (draft and target in the cloud) at its best fixed γ — the scenario runs with
+Poisson arrivals on every edge. A point records throughput, TTFT, TPOT p50/p95, goodput (the
+tokens of requests that met both SLOs per second) and the target's utilisation. A mode's
+**capacity** is the most edges at which at least ``SLO_SHARE`` of its requests met the
+SLOs; the **crossover** is the fewest edges from which DSD (the better of its two modes)
+gives more goodput than cloud-only at every larger count swept.
+
+The simulator runs every point (the best fixed γ found by trying 1..``MAX_GAMMA``); the
+emulator runs the points whose edges fit this machine as real drafters, with the γ the
+simulator found best, and its own simulation of each is put beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emulator.scenario import Overrides, apply_overrides, load_scenario
+from emulator.sim.simulation import SimOptions, Simulation
+from runtime.events import EventLog
+from runtime.metrics import summarise
+
+EDGE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+MAX_GAMMA = 8
+SLO_SHARE = 0.9  # a point is within the SLOs when this share of its requests met both
+MAX_REAL_DRAFTERS = 3  # real draft processes this machine holds at once (memory, cores)
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """One line of the sweep: the scenario's mode and window policy (None: the best fixed γ
+    the simulator finds at each point)."""
+
+    name: str
+    mode: str
+    policy: str | None
+
+
+MODES = (
+    ModeSpec("dsd-awc", "dsd", "awc"),
+    ModeSpec("dsd-best-fixed", "dsd", None),
+    ModeSpec("cloud", "cloud", "fixed:4"),
+    ModeSpec("fused-best-fixed", "fused", None),
+)
+DSD_MODES = ("dsd-awc", "dsd-best-fixed")
+
+
+@dataclass(frozen=True)
+class Slo:
+    ttft_ms: float = 3000.0
+    tpot_ms: float = 400.0
+
+
+@dataclass
+class Point:
+    """One (mode, edges) run in one world."""
+
+    mode: str
+    edges: int
+    world: str
+    policy: str
+    requests: int
+    failed: int
+    throughput_tok_s: float | None
+    goodput_tok_s: float | None
+    slo_share: float | None
+    ttft_p50_ms: float | None
+    tpot_p50_ms: float | None
+    tpot_p95_ms: float | None
+    utilisation: float | None
+    sim: dict[str, float | None] = field(default_factory=dict)  # emu points: the simulation
+    results_dir: str | None = None
+
+
+def point_metrics(events: list[dict[str, Any]], slo: Slo) -> dict[str, Any]:
+    """A point's measures from its event log (either world's)."""
+    summary = summarise(events)
+    requests = [e for e in events if e["event"] == "request"]
+    ok = [r for r in requests if not r.get("error")]
+    met = [r for r in ok if _meets(r, slo)]
+    span = summary["duration_s"]
+    batches = [e for e in events if e["event"] == "batch"]
+    busy_s = sum(b["verify_ms"] for b in batches) / 1000.0
+    return {
+        "requests": len(ok),
+        "failed": len(requests) - len(ok),
+        "throughput_tok_s": summary["throughput_tok_s"],
+        "goodput_tok_s": sum(r["output_tokens"] for r in met) / span if span else None,
+        "slo_share": len(met) / len(requests) if requests else None,
+        "ttft_p50_ms": summary["ttft_ms"]["p50"],
+        "tpot_p50_ms": summary["tpot_ms"]["p50"],
+        "tpot_p95_ms": summary["tpot_ms"]["p95"],
+        "utilisation": min(1.0, busy_s / span) if span and batches else None,
+    }
+
+
+def _meets(request: dict[str, Any], slo: Slo) -> bool:
+    if request.get("t_first_token") is None or request.get("t_done") is None:
+        return False
+    ttft = (request["t_first_token"] - request["t_arrival"]) * 1000.0
+    tokens = request["output_tokens"]
+    tpot = (request["t_done"] - request["t_first_token"]) * 1000.0 / max(1, tokens - 1)
+    return ttft <= slo.ttft_ms and tpot <= slo.tpot_ms
+
+
+def capacity_edges(points: Iterable[Point]) -> int | None:
+    """The most edges at which the mode kept ``SLO_SHARE`` of its requests within the SLOs
+    (None: not even at the fewest swept)."""
+    within = [p.edges for p in points if p.slo_share is not None and p.slo_share >= SLO_SHARE]
+    return max(within, default=None)
+
+
+def crossover_edges(by_mode: dict[str, list[Point]]) -> int | None:
+    """The fewest edges from which the better DSD mode's goodput exceeds cloud-only's at
+    every larger count swept (None: DSD never stays ahead)."""
+    cloud = {p.edges: p.goodput_tok_s or 0.0 for p in by_mode.get("cloud", [])}
+    dsd: dict[int, float] = {}
+    for name in DSD_MODES:
+        for p in by_mode.get(name, []):
+            dsd[p.edges] = max(dsd.get(p.edges, 0.0), p.goodput_tok_s or 0.0)
+    counts = sorted(set(cloud) & set(dsd))
+    ahead = None
+    for edges in reversed(counts):
+        if dsd[edges] <= cloud[edges]:
+            break
+        ahead = edges
+    return ahead
+
+
+class CapacitySweep:
+    """Runs the sweep and keeps every finished point in ``out/partial.json`` as it goes."""
+
+    def __init__(
+        self,
+        base: Path,
+        out: Path,
+        edge_counts: Iterable[int] = EDGE_COUNTS,
+        slo: Slo = Slo(),
+        link: dict[str, str] | None = None,
+        seed: int | None = None,
+        profile: str | None = None,
+    ) -> None:
+        self.raw = yaml.safe_load(base.read_text(encoding="utf-8"))
+        if link is not None:
+            self.raw["edges"][0]["link"] = {**link, "queue_packets": 100}
+        self.base_folder = base.resolve().parent
+        self.out = out
+        self.edge_counts = sorted(edge_counts)
+        self.slo = slo
+        self.seed = seed
+        self.profile = profile  # one profile file for every pair (default: this machine's)
+        self.points: list[Point] = []
+        self.best_gamma: dict[tuple[str, int], str] = {}
+        load_scenario(self._write("check", 1, "dsd", "awc"))  # a bad base fails before any run
+
+    def _write(self, label: str, edges: int, mode: str, policy: str) -> Path:
+        """The scenario of one point, kept in the results (its paths made absolute)."""
+        overrides = Overrides(edges=edges, mode=mode, policy=policy, seed=self.seed)
+        raw = apply_overrides(self.raw, overrides, self.base_folder / "capacity.yaml")
+        for group in raw["edges"]:
+            for key in ("trace", "up", "down", "rtt"):
+                spec = group["link"].get(key)
+                if spec and ":" not in spec:
+                    group["link"][key] = str((self.base_folder / spec).resolve())
+        path = self.out / "scenarios" / f"{label}-{edges}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+        return path
+
+    def simulate(self, spec: ModeSpec, edges: int) -> Point:
+        """One simulated point; a best-fixed mode tries every γ and keeps the best goodput."""
+        policies = [spec.policy] if spec.policy else [f"fixed:{g}" for g in range(1, MAX_GAMMA + 1)]
+        best: Point | None = None
+        for policy in policies:
+            path = self._write(f"{spec.name}-{policy.replace(':', '')}", edges, spec.mode, policy)
+            log = EventLog(None, "sim", keep=True, flush_each=False)
+            Simulation(load_scenario(path), log, SimOptions(profile=self.profile)).run()
+            point = Point(spec.name, edges, "sim", policy, **point_metrics(log.events, self.slo))
+            if best is None or (point.goodput_tok_s or 0.0) > (best.goodput_tok_s or 0.0):
+                best = point
+        assert best is not None
+        self.best_gamma[(spec.name, edges)] = best.policy
+        return best
+
+    def emulate(self, spec: ModeSpec, edges: int, run: Callable[[Path, Path], Any]) -> Point:
+        """One emulated point (``run(scenario, out)`` is the main job, returning its run):
+        the best fixed γ is the simulator's at this point."""
+        policy = spec.policy or self.best_gamma[(spec.name, edges)]
+        path = self._write(f"{spec.name}-emu", edges, spec.mode, policy)
+        finished = run(path, self.out / "runs")
+        emu = point_metrics(finished.emulated_events(), self.slo)
+        sim = point_metrics(finished.simulated_events(), self.slo)
+        return Point(
+            spec.name, edges, "emu", policy, **emu, sim=sim, results_dir=str(finished.results)
+        )
+
+    def keep(self, point: Point) -> None:
+        self.points.append(point)
+        (self.out / "partial.json").write_text(json.dumps(self.document(), indent=1))
+
+    def document(self) -> dict[str, Any]:
+        """Everything so far: the points, and per mode and world its capacity."""
+        summary: dict[str, Any] = {}
+        for world in ("sim", "emu"):
+            by_mode: dict[str, list[Point]] = {}
+            for p in self.points:
+                if p.world == world:
+                    by_mode.setdefault(p.mode, []).append(p)
+            if not by_mode:
+                continue
+            summary[world] = {
+                "modes": {
+                    name: {
+                        "capacity_edges": capacity_edges(points),
+                        "points": [_brief(p) for p in sorted(points, key=lambda p: p.edges)],
+                    }
+                    for name, points in by_mode.items()
+                },
+                "crossover_edges": crossover_edges(by_mode),
+            }
+        return {
+            "slo": asdict(self.slo),
+            "slo_share": SLO_SHARE,
+            "edge_counts": self.edge_counts,
+            "link": self.raw["edges"][0]["link"],
+            "summary": summary,
+            "points": [asdict(p) for p in self.points],
+        }
+
+
+def _brief(point: Point) -> dict[str, Any]:
+    fields = asdict(point)
+    return {k: v for k, v in fields.items() if k not in ("mode", "world", "results_dir")}

@@ -1,0 +1,207 @@
+"""How many edges one target serves within the SLOs, per mode (DSD under AWC, DSD at its best
+fixed γ, cloud-only, fused), and from how many edges DSD beats cloud-only.
+
+    python scripts/capacity.py [--world sim] [--edges 1,2,4,8,16,32,64] [--json]
+    sudo python scripts/capacity.py --world both [--link lte-driving]
+
+The base scenario (``topologies/capacity.yaml``) is one edge group with Poisson arrivals;
+with the recorded traces beside the project its link is a recorded one (``--link``, default
+lte-driving; ``--link scenario`` keeps the scenario's). ``sim`` runs every point in the
+simulator; ``emu`` runs in Mininet the points whose edges fit this machine as real drafters
+(at most 3), with the simulator's own prediction of each beside it; ``both`` does both.
+Results: ``capacity.json`` (``partial.json`` while it runs: finished points survive a
+failure or Ctrl-C), ``capacity.md``, ``throughput.png`` and ``tpot.png`` in
+``results/<time>-capacity/``; with ``--json`` the last line is the summary.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from project_python import ROOT, use_project_python
+
+if __name__ == "__main__":
+    use_project_python(__file__)
+
+import argparse
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from emulator.capacity import (
+    EDGE_COUNTS,
+    MAX_REAL_DRAFTERS,
+    MODES,
+    CapacitySweep,
+    Point,
+    Slo,
+)
+from emulator.mainjob import MainJobFailed, run_main_job
+from emulator.plots import plot_capacity
+from emulator.scenario import ScenarioError
+from emulator.sim.calibration import CalibrationError
+from emulator.traces.recorded import recorded_links
+from runtime.arguments import positive_float
+from runtime.process import stop_on_signals
+
+DEFAULT_SCENARIO = ROOT / "topologies" / "capacity.yaml"
+EMU_TIMEOUT_S = 1800.0
+
+
+def edge_counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,2,4, got {text!r}") from None
+    if not counts or counts[0] < 1 or counts[-1] > 10_000:
+        raise argparse.ArgumentTypeError(f"edge counts must be 1..10000, got {text!r}")
+    return counts
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--world", choices=("sim", "emu", "both"), default="sim")
+    parser.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="base scenario YAML")
+    parser.add_argument(
+        "--link",
+        help="a recorded link (lte-driving, 5g-driving, wifi, 3g-bus, edge-vs-cloud-rtt) or "
+        "'scenario' for the scenario's own; default: lte-driving where recorded traces exist",
+    )
+    parser.add_argument(
+        "--edges",
+        type=edge_counts,
+        default=list(EDGE_COUNTS),
+        help="edge counts to sweep (default: %(default)s)",
+    )
+    parser.add_argument("--slo-ttft-ms", type=positive_float, default=Slo().ttft_ms)
+    parser.add_argument("--slo-tpot-ms", type=positive_float, default=Slo().tpot_ms)
+    parser.add_argument("--seed", type=int, help="the scenario's seed")
+    parser.add_argument(
+        "--profile", help="the simulator's profile JSON (default: this machine's, measured once)"
+    )
+    parser.add_argument("--out", default=str(ROOT / "results"), help="parent of the results")
+    parser.add_argument("--json", action="store_true", help="last line: the summary as JSON")
+    return parser.parse_args(argv)
+
+
+def choose_link(name: str | None) -> tuple[dict[str, str] | None, str]:
+    """The link to put in the scenario, and how to say which it is."""
+    recorded = recorded_links()
+    if name == "scenario" or (name is None and not recorded):
+        return None, "the scenario's own link"
+    name = name or "lte-driving"
+    if name not in recorded:
+        known = ", ".join(recorded) or "none: ../shared/traces is absent"
+        raise ValueError(f"--link {name}: no such recorded link (known: {known})")
+    return recorded[name], f"recorded link {name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.world != "sim" and os.geteuid() != 0:
+        print(
+            "capacity: error: the emulator needs root: sudo python scripts/capacity.py ...",
+            file=sys.stderr,
+        )
+        return 2
+    stop_on_signals()
+    out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-capacity"
+    try:
+        link, link_text = choose_link(args.link)
+        out.mkdir(parents=True, exist_ok=True)
+        sweep = CapacitySweep(
+            Path(args.scenario),
+            out,
+            args.edges,
+            Slo(args.slo_ttft_ms, args.slo_tpot_ms),
+            link,
+            args.seed,
+            args.profile,
+        )
+    except (ScenarioError, ValueError, OSError) as exc:
+        print(f"capacity: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"capacity: {link_text}; edges {args.edges}; results in {out}", flush=True)
+    status = 0
+    try:
+        run_sweep(sweep, args)
+    except KeyboardInterrupt:
+        print("capacity: interrupted; the finished points are kept", file=sys.stderr)
+        status = 130
+    except (CalibrationError, MainJobFailed) as exc:
+        print(f"capacity: error: {exc}; the finished points are kept", file=sys.stderr)
+        status = 1
+    document = finish(sweep, out, complete=status == 0)
+    print(table(sweep.points))
+    summary = document["summary"]
+    for world, result in summary.items():
+        capacities = ", ".join(
+            f"{name} {mode['capacity_edges']}" for name, mode in result["modes"].items()
+        )
+        print(
+            f"{world}: capacity (edges within the SLOs): {capacities}; DSD overtakes "
+            f"cloud-only from {result['crossover_edges']} edges"
+        )
+    print(f"results, plots and capacity.md in {out}")
+    if args.json:
+        print(json.dumps({"results_dir": str(out), **summary}))
+    return status
+
+
+def run_sweep(sweep: CapacitySweep, args: argparse.Namespace) -> None:
+    """The simulated points first (the emulator takes their best γ), then the emulated."""
+    simulated = [(spec, n) for n in args.edges for spec in MODES]
+    for spec, edges in tqdm(simulated, desc="simulated points", unit="point"):
+        point = sweep.simulate(spec, edges)
+        if args.world != "emu":
+            sweep.keep(point)
+    if args.world == "sim":
+        return
+    fitting = [(spec, n) for n in args.edges if n <= MAX_REAL_DRAFTERS for spec in MODES]
+    skipped = sorted({n for n in args.edges if n > MAX_REAL_DRAFTERS})
+    if skipped:
+        print(
+            f"capacity: emulating only the points of at most {MAX_REAL_DRAFTERS} edges "
+            f"(real drafters); not emulated: {skipped}",
+            flush=True,
+        )
+    for spec, edges in tqdm(fitting, desc="emulated points", unit="point"):
+        sweep.keep(sweep.emulate(spec, edges, lambda s, o: run_main_job(s, o, EMU_TIMEOUT_S)))
+
+
+def finish(sweep: CapacitySweep, out: Path, complete: bool) -> dict:
+    document = sweep.document()
+    name = "capacity.json" if complete else "partial.json"
+    (out / name).write_text(json.dumps(document, indent=1))
+    points = document["points"]
+    if points:
+        plot_capacity(points, "throughput_tok_s", "throughput (tok/s)", out / "throughput.png")
+        plot_capacity(points, "tpot_p50_ms", "TPOT p50 (ms)", out / "tpot.png")
+    (out / "capacity.md").write_text(f"# Capacity\n\n```\n{table(sweep.points)}\n```\n")
+    return document
+
+
+def table(points: list[Point]) -> str:
+    def cell(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    lines = [
+        f"{'world':5} {'mode':17} {'edges':>5} {'policy':>8} {'tok/s':>7} {'goodput':>7} "
+        f"{'in SLO':>6} {'TTFT50':>7} {'TPOT50':>7} {'TPOT95':>7} {'util':>5} {'sim tok/s':>9}"
+    ]
+    for p in points:
+        lines.append(
+            f"{p.world:5} {p.mode:17} {p.edges:5d} {p.policy:>8} "
+            f"{cell(p.throughput_tok_s, '7.2f')} {cell(p.goodput_tok_s, '7.2f')} "
+            f"{cell(p.slo_share, '6.0%')} {cell(p.ttft_p50_ms, '7.0f')} "
+            f"{cell(p.tpot_p50_ms, '7.0f')} {cell(p.tpot_p95_ms, '7.0f')} "
+            f"{cell(p.utilisation, '5.0%')} {cell(p.sim.get('throughput_tok_s'), '9.2f')}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
