@@ -34,13 +34,15 @@ FULL_GRID = {
     "tokens": [1, 2, 3, 4, 5, 9],
 }
 # the points the simulator interpolates between for the suite's and the default scenario's
-# runs (prompts of 30-60 tokens, contexts up to ~250, one to three rows, γ up to 8); rows
-# of 2 to 5 tokens are most of what they verify, and a row of 2 costs nearly what one of 3
-# does (one token takes another kernel path), so those widths are points of their own
+# runs (prompts of 30-60 tokens, contexts up to ~250, one to three rows, γ up to 8) and the
+# capacity sweep's (up to 8 rows); rows of 2 to 5 tokens are most of what they verify, and a
+# row of 2 costs nearly what one of 3 does (one token takes another kernel path), so those
+# widths are points of their own; so is a batch of 3, which costs more than one of 4 here
+# (3 one-token rows 120 ms, 4 rows 101)
 QUICK_GRID = {
     "contexts": [64, 256],
     "prompt_lengths": [16, 64],
-    "batches": [1, 2, 4],
+    "batches": [1, 2, 3, 4, 8],
     "tokens": [1, 2, 3, 4, 5, 9],
 }
 TINY_GRID = {
