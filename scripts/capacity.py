@@ -139,12 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = document["summary"]
     for world, result in summary.items():
         capacities = ", ".join(
-            f"{name} {mode['capacity_edges']}" for name, mode in result["modes"].items()
+            f"{name} {mode['capacity_edges'] or 'none'}" for name, mode in result["modes"].items()
         )
-        print(
-            f"{world}: capacity (edges within the SLOs): {capacities}; DSD overtakes "
-            f"cloud-only from {result['crossover_edges']} edges"
+        crossover = result["crossover_edges"]
+        overtakes = (
+            f"DSD overtakes cloud-only from {crossover} edges"
+            if crossover
+            else "DSD does not overtake cloud-only at the edge counts swept"
         )
+        print(f"{world}: capacity (edges within the SLOs): {capacities}; {overtakes}")
     print(f"results, plots and capacity.md in {out}")
     if args.json:
         print(json.dumps({"results_dir": str(out), **summary}))

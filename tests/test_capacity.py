@@ -90,6 +90,8 @@ def test_the_capacity_sweep_in_the_simulator_end_to_end(tmp_path) -> None:
     assert goodput["cloud"][0] > goodput["dsd-best-fixed"][0]  # one edge: cloud-only wins
     assert goodput["dsd-best-fixed"][-1] > goodput["cloud"][-1]  # sixteen: DSD does
     assert summary["sim"]["crossover_edges"] in (4, 16)
+    crossover = summary["sim"]["crossover_edges"]
+    assert f"DSD overtakes cloud-only from {crossover} edges" in result.stdout
 
 
 def test_an_unknown_recorded_link_is_one_line(tmp_path) -> None:
