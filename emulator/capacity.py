@@ -9,8 +9,10 @@ SLOs; the **crossover** is the fewest edges from which DSD (the better of its tw
 gives more goodput than cloud-only at every larger count swept.
 
 The simulator runs every point (the best fixed γ found by trying 1..``MAX_GAMMA``); the
-emulator runs the points whose edges fit this machine as real drafters, with the γ the
-simulator found best, and its own simulation of each is put beside it.
+emulator runs every point with the γ the simulator found best, and its own simulation of
+each beside it: up to ``MAX_REAL_DRAFTERS`` edges with real drafters, past that with
+emulated edges (``draft: replay``, ``runtime.replay_draft``: no model in the edge; the
+real draft's tokens and profiled times), which each point records.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from emulator.scenario import Overrides, apply_overrides, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog
 from runtime.metrics import summarise
+from runtime.model_names import REPLAY
 
 EDGE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 MAX_GAMMA = 8
@@ -78,6 +81,8 @@ class Point:
     utilisation: float | None
     sim: dict[str, float | None] = field(default_factory=dict)  # emu points: the simulation
     results_dir: str | None = None
+    draft: str = "real"  # emu points: "real" drafters or emulated edges ("replay")
+    fallback_rounds: int | None = None  # emulated edges' rounds the shared real draft drafted
 
 
 def point_metrics(events: list[dict[str, Any]], slo: Slo) -> dict[str, Any]:
@@ -161,9 +166,11 @@ class CapacitySweep:
         self.best_gamma: dict[tuple[str, int], str] = {}
         load_scenario(self._write("check", 1, "dsd", "awc"))  # a bad base fails before any run
 
-    def _write(self, label: str, edges: int, mode: str, policy: str) -> Path:
+    def _write(
+        self, label: str, edges: int, mode: str, policy: str, draft: str | None = None
+    ) -> Path:
         """The scenario of one point, kept in the results (its paths made absolute)."""
-        overrides = Overrides(edges=edges, mode=mode, policy=policy, seed=self.seed)
+        overrides = Overrides(edges=edges, mode=mode, policy=policy, seed=self.seed, draft=draft)
         raw = apply_overrides(self.raw, overrides, self.base_folder / "capacity.yaml")
         for group in raw["edges"]:
             for key in ("trace", "up", "down", "rtt"):
@@ -194,12 +201,23 @@ class CapacitySweep:
         """One emulated point (``run(scenario, out)`` is the main job, returning its run):
         the best fixed γ is the simulator's at this point."""
         policy = spec.policy or self.best_gamma[(spec.name, edges)]
-        path = self._write(f"{spec.name}-emu", edges, spec.mode, policy)
+        draft = REPLAY if edges > MAX_REAL_DRAFTERS else None
+        path = self._write(f"{spec.name}-emu", edges, spec.mode, policy, draft)
         finished = run(path, self.out / "runs")
-        emu = point_metrics(finished.emulated_events(), self.slo)
+        events = finished.emulated_events()
+        emu = point_metrics(events, self.slo)
         sim = point_metrics(finished.simulated_events(), self.slo)
+        fallbacks = sum(1 for e in events if e.get("proposal_source") == "fallback")
         return Point(
-            spec.name, edges, "emu", policy, **emu, sim=sim, results_dir=str(finished.results)
+            spec.name,
+            edges,
+            "emu",
+            policy,
+            **emu,
+            sim=sim,
+            results_dir=str(finished.results),
+            draft=draft or "real",
+            fallback_rounds=fallbacks if draft else None,
         )
 
     def keep(self, point: Point) -> None:

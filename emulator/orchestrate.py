@@ -10,6 +10,11 @@ network) loads and starts probing that CPU's role in its idle time; the trace re
 starts, and at that same moment (the traces' time zero, the simulator's time zero too)
 every edge gets SIGUSR1 and starts its workload. Each process writes its own event log
 into the results folder; nothing is kept only in memory.
+
+Emulated edges (``draft: replay``) load no model and take no speed probe: they start at
+once, replaying the profile given for their draft; where any replays DSD rounds, one shared
+real draft process (``runtime.draft_service``) runs outside the emulated network, on the
+edges' CPU, for the rounds whose text left the recorded tables.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +34,7 @@ from emulator.interrupts import shielded
 from emulator.replay import TraceReplayer
 from emulator.resources import ResourceSampler
 from emulator.scenario import EdgeGroup, Scenario
+from emulator.sim.simulation import cpu_share, quota_phase_ms
 from emulator.topology import CLOUD, EmulatedNetwork
 from runtime.events import EventLog
 from runtime.process import stop_child
@@ -43,7 +50,8 @@ class EmulationError(RuntimeError):
 def cpu_plan(scenario: Scenario, cpus: list[int] | None = None) -> dict[str, str]:
     """Which CPUs each process is pinned to: the target gets the last CPU to itself (where
     its profile was measured), the edges share the others in turn (all of them on a
-    one-CPU machine). Recorded in the results: contention is a fidelity hazard."""
+    one-CPU machine; the link shapers run on the edges' CPUs too). Recorded in the results:
+    contention is a fidelity hazard."""
     cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
     edge_cpus = cpus[:-1] or cpus
     plan = {CLOUD: str(cpus[-1])}
@@ -97,8 +105,12 @@ class Emulation:
         python: str,
         timeout_s: float = 3600.0,
         say: Callable[[str], None] = print,
+        replay_profiles: dict[str, Path] | None = None,
     ) -> None:
         self.scenario = scenario
+        # per draft spec, the profile its emulated edges replay (with its thread count)
+        self.replay_profiles = replay_profiles or {}
+        self._service_folder: str | None = None
         self.out = out
         self.backend = backend
         self.python = python
@@ -135,6 +147,8 @@ class Emulation:
         (where there is none, at ``SCHED_IDLE`` alone, and the run's notes say so)."""
         roles: dict[str, tuple[str, str]] = {self.cpus[CLOUD]: ("target", "")}
         for host, group in self.scenario.edge_hosts():
+            if group.replay:  # an emulated edge computes nothing to probe
+                continue
             roles.setdefault(self.cpus[host], ("draft", group.draft))
         watches = []
         for cpu, (role, draft) in sorted(roles.items()):
@@ -172,6 +186,36 @@ class Emulation:
             args += ["--draft", cloud.draft]
         return self._launch(net, CLOUD, "runtime.target", args)
 
+    def _needs_service(self) -> bool:
+        return any(g.replay and g.mode == "dsd" for g in self.scenario.edges)
+
+    def _service_endpoint(self) -> str:
+        if self._service_folder is None:  # a short path: a socket's is at most 107 bytes
+            self._service_folder = tempfile.mkdtemp(prefix="dsdemu-draft-")
+        return f"ipc://{self._service_folder}/draft.sock"
+
+    def _start_service(self) -> Child:
+        """The shared real draft, in the root namespace on the edges' first CPU."""
+        drafts = sorted({g.draft for g in self.scenario.edges if g.replay and g.mode == "dsd"})
+        if len(drafts) > 1:
+            raise EmulationError(f"emulated edges replay {drafts}: the shared draft is one model")
+        cpu = next(self.cpus[h] for h, g in self.scenario.edge_hosts() if g.replay)
+        args = ["--bind", self._service_endpoint(), "--base", self.scenario.cloud.model]
+        args += ["--draft", drafts[0], "--cpus", cpu, "--seed", str(self.scenario.seed)]
+        return self._spawn("draft-service", "runtime.draft_service", args, subprocess.Popen)
+
+    def _replay_args(self, host: str, group: EdgeGroup) -> list[str]:
+        """What an emulated edge replays and the CPU it spends the profile's times on."""
+        profile = self.replay_profiles.get(group.draft)
+        if profile is None:
+            raise EmulationError(f"no profile of {group.draft} given for the emulated edges")
+        args = ["--replay-profile", str(profile), "--draft-speed", str(group.speed)]
+        args += ["--quota-share", str(cpu_share(group.cpu, group.threads))]
+        args += ["--quota-phase-ms", str(quota_phase_ms(self.scenario.seed, host))]
+        if self._needs_service():
+            args += ["--replay-service", self._service_endpoint()]
+        return args
+
     def _start_edge(self, net: EmulatedNetwork, host: str, group: EdgeGroup) -> Child:
         workload = self.scenario.workload
         args = [
@@ -180,7 +224,7 @@ class Emulation:
             "--base",
             self.scenario.cloud.model,
             "--draft",
-            group.draft,
+            group.draft_spec,
             "--policy",
             group.policy,
             "--mode",
@@ -200,9 +244,9 @@ class Emulation:
             "--timeout",
             "300",
             "--wait-start",
-            "--speed-probe",
             "--print",
         ]
+        args += self._replay_args(host, group) if group.replay else ["--speed-probe"]
         for text in workload.prompts:
             args += ["--prompt", text]
         if workload.ignore_eos:
@@ -234,7 +278,10 @@ class Emulation:
         """Everything from network up to teardown; ``watch(t_start, final)`` is called about
         once a second while the workload runs (progress display)."""
         started = time.monotonic()
-        net = EmulatedNetwork(self.scenario, self.backend, results=self.out)
+        edge_cpus = {cpu for host, cpu in self.cpus.items() if host != CLOUD}
+        net = EmulatedNetwork(
+            self.scenario, self.backend, results=self.out, shaper_cpus=",".join(sorted(edge_cpus))
+        )
         interrupted = False
         lateness: list[float] = []
         t_start = 0.0
@@ -243,10 +290,18 @@ class Emulation:
             self.say(f"network up ({len(net.links)} shaped links, {self.backend})")
             target = self._start_target(net)
             self._wait_for([target], "target: serving")
-            edges = [self._start_edge(net, host, g) for host, g in self.scenario.edge_hosts()]
-            self.say(f"target serving; {len(edges)} edge(s) loading their models")
-            self._wait_for(edges, "draft: loaded")
-            for edge in edges:
+            if self._needs_service():
+                self._wait_for([self._start_service()], "draft service: serving")
+            hosts = self.scenario.edge_hosts()
+            edges = [self._start_edge(net, host, g) for host, g in hosts]
+            real = [edge for edge, (_, g) in zip(edges, hosts, strict=True) if not g.replay]
+            emulated = len(edges) - len(real)
+            self.say(
+                f"target serving; {len(real)} edge(s) loading their models"
+                + (f", {emulated} emulated edge(s) replaying the profile" if emulated else "")
+            )
+            self._wait_for(real, "draft: loaded")
+            for edge in real:
                 os.kill(edge.process.pid, signal.SIGUSR2)
             self._wait_for(edges, "draft: ready")
             self._wait_for(self._start_watches(net), "watch: ready")
@@ -283,7 +338,7 @@ class Emulation:
             edge_exit_codes={
                 c.name: c.process.returncode
                 for c in self.children
-                if c.name != CLOUD and not c.name.startswith("watch-")
+                if c.name not in (CLOUD, "draft-service") and not c.name.startswith("watch-")
             },
             replay_lateness_ms_p99=_p99(lateness),
             watches_idle_cgroup=net.idle.made
@@ -313,6 +368,8 @@ class Emulation:
         """Edges first, then the target (SIGTERM: each writes its ``process`` record)."""
         for child in sorted(self.children, key=lambda c: c.name == CLOUD):
             stop_child(child.process, grace_s=15)
+        if self._service_folder is not None:
+            shutil.rmtree(self._service_folder, ignore_errors=True)
 
 
 def _p99(values: list[float]) -> float | None:

@@ -11,7 +11,7 @@ from typing import Any
 from emulator.attribution import compare_breakdowns, format_breakdown
 from emulator.fidelity import format_fidelity
 from emulator.plots import plot_acceptance, plot_gamma, plot_links, plot_tpot_cdfs
-from emulator.resources import summarise_samples
+from emulator.resources import shaping_cost, summarise_samples
 from emulator.scenario import Scenario
 from emulator.sim.calibration import CalibrationError, read_profile
 from runtime.events import read_events
@@ -24,6 +24,7 @@ SATURATED_SHARE = 0.5  # a core this often >= 95 % busy slows whatever shares it
 class Report:
     path: Path
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run cost, said plainly
 
 
 def contention_warnings(resources: dict[str, Any], cpus: dict[str, str]) -> list[str]:
@@ -63,6 +64,14 @@ def write_results(
     resources_path = out / "resources.jsonl"
     resources = summarise_samples(read_events(resources_path) if resources_path.exists() else [])
     report = Report(out / "report.md", contention_warnings(resources, run_info["cpus"]))
+    shaping = shaping_cost(resources)
+    if shaping:
+        report.notes.append(
+            f"link shaping: {shaping['shapers']} shaper processes took "
+            f"{shaping['cpu_percent_mean_total']:.1f} % of a core in all (mean over the run; "
+            f"the busiest {shaping['cpu_percent_max_one']:.1f} % at its peak), at most "
+            f"{shaping['rss_mb_max_one']:.0f} MB each"
+        )
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
     round_time = compare_breakdowns(emu_events, sim_events) if sim_events else {}
     first_token = compare_breakdowns(emu_events, sim_events, "first_token") if sim_events else {}
@@ -73,6 +82,7 @@ def write_results(
         "round_time": round_time,
         "first_token_time": first_token,
         "resources": resources,
+        "shaping_cost": shaping,
         "sim_profiles": run_info.get("sim_profiles", {}),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

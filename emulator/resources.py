@@ -96,3 +96,17 @@ def summarise_samples(events: list[dict[str, Any]]) -> dict[str, Any]:
         ],
         "processes": processes,
     }
+
+
+def shaping_cost(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """What the link shapers took (``shaper:*`` processes): how many, their CPU in all
+    (mean % of one core over the run), the busiest one's peak and the largest one's memory."""
+    shapers = {k: v for k, v in summary.get("processes", {}).items() if k.startswith("shaper:")}
+    if not shapers:
+        return None
+    return {
+        "shapers": len(shapers),
+        "cpu_percent_mean_total": sum(v["cpu_percent_mean"] for v in shapers.values()),
+        "cpu_percent_max_one": max(v["cpu_percent_max"] for v in shapers.values()),
+        "rss_mb_max_one": max(v["rss_mb_max"] for v in shapers.values()),
+    }

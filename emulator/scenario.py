@@ -7,7 +7,7 @@
     edges:
       - name: lte                    # group name; hosts lte1, lte2, ...
         count: 1
-        draft: int8
+        draft: int8                  # or replay[:SPEC]: emulated edges, no model (below)
         cpu: 0.5                     # share of ONE core per edge host
         threads: 1
         policy: fixed:4
@@ -22,6 +22,12 @@
     wan: {constant: {rate_mbps: 1000, delay_ms: 2}}   # optional, shared by all edges
     workload: {requests_per_edge: 2, max_new_tokens: 48, arrival: closed, prompts: default,
                ignore_eos: true}   # every request runs to max_new_tokens, as the simulator
+
+An edge group whose ``draft`` is ``replay`` (or ``replay:SPEC``) is emulated edges: each
+process holds no model and replays the draft's recorded tokens, spending the profile's draft
+times on its CPU quota (``runtime.replay_draft``), with ``speed: X`` the device's draft time
+over the profile's (default 1). Everything else about it is real: its namespace, its link,
+the protocol, its window policy and the target's work.
 
 Relative paths are relative to the scenario file. Everything is validated on load, before
 any namespace exists; errors name the file and the key.
@@ -41,6 +47,7 @@ import yaml
 
 from emulator.traces.importers import FORMATS, load_trace
 from emulator.traces.linktrace import LinkTrace, TraceError, combine
+from runtime.model_names import DEFAULT_DRAFT, REPLAY, replayed_draft
 from runtime.policies import make_window_policy
 from runtime.prompts import load_prompts
 from runtime.protocol import EDGE_MODES
@@ -73,6 +80,13 @@ class EdgeGroup:
     policy: str
     link: LinkSpec
     mode: str = "dsd"
+    replay: bool = False  # emulated edges: the draft's tokens and times replayed
+    speed: float = 1.0  # an emulated edge's draft time over the profile's
+
+    @property
+    def draft_spec(self) -> str:
+        """The draft as the edge process is given it."""
+        return f"{REPLAY}:{self.draft}" if self.replay else self.draft
 
     def host_names(self) -> list[str]:
         return [f"{self.name}{i + 1}" for i in range(self.count)]
@@ -278,6 +292,7 @@ class Overrides:
     """Command-line changes to a scenario, applied before it is validated."""
 
     edges: int | None = None  # edge hosts in all, spread over the groups in turn
+    draft: str | None = None  # every group's; "replay" replays each group's own draft
     policy: str | None = None
     mode: str | None = None  # every group's
     requests_per_edge: int | None = None
@@ -316,6 +331,11 @@ def apply_overrides(raw: Any, overrides: Overrides, path: Path) -> Any:
         for group, count in zip(groups, counts, strict=False):
             group["count"] = count
     for group in groups:
+        if overrides.draft == REPLAY:
+            own = str(group.get("draft", DEFAULT_DRAFT))
+            group["draft"] = own if replayed_draft(own) else f"{REPLAY}:{own}"
+        elif overrides.draft is not None:
+            group["draft"] = overrides.draft
         if overrides.policy is not None:
             group["policy"] = overrides.policy
         if overrides.mode is not None:
@@ -434,17 +454,32 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
         raise reader.fail("mode", f"must be one of {', '.join(EDGE_MODES)}, got {mode!r}")
     if mode == "fused" and not policy.startswith("fixed:"):
         raise reader.fail("policy", "a fused group drafts a fixed window in the cloud: fixed:N")
+    draft = reader.get("draft", str, DEFAULT_DRAFT)
+    replayed = replayed_draft(draft)
+    if replayed is not None and mode == "edge-only":
+        raise reader.fail(
+            "draft",
+            "edge-only decodes with the draft alone: replay needs a dsd, cloud or fused group",
+        )
+    speed = reader.number("speed", None, 0.01, 100.0)
+    if speed is not None and replayed is None:
+        raise reader.fail(
+            "speed",
+            "only emulated edges (draft: replay) are given a speed; a real draft's is probed",
+        )
     link_reader = reader.child("link")
     assert link_reader is not None
     group = EdgeGroup(
         name=name,
         count=reader.number("count", 1, 1, 64, integer=True),
-        draft=reader.get("draft", str, "int8"),
+        draft=replayed or draft,
         cpu=reader.number("cpu", 1.0, 0.01, 1.0),
         threads=reader.number("threads", 1, 1, 64, integer=True),
         policy=policy,
         link=_link(link_reader, base),
         mode=mode,
+        replay=replayed is not None,
+        speed=1.0 if speed is None else speed,
     )
     reader.finish()
     return group

@@ -83,6 +83,9 @@ class EmulatedNetwork:
     results: Path | None = None  # the run's results folder, marked if the run is killed
     # where the speed watches run (``emulator.idle_cgroup``); unmade where it cannot be
     idle: IdleCgroup = field(default_factory=lambda: IdleCgroup(f"dsdidle{os.getpid()}"))
+    # the CPUs the delay lines are pinned to (the edges', so that their real-time turns
+    # never take the target's CPU); None: any
+    shaper_cpus: str | None = None
 
     def start(self) -> EmulatedNetwork:
         try:
@@ -164,6 +167,7 @@ class EmulatedNetwork:
                 cloud_side,
                 f"{self.scenario.name}-{link}",
                 seed=self.scenario.seed,
+                cpus=self.shaper_cpus,
             )
         else:
             host.cmd("ip link add br0 type bridge && ip link set br0 up")

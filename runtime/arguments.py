@@ -51,3 +51,10 @@ def policy_spec_type(factory: Callable[[str], WindowPolicy]) -> Callable[[str], 
 
 
 window_policy_spec = policy_spec_type(make_window_policy)  # ``fixed:4``, ``awc`` ...
+
+
+SPEED_PROBE_HELP = (
+    "after loading and again at the end, time one profile point and log it (a 'speed' "
+    "event), so that a simulation of this run can scale the profile to this machine's speed "
+    "during the run"
+)

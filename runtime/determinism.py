@@ -72,16 +72,31 @@ def fed_predictions(model: LoadedModel, prompt: list[int], text: list[int], feed
     """The model's greedy token at each position of ``text`` past the first, each predicted
     from a forward that feeds the ``feed`` tokens before it (the cache holds the rest): one
     for a decode step, two for a draft's first step after a fully accepted round."""
+    return predictions_and_continuations(model, prompt, text, feed, 0)[0]
+
+
+def predictions_and_continuations(
+    model: LoadedModel, prompt: list[int], text: list[int], feed: int, continuation: int
+) -> tuple[list[int], dict[int, list[int]]]:
+    """``fed_predictions``, and at each position where the prediction misses ``text`` the
+    model's own greedy continuation of ``continuation`` more tokens after its miss, one token
+    per forward as a draft continues a round (``runtime.replay_draft`` replays them)."""
     cache = new_cache()
     forward_one(model.model, cache, prompt, 1)
     base = len(prompt)
-    predicted = []
+    predicted: list[int] = []
+    continued: dict[int, list[int]] = {}
     for position in range(1, len(text)):
         start = max(0, position - feed)
         crop_to(cache, base + start)
-        logits = forward_one(model.model, cache, text[start:position], 1)[-1]
-        predicted.append(int(logits.argmax()))
-    return predicted
+        token = int(forward_one(model.model, cache, text[start:position], 1)[-1].argmax())
+        predicted.append(token)
+        if token != text[position] and continuation:
+            own = [token]
+            for _ in range(continuation):
+                own.append(int(forward_one(model.model, cache, [own[-1]], 1)[-1].argmax()))
+            continued[position] = own[1:]
+    return predicted, continued
 
 
 def feed_flips(

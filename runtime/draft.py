@@ -2,7 +2,8 @@
 
 Modes: ``dsd`` (draft here, verify in the cloud), ``cloud`` (cloud-only: the target decodes
 and streams), ``fused`` (draft and target both in the cloud), ``edge-only`` (the draft
-alone, no server).
+alone, no server). ``--draft replay[:SPEC]`` makes an emulated edge: no model, no torch; the
+real draft's tokens and times replayed from the profile (``runtime.replay_draft``).
 
 Run: ``python -m runtime.draft --connect tcp://HOST:5555 [--mode dsd] [--policy fixed:4] ...``
 """
@@ -17,40 +18,47 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from runtime import protocol
 from runtime.arguments import (
+    SPEED_PROBE_HELP,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
 )
 from runtime.arrivals import poisson_offsets
-from runtime.drafting import DraftState, Proposal
+from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
-from runtime.models import (
-    DEFAULT_DRAFT,
-    DEFAULT_TARGET,
-    LoadedModel,
-    ModelError,
-    load_model,
-    make_draft,
-)
+from runtime.model_names import DEFAULT_DRAFT, DEFAULT_TARGET, replayed_draft
 from runtime.observations import BATCH_REPORT_FIELDS, observation_from_round
 from runtime.policies import WindowPolicy, make_window_policy
-from runtime.process import configure, parse_cpus, resource_report, stop_on_signals
-from runtime.profile import SPEED_PROBE_HELP, speed_probe
+from runtime.process import parse_cpus, pin, resource_report, stop_on_signals
 from runtime.prompts import load_prompts
+from runtime.proposal import Drafter, Proposal
+from runtime.replay_draft import (
+    DraftServiceClient,
+    EdgeClock,
+    ReplayDraft,
+    ReplayError,
+    ReplayTables,
+)
+from runtime.sampling import SamplingParams, truncate_emitted
 from runtime.security import ClientSecurity, SecurityError
 from runtime.transport import wait_readable
-from runtime.verify import SamplingParams, truncate_emitted
+
+if TYPE_CHECKING:
+    from runtime.models import LoadedModel
 
 MODES = protocol.EDGE_MODES
+# a request's drafter, given its prompt's ids and its session
+DrafterFactory = Callable[[list[int], str], Drafter]
 
 
 class ServerError(RuntimeError):
@@ -93,8 +101,16 @@ def first_token_timing(t_open_sent: float, opened: dict[str, Any]) -> dict[str, 
     }
 
 
+def real_drafters(draft: LoadedModel, params: SamplingParams) -> DrafterFactory:
+    """Each request's drafter: the draft model itself, with a cache of the request's own."""
+    from runtime.drafting import DraftState
+
+    return lambda prompt, session: DraftState(draft, params, params.seed + 1)
+
+
 class EdgeClient:
-    """Runs requests one after another (closed loop) against a target server."""
+    """Runs requests one after another (closed loop) against a target server. The draft is
+    a loaded model (``draft``) or, for an emulated edge, ``drafters`` and its ``eos_ids``."""
 
     def __init__(
         self,
@@ -111,8 +127,9 @@ class EdgeClient:
         deadline_s: float | None = None,
         retries: int = 0,
         backoff_s: float = 0.5,
+        drafters: DrafterFactory | None = None,
+        eos_ids: set[int] | None = None,
     ) -> None:
-        self.draft = draft
         self.edge = edge
         self.deadline_s = deadline_s
         self._deadline = float("inf")  # the running request's, on the monotonic clock
@@ -123,7 +140,9 @@ class EdgeClient:
         self.log = log or EventLog(None, edge)
         self.timeout_ms = int(timeout_s * 1000)
         self.spin_ms = spin_ms
-        self.eos_ids = draft.eos_ids if draft and not self.params.ignore_eos else set()
+        self.drafters = real_drafters(draft, self.params) if draft is not None else drafters
+        eos = draft.eos_ids if draft is not None else eos_ids or set()
+        self.eos_ids = set() if self.params.ignore_eos else set(eos)
         self._ids = itertools.count()
         self.requests_started = 0
         self.socket: zmq.Socket | None = None
@@ -208,6 +227,8 @@ class EdgeClient:
                 self._send({"type": "close", "session": session})  # its reply is skipped later
         except ServerError as exc:
             failure = exc
+        except ReplayError as exc:  # an emulated edge's tables ended and no shared draft answered
+            failure = ServerError(f"the emulated edge could not draft: {exc}", "replay")
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -283,10 +304,23 @@ class EdgeClient:
         self._recv(session, ("closed",))
 
     def _run_dsd(self, session: str, result: RequestResult, max_tokens: int) -> None:
-        if self.draft is None:
+        if self.drafters is None:
             raise ValueError("dsd mode needs a draft model")
         committed = list(result.prompt_ids)
-        drafter = DraftState(self.draft, self.params, self.params.seed + 1)
+        drafter = self.drafters(committed, session)
+        try:
+            self._dsd_rounds(session, result, max_tokens, committed, drafter)
+        finally:
+            drafter.close()
+
+    def _dsd_rounds(
+        self,
+        session: str,
+        result: RequestResult,
+        max_tokens: int,
+        committed: list[int],
+        drafter: Drafter,
+    ) -> None:
         t_open_sent = time.time()
         self._open(session, committed, max_tokens, "dsd")
         prefill = drafter.prefill(committed)  # overlaps with the server's prefill
@@ -391,6 +425,11 @@ class EdgeClient:
             verify_ms=verdict["verify_ms"],
             bytes_up=bytes_up,
             bytes_down=bytes_down,
+            **(
+                {"proposal_source": proposal.source, "fallback_ms": proposal.fallback_ms}
+                if proposal.source
+                else {}
+            ),
         )
         self.policy.observe(observation_from_round(record))
 
@@ -436,10 +475,10 @@ class EdgeClient:
         self._finish(session)
 
     def _run_edge_only(self, result: RequestResult, max_tokens: int) -> None:
-        if self.draft is None:
+        if self.drafters is None:
             raise ValueError("edge-only mode needs a draft model")
-        drafter = DraftState(self.draft, self.params, self.params.seed + 1)
         committed = list(result.prompt_ids)
+        drafter = self.drafters(committed, "edge-only")
         if len(committed) > 1:
             drafter.prefill(committed[:-1])  # the last prompt token is fed by the first step
         done = False
@@ -466,7 +505,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="model the draft is derived from (int8, bf16, ...); also its tokenizer",
     )
     parser.add_argument(
-        "--draft", default=DEFAULT_DRAFT, help="draft spec (int8, bf16, a model spec)"
+        "--draft",
+        default=DEFAULT_DRAFT,
+        help="draft spec (int8, bf16, a model spec), or replay[:SPEC] for an emulated edge: "
+        "no model, the draft's recorded tokens and its profiled times (see --replay-profile)",
+    )
+    replay = parser.add_argument_group("emulated edges (--draft replay)")
+    replay.add_argument("--replay-profile", help="the pair's profile (version 8) to replay")
+    replay.add_argument(
+        "--replay-service",
+        help="endpoint of the shared real draft (python -m runtime.draft_service), asked "
+        "where the committed text leaves the tables; without one such a request fails",
+    )
+    replay.add_argument(
+        "--quota-share",
+        type=positive_float,
+        default=1.0,
+        help="the edge's CPU quota as a share of one core, which the profiled times are spent "
+        "on (default: a whole core)",
+    )
+    replay.add_argument(
+        "--quota-phase-ms",
+        type=non_negative_float,
+        default=0.0,
+        help="where the quota's 100 ms periods begin, after the workload's start",
+    )
+    replay.add_argument(
+        "--draft-speed",
+        type=positive_float,
+        default=1.0,
+        help="the device's draft time over the profile's (default: as profiled)",
     )
     parser.add_argument("--policy", default="fixed:4", help="window policy, e.g. fixed:4")
     parser.add_argument("--edge", default="edge0", help="name of this edge in the event log")
@@ -583,27 +651,86 @@ def main(argv: list[str] | None = None) -> int:
         log.close()
 
 
-def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeClient]) -> int:
-    """Load the models, then run the requests; the client is put in ``clients`` so that the
-    caller can account for it however this ends."""
+@dataclass
+class DraftSide:
+    """What an edge drafts with: a loaded model, or an emulated edge's replay tables."""
+
+    encode: Callable[[str], list[int]]
+    decode: Callable[[list[int]], str]
+    model: LoadedModel | None = None
+    drafters: DrafterFactory | None = None
+    eos_ids: set[int] = field(default_factory=set)
+    clock: EdgeClock | None = None  # an emulated edge's CPU, started with the workload
+
+
+def real_side(args: argparse.Namespace) -> DraftSide:
+    """Pin, set the threads and load the models (torch is imported here, and only here)."""
+    from runtime.models import ModelError, load_model, make_draft
+    from runtime.process import configure
+
     try:
         configure(args.threads, parse_cpus(args.cpus))
+        base = load_model(args.base, args.device, args.dtype, args.seed)
+        draft = make_draft(args.draft, base, args.device, args.dtype, args.seed)
+    except ModelError as exc:
+        raise ValueError(str(exc)) from exc
+    return DraftSide(draft.encode_prompt, draft.decode, model=draft)
+
+
+def replay_side(args: argparse.Namespace, params: SamplingParams, prompts: list[str]) -> DraftSide:
+    """An emulated edge: the profile's tables, its CPU quota, the shared real draft."""
+    if args.mode == "edge-only":
+        raise ValueError(
+            "edge-only decodes with the draft alone: the replay tables follow the "
+            "target's output; give a real draft"
+        )
+    if not params.greedy:
+        raise ValueError("a replayed draft is greedy: the tables hold greedy tokens")
+    if args.speed_probe:
+        raise ValueError("--speed-probe needs a real draft (a replayed one has no model)")
+    if not args.replay_profile:
+        raise ValueError("--draft replay needs --replay-profile (the pair's profile, version 8)")
+    pin(parse_cpus(args.cpus))
+    tables = ReplayTables.load(args.replay_profile)
+    for text in prompts:
+        tables.table(text)  # every prompt is in the tables, or this says which is not
+    service = DraftServiceClient(args.replay_service) if args.replay_service else None
+    clock = EdgeClock(CpuQuota(args.quota_share, args.quota_phase_ms), args.draft_speed)
+
+    def drafter(prompt: list[int], session: str) -> ReplayDraft:
+        return ReplayDraft(tables.by_prompt(prompt), tables.timing, clock, service, session)
+
+    return DraftSide(
+        lambda text: list(tables.table(text).prompt_ids),
+        lambda ids: f"({len(ids)} tokens, replayed: {' '.join(map(str, ids[:12]))} ...)",
+        drafters=drafter,
+        eos_ids=tables.eos_ids,
+        clock=clock,
+    )
+
+
+def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeClient]) -> int:
+    """Load the models (or the replay tables), then run the requests; the client is put in
+    ``clients`` so that the caller can account for it however this ends."""
+    try:
         policy = make_window_policy(args.policy)
         params = SamplingParams(
             args.temperature, args.top_k, args.top_p, args.draft_top_k, args.seed, args.ignore_eos
         )
-        base = load_model(args.base, args.device, args.dtype, args.seed)
-        draft = make_draft(args.draft, base, args.device, args.dtype, args.seed)
         prompts = load_prompts(args.prompt, args.prompts)
-    except (ModelError, ValueError, OSError) as exc:
+        replayed = replayed_draft(args.draft) is not None
+        side = replay_side(args, params, prompts) if replayed else real_side(args)
+    except (ValueError, OSError) as exc:
         print(f"draft: error: {exc}", file=sys.stderr)
         return 2
-    if args.speed_probe:
+    if args.speed_probe and side.model is not None:
+        from runtime.profile import speed_probe
+
         if args.wait_start:
             # probed once every edge has loaded, beside them as they will run, not while
             # their loading still takes the memory bandwidth
             say_and_wait("draft: loaded", signal.SIGUSR2)
-        log.write("speed", **speed_probe(draft, "draft"), at="start")
+        log.write("speed", **speed_probe(side.model, "draft"), at="start")
     connect = None if args.mode == "edge-only" else args.connect
     try:
         security = (
@@ -611,7 +738,7 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
         )
         client = EdgeClient(
             connect,
-            draft,
+            side.model,
             args.edge,
             policy,
             params,
@@ -622,6 +749,8 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
             deadline_s=args.deadline,
             retries=args.retries,
             backoff_s=args.backoff,
+            drafters=side.drafters,
+            eos_ids=side.eos_ids,
         )
     except SecurityError as exc:
         print(f"draft: error: {exc}", file=sys.stderr)
@@ -631,6 +760,8 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
         # the orchestrator starts every edge's workload at one moment: the traces' time zero
         say_and_wait("draft: ready", signal.SIGUSR1)
     started = time.time()
+    if side.clock is not None:
+        side.clock.origin = started  # the quota's periods run from the workload's start
     offsets = (
         poisson_offsets(args.arrival_rate, args.requests, args.seed, args.edge)
         if args.arrival_rate
@@ -644,15 +775,18 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
             arrival = started + offsets[index]
             time.sleep(max(0.0, arrival - time.time()))
         try:
-            result = client.run(draft.encode_prompt(text), args.max_new_tokens, args.mode, arrival)
+            result = client.run(side.encode(text), args.max_new_tokens, args.mode, arrival)
         except ServerError as exc:
             print(f"draft: request {index} failed: {exc}", file=sys.stderr)
             status = 1
             continue
         if args.print:
-            print(draft.decode(result.output_ids), flush=True)
-    if args.speed_probe:  # and once the requests are done: the run's speed is the mean of both
-        log.write("speed", **speed_probe(draft, "draft"), at="end")
+            print(side.decode(result.output_ids), flush=True)
+    if args.speed_probe and side.model is not None:
+        from runtime.profile import speed_probe
+
+        # and once the requests are done: the run's speed is the mean of both
+        log.write("speed", **speed_probe(side.model, "draft"), at="end")
     return status
 
 

@@ -6,30 +6,14 @@ Shared by the edge client (``dsd``, ``edge-only``) and the server's ``fused`` mo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 
 from runtime.kvcache import cache_length, crop_to, forward_one, new_cache
 from runtime.models import LoadedModel
-from runtime.verify import SamplingParams, draft_distribution, sample_from
-
-
-@dataclass
-class Proposal:
-    """γ drafted tokens and, when sampling, the exact sparse q each was drawn from."""
-
-    tokens: list[int]
-    q_ids: torch.Tensor | None
-    q_probs: torch.Tensor | None
-    draft_ms: float
-    draft_cpu_ms: float = 0.0  # this thread's CPU time: draft_ms less any wait for the CPU
-
-
-@dataclass(frozen=True)
-class Timing:
-    wall_ms: float
-    cpu_ms: float  # this thread's CPU time: wall_ms less any wait for the CPU
+from runtime.proposal import Proposal, Timing
+from runtime.sampling import SamplingParams
+from runtime.verify import draft_distribution, sample_from
 
 
 class DraftState:
@@ -85,3 +69,6 @@ class DraftState:
     def accept(self, accepted: int) -> None:
         """After a verdict: the first ``accepted`` drafted tokens are now committed."""
         self.valid = min(cache_length(self.cache), self.base + accepted)
+
+    def close(self) -> None:
+        """The request is over (the cache goes with this object)."""

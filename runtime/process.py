@@ -1,7 +1,9 @@
 """Thread counts, CPU pinning and resource accounting of one runtime process.
 
 Two torch processes with 2 threads each on 2 cores slow each other ~3x, so every process
-sets its thread count and affinity deliberately and records both in its event log.
+sets its thread count and affinity deliberately and records both in its event log. Torch
+is imported only where threads are set: an emulated edge (``runtime.replay_draft``) never
+loads it.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 from typing import Any
 
 import psutil
-import torch
 
 
 def parse_cpus(spec: str | None) -> list[int] | None:
@@ -35,13 +37,20 @@ def parse_cpus(spec: str | None) -> list[int] | None:
     return cpus
 
 
-def configure(threads: int, cpus: list[int] | None) -> None:
-    """Pin the process and fix torch's intra-op threads (and one inter-op thread)."""
+def pin(cpus: list[int] | None) -> None:
+    """Pin the process to ``cpus`` (None leaves the affinity alone)."""
     if cpus is not None:
         try:
             os.sched_setaffinity(0, cpus)
         except OSError as exc:
             raise ValueError(f"cannot pin to CPUs {cpus}: {exc.strerror}") from exc
+
+
+def configure(threads: int, cpus: list[int] | None) -> None:
+    """Pin the process and fix torch's intra-op threads (and one inter-op thread)."""
+    import torch
+
+    pin(cpus)
     torch.set_num_threads(max(1, threads))
     if torch.get_num_interop_threads() != 1:
         # Fixed for good once parallel work has started in this process; keep what it is then.
@@ -53,7 +62,7 @@ def resource_report(role: str) -> dict[str, Any]:
     """CPU time, peak memory, threads and affinity, for the ``process`` event."""
     proc = psutil.Process()
     cpu = proc.cpu_times()
-    peak_kb = _peak_rss_kb()
+    peak_kb = peak_rss_kb()
     return {
         "role": role,
         "pid": os.getpid(),
@@ -62,12 +71,22 @@ def resource_report(role: str) -> dict[str, Any]:
         "peak_rss_mb": peak_kb / 1024.0 if peak_kb else proc.memory_info().rss / 2**20,
         "threads": proc.num_threads(),
         "python_threads": threading.active_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if (torch := sys.modules.get("torch")) else None,
         "affinity": sorted(os.sched_getaffinity(0)),
     }
 
 
-def _peak_rss_kb() -> int | None:
+def peak_rss_kb() -> int | None:
+    """This process's peak resident memory: ``VmHWM``, which starts afresh at ``exec``
+    (``ru_maxrss`` keeps the high-water mark of the process that forked it, e.g. a large
+    orchestrator's); ``ru_maxrss`` where there is no /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     try:
         import resource
 

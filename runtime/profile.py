@@ -21,13 +21,13 @@ from typing import Any
 import torch
 
 from runtime import protocol
-from runtime.determinism import fed_predictions
+from runtime.determinism import fed_predictions, predictions_and_continuations
 from runtime.drafting import DraftState
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.machine import fingerprint
 from runtime.models import LoadedModel
 from runtime.profile_store import PROFILE_VERSION
-from runtime.verify import SamplingParams
+from runtime.sampling import SamplingParams
 
 STEP_GAMMA = 4
 
@@ -165,13 +165,6 @@ PROBE_BATCH = 4
 PROBE_PROMPT_TOKENS = 40
 
 
-SPEED_PROBE_HELP = (
-    "after loading and again at the end, time one profile point and log it (a 'speed' "
-    "event), so that a simulation of this run can scale the profile to this machine's speed "
-    "during the run"
-)
-
-
 def draft_round_cpu_ms(draft: LoadedModel, context: int, repeats: int) -> float:
     """CPU time of a round of ``STEP_GAMMA`` draft tokens at ``context``."""
     point = draft_step_ms(draft, [context], repeats, time.thread_time)[0]
@@ -226,16 +219,7 @@ def draft_matches(draft: LoadedModel, prompt: list[int], outputs: list[int]) -> 
     """Whether the draft's greedy token equals ``outputs`` (the target's) at each position,
     the draft fed the target's output one step at a time; position 0 is the target's
     prefill token, never drafted."""
-    drafter = DraftState(draft, SamplingParams(), seed=0)
-    drafter.prefill(list(prompt))
-    committed = [*prompt, outputs[0]]
-    matches = [False]
-    for token in outputs[1:]:
-        hit = drafter.propose(committed, 1).tokens[0] == token
-        drafter.accept(int(hit))
-        committed.append(token)
-        matches.append(hit)
-    return matches
+    return _hits(fed_predictions(draft, prompt, outputs, 1), outputs)
 
 
 def draft_matches_after_accept(
@@ -245,8 +229,25 @@ def draft_matches_after_accept(
     after a fully accepted round: the two tokens before it fed in one forward. A quantised
     draft quantises each forward's activations as a whole, so this can differ from the
     one-token prediction at a near-tie (``runtime.determinism``)."""
-    predicted = fed_predictions(draft, prompt, outputs, 2)
+    return _hits(fed_predictions(draft, prompt, outputs, 2), outputs)
+
+
+def _hits(predicted: list[int], outputs: list[int]) -> list[bool]:
     return [False, *(guess == token for guess, token in zip(predicted, outputs[1:], strict=True))]
+
+
+def draft_replay(
+    draft: LoadedModel, prompt: list[int], outputs: list[int], gamma: int, feed: int
+) -> dict[str, Any]:
+    """What an emulated edge replays (``runtime.replay_draft``) along the target's greedy
+    ``outputs``: the draft's token at each position as a round's first token fed ``feed``
+    tokens (or as a round's further token, fed one), and where that misses, the draft's
+    own continuation up to a window of ``gamma``. Position 0 is the target's (-1)."""
+    predicted, continued = predictions_and_continuations(draft, prompt, outputs, feed, gamma - 1)
+    return {
+        "draft_ids": [-1, *predicted],
+        "continuations": {str(position): ids for position, ids in continued.items()},
+    }
 
 
 def greedy_matches(
@@ -277,6 +278,32 @@ def window_counts(matches: list[bool], gamma: int) -> tuple[list[int], list[int]
     return reached, accepted
 
 
+def _prompt_acceptance(
+    prompt: list[int],
+    outputs: list[int],
+    one: dict[str, Any],
+    two: dict[str, Any],
+    gamma: int,
+) -> dict[str, Any]:
+    """One prompt's entry of ``acceptance``: its counts, its matches and its replay tables."""
+    matches = _hits(one["draft_ids"][1:], outputs)
+    prompt_reached, prompt_accepted = window_counts(matches, gamma)
+    return {
+        "reached": prompt_reached,
+        "accepted": prompt_accepted,
+        "matches": "".join("1" if hit else "0" for hit in matches),
+        "matches_after_accept": "".join(
+            "1" if hit else "0" for hit in _hits(two["draft_ids"][1:], outputs)
+        ),
+        "replay": {
+            "prompt_ids": list(prompt),
+            "target_ids": list(outputs),
+            "one_step": one,
+            "after_accept": two,
+        },
+    }
+
+
 def acceptance(
     target: LoadedModel,
     draft: LoadedModel,
@@ -287,39 +314,29 @@ def acceptance(
 ) -> dict[str, Any]:
     """Greedy acceptance: per prompt the matches (as a string of 0/1; also
     ``matches_after_accept``, each position as the first draft token after a fully
-    accepted round) and the counts of rounds of window ``gamma``; pooled, a[i] = P(draft
-    token i accepted | 0..i-1 were). ``tick`` is called after each prompt. The target
+    accepted round), the counts of rounds of window ``gamma`` and the tables an emulated
+    edge replays (``draft_replay``: the draft's tokens along the target's output); pooled,
+    a[i] = P(draft token i accepted | 0..i-1 were). ``tick`` is called after each prompt. The target
     decodes the next prompts in one thread while the draft follows in two (torch computes
     outside the GIL): faster where the process may use two cores, and the same matches,
     which do not depend on timing."""
     reached, accepted_at = [0] * gamma, [0] * gamma
     per_prompt = []
-    all_matches = []
     with ThreadPoolExecutor(max_workers=1) as decoding, ThreadPoolExecutor(1) as after_accept:
         outputs = [decoding.submit(target_greedy, target, prompt, tokens) for prompt in prompts]
         fed_two = [
             after_accept.submit(
-                lambda p=prompt, o=output: draft_matches_after_accept(draft, p, o.result())
+                lambda p=prompt, o=output: draft_replay(draft, p, o.result(), gamma, 2)
             )
             for prompt, output in zip(prompts, outputs, strict=True)
         ]
         for prompt, output, two in zip(prompts, outputs, fed_two, strict=True):
-            all_matches.append((draft_matches(draft, prompt, output.result()), two.result()))
+            one = draft_replay(draft, prompt, output.result(), gamma, 1)
+            per_prompt.append(_prompt_acceptance(prompt, output.result(), one, two.result(), gamma))
             tick()
-    for matches, matches_after_accept in all_matches:
-        prompt_reached, prompt_accepted = window_counts(matches, gamma)
-        reached = [a + b for a, b in zip(reached, prompt_reached, strict=True)]
-        accepted_at = [a + b for a, b in zip(accepted_at, prompt_accepted, strict=True)]
-        per_prompt.append(
-            {
-                "reached": prompt_reached,
-                "accepted": prompt_accepted,
-                "matches": "".join("1" if hit else "0" for hit in matches),
-                "matches_after_accept": "".join(
-                    "1" if hit else "0" for hit in matches_after_accept
-                ),
-            }
-        )
+    for counts in per_prompt:
+        reached = [a + b for a, b in zip(reached, counts["reached"], strict=True)]
+        accepted_at = [a + b for a, b in zip(accepted_at, counts["accepted"], strict=True)]
     per_position = [a / r if r else None for a, r in zip(accepted_at, reached, strict=True)]
     drafted = gamma * reached[0] if reached else 0
     return {
@@ -468,6 +485,8 @@ def profile_pair(
         target, draft, prompts, gamma, tokens, tick=lambda: step("acceptance (greedy matches)")
     )
     accepted["per_prompt"] = dict(zip(texts, accepted["per_prompt"], strict=True))
+    # what an emulated edge needs beside each prompt's tables (``runtime.replay_draft``)
+    replay = {"gamma": gamma, "eos_ids": sorted(draft.eos_ids)}
     return {
         "version": PROFILE_VERSION,
         "pair": {"target": target.name, "draft": draft.name},
@@ -485,6 +504,7 @@ def profile_pair(
         "target_prefill_ms": prefills,
         "verify_ms": verifies,
         "acceptance": accepted,
+        "replay": replay,
         "message_bytes": message_sizes(range(0, 9), 16),
         "prompts": prompt_lengths(target, texts),
     }

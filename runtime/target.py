@@ -24,25 +24,21 @@ import torch
 import zmq
 
 from runtime import protocol
-from runtime.arguments import non_negative_float, positive_float, positive_int
+from runtime.arguments import SPEED_PROBE_HELP, non_negative_float, positive_float, positive_int
 from runtime.drafting import DraftState, Proposal
 from runtime.events import EventLog
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
-from runtime.models import DEFAULT_TARGET, LoadedModel, ModelError, load_model, make_draft
+from runtime.model_names import DEFAULT_TARGET
+from runtime.models import LoadedModel, ModelError, load_model, make_draft
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.process import configure, parse_cpus, resource_report
-from runtime.profile import SPEED_PROBE_HELP, speed_probe
+from runtime.profile import speed_probe
+from runtime.sampling import SamplingParams, truncate_emitted
 from runtime.security import ServerSecurity
 from runtime.transport import wait_readable
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
-from runtime.verify import (
-    SamplingParams,
-    greedy_verify,
-    stochastic_verify,
-    target_probs,
-    truncate_emitted,
-)
+from runtime.verify import greedy_verify, stochastic_verify, target_probs
 
 POLL_IDLE_MS = 100
 DEFAULT_SESSION_TIMEOUT_S = 300.0

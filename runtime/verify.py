@@ -9,29 +9,9 @@ draft samples from a top-k-truncated q, so q travels exactly as (ids, probs) pai
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-
 import torch
 
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How tokens are chosen. ``temperature == 0`` means greedy."""
-
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
-    draft_top_k: int = 16
-    seed: int = 0
-    ignore_eos: bool = False  # generate the full token budget (benchmarks, emulator runs)
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature <= 0.0
-
-    def to_dict(self) -> dict[str, float | int | bool]:
-        return asdict(self)
+from runtime.sampling import SamplingParams
 
 
 def target_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -109,20 +89,3 @@ def stochastic_verify(
         return position, token_out
     bonus = int(torch.multinomial(p[len(draft_ids)], 1, generator=generator))
     return len(draft_ids), bonus
-
-
-def truncate_emitted(
-    tokens: Iterable[int], remaining: int, eos_ids: set[int]
-) -> tuple[list[int], bool]:
-    """Cut a round's emitted tokens at the token budget and after the first EOS.
-
-    Both ends apply this same rule, so they agree on when a request is done.
-    """
-    out: list[int] = []
-    for token in tokens:
-        if len(out) >= remaining:
-            break
-        out.append(token)
-        if token in eos_ids:
-            return out, True
-    return out, len(out) >= remaining

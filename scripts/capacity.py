@@ -7,8 +7,9 @@ fixed γ, cloud-only, fused), and from how many edges DSD beats cloud-only.
 The base scenario (``topologies/capacity.yaml``) is one edge group with Poisson arrivals;
 with the recorded traces beside the project its link is a recorded one (``--link``, default
 lte-driving; ``--link scenario`` keeps the scenario's). ``sim`` runs every point in the
-simulator; ``emu`` runs in Mininet the points whose edges fit this machine as real drafters
-(at most 3), with the simulator's own prediction of each beside it; ``both`` does both.
+simulator; ``emu`` runs every point in Mininet, with real drafters up to 3 edges and emulated
+edges past that (``draft: replay``: no model in the edge, the real draft's recorded tokens
+and profiled times), the simulator's own prediction of each beside it; ``both`` does both.
 Results: ``capacity.json`` (``partial.json`` while it runs: finished points survive a
 failure or Ctrl-C), ``capacity.md``, ``throughput.png`` and ``tpot.png`` in
 ``results/<time>-capacity/``; with ``--json`` the last line is the summary.
@@ -163,15 +164,15 @@ def run_sweep(sweep: CapacitySweep, args: argparse.Namespace) -> None:
             sweep.keep(point)
     if args.world == "sim":
         return
-    fitting = [(spec, n) for n in args.edges if n <= MAX_REAL_DRAFTERS for spec in MODES]
-    skipped = sorted({n for n in args.edges if n > MAX_REAL_DRAFTERS})
-    if skipped:
+    emulated = [(spec, n) for n in args.edges for spec in MODES]
+    replayed = sorted({n for n in args.edges if n > MAX_REAL_DRAFTERS})
+    if replayed:
         print(
-            f"capacity: emulating only the points of at most {MAX_REAL_DRAFTERS} edges "
-            f"(real drafters); not emulated: {skipped}",
+            f"capacity: past {MAX_REAL_DRAFTERS} edges the emulator runs emulated edges "
+            f"(draft: replay): {replayed}",
             flush=True,
         )
-    for spec, edges in tqdm(fitting, desc="emulated points", unit="point"):
+    for spec, edges in tqdm(emulated, desc="emulated points", unit="point"):
         sweep.keep(sweep.emulate(spec, edges, lambda s, o: run_main_job(s, o, EMU_TIMEOUT_S)))
 
 

@@ -85,6 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--mode", choices=EDGE_MODES, help=MODE_HELP)
     parser.add_argument("--edges", type=positive_int, help="edge hosts in all, over the groups")
+    parser.add_argument(
+        "--draft",
+        help="every group's draft; 'replay': emulated edges replaying each group's own draft\n"
+        "(no model in the edge processes; its tokens and times from this machine's profile)",
+    )
     parser.add_argument("--requests", type=positive_int, help="requests per edge")
     parser.add_argument("--max-new-tokens", type=positive_int, help="tokens per request")
     parser.add_argument(
@@ -119,13 +124,25 @@ def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
         prepare_model(scenario.cloud.model)
     except ModelError as exc:
         problems.append(f"model: {exc}")
-    if need_sim and not problems:
+    replayed = any(group.replay for group in scenario.edges)
+    if (need_sim or replayed) and not problems:
         for draft in sorted({group.draft for group in scenario.edges}):
             try:
                 machine_profile(scenario.cloud.model, draft, scenario.cloud.threads, say=say)
             except CalibrationError as exc:
                 problems.append(f"simulator: {exc} (or run with --no-sim)")
     return problems
+
+
+def replay_profiles(scenario: Scenario) -> dict[str, Path]:
+    """Per draft that emulated edges replay, this machine's profile of it (preflight made
+    sure it exists)."""
+    drafts = {group.draft for group in scenario.edges if group.replay}
+    cloud = scenario.cloud
+    return {
+        draft: Path(machine_profile(cloud.model, draft, cloud.threads, say=say).source)
+        for draft in sorted(drafts)
+    }
 
 
 def say(message: str) -> None:
@@ -201,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     overrides = Overrides(
         edges=args.edges,
+        draft=args.draft,
         policy=args.policy,
         mode=args.mode,
         requests_per_edge=args.requests,
@@ -232,7 +250,9 @@ def run(args: argparse.Namespace) -> int:
             f"target; shaping with {backend} ({why}); results in {out}"
         )
         setLogLevel("error")  # Mininet's own chatter (bridge netfilter notes) is not for users
-        emulation = Emulation(scenario, out, backend, sys.executable, args.timeout, say)
+        emulation = Emulation(
+            scenario, out, backend, sys.executable, args.timeout, say, replay_profiles(scenario)
+        )
         result = emulation.run(Progress(scenario, out))
     except (EmulationError, OSError) as exc:
         # everything was torn down already; what the processes wrote is kept
@@ -300,7 +320,14 @@ def run(args: argparse.Namespace) -> int:
     if comparison is not None:
         print("\nfidelity (simulated vs emulated):")
         print(format_fidelity(comparison))
-    for line in report.warnings + notes:
+    replayed = emu.get("replayed_rounds")
+    if replayed:
+        total = replayed["table"] + replayed["fallback"]
+        notes.append(
+            f"emulated edges (draft: replay): {replayed['table']} of {total} DSD rounds replayed "
+            f"the recorded tables, {replayed['fallback']} asked the shared real draft"
+        )
+    for line in report.warnings + report.notes + notes:
         print(f"run_topology: note: {line}")
     print(f"\nwall time {result.wall_s:.0f} s; results, plots and report.md in {out}")
     if args.json_summary:
@@ -312,6 +339,7 @@ def run(args: argparse.Namespace) -> int:
                     "emu": headline(emu),
                     "sim": headline(sim) if sim else None,
                     "error": headline_errors(comparison) if comparison else None,
+                    "replayed_rounds": replayed,
                 }
             )
         )

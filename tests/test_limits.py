@@ -10,8 +10,8 @@ import zmq
 
 from runtime import protocol
 from runtime.policies import BatchingPolicy
+from runtime.sampling import SamplingParams
 from runtime.target import PendingVerify, ServerLimits, TargetServer
-from runtime.verify import SamplingParams
 
 
 def open_message(session: str, prompt_tokens: int = 3, max_tokens: int = 5) -> dict:

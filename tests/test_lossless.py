@@ -12,7 +12,7 @@ from runtime.draft import EdgeClient
 from runtime.events import EventLog
 from runtime.kvcache import Row, forward_one, forward_rows, new_cache
 from runtime.policies import BatchingPolicy, Fixed
-from runtime.verify import SamplingParams
+from runtime.sampling import SamplingParams
 
 TINY_TOKENS = 40
 DEFAULT_TOKENS = 24

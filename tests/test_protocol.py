@@ -6,7 +6,7 @@ import msgpack
 import pytest
 
 from runtime import protocol
-from runtime.verify import SamplingParams
+from runtime.sampling import SamplingParams
 
 
 def open_message(**changes):

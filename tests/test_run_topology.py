@@ -117,6 +117,36 @@ def test_default_scenario_end_to_end_with_the_fidelity_report(tmp_path, default_
     assert_nothing_left()
 
 
+def test_emulated_edges_replay_the_profile_and_hold_no_model(tmp_path, default_pair) -> None:
+    """``--draft replay``: every edge process replays the profile's tables (no torch, under
+    100 MB), the rounds say where their tokens came from, the simulator runs beside, and
+    nothing is left behind."""
+    require_mininet()
+    result = run_script(
+        "run_topology.py",
+        *("--edges", "4", "--draft", "replay", "--requests", "1", "--max-new-tokens", "16"),
+        *("--out", str(tmp_path), "--json-summary"),
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    out = Path(summary["results_dir"])
+    events = read_events(*sorted(out.glob("*[0-9].jsonl")))
+    rounds = [e for e in events if e["event"] == "round"]
+    assert len({e["edge"] for e in rounds}) == 4
+    assert {e["proposal_source"] for e in rounds} <= {"table", "fallback"}
+    replayed = summary["replayed_rounds"]
+    assert replayed["table"] + replayed["fallback"] == len(rounds) and replayed["table"] > 0
+    edges = [e for e in events if e["event"] == "process" and e["role"].startswith("draft:")]
+    assert len(edges) == 4
+    assert all(e["torch_threads"] is None and e["peak_rss_mb"] < 100 for e in edges)
+    assert (out / "draft-service.jsonl").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["emu"]["output_tokens"] == metrics["sim"]["output_tokens"] == 64
+    assert "emulated edges (draft: replay)" in result.stdout
+    assert_nothing_left()
+
+
 def test_ctrl_c_in_the_middle_leaves_nothing_behind(tmp_path) -> None:
     require_mininet()
     scenario = tiny_scenario(tmp_path, {"constant": {"delay_ms": 20}}, tokens=2000, requests=5)

@@ -28,7 +28,7 @@ from emulator.sim.calibration import (
     reference_profile,
     sample_run,
 )
-from emulator.sim.cpu import CoreShare, CpuQuota, SharedCore
+from emulator.sim.cpu import CoreShare, SharedCore
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
 from emulator.sim.messages import Verify
@@ -37,6 +37,7 @@ from emulator.sim.server import Session
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
+from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
 from runtime.metrics import summarise
 from runtime.observations import RoundObservation, observation_from_round
@@ -573,6 +574,44 @@ def test_a_simulation_of_an_emulation_shares_the_core_its_edges_were_pinned_to(t
         draft_ms[name] = np.mean([r["draft_ms"] for r in rounds_of(log.events)])
     # three drafters at once on one core: each at a third of the speed
     assert draft_ms["shared"] > 1.5 * draft_ms["apart"]
+
+
+def test_emulated_edges_are_devices_of_their_own_at_their_given_speed(tmp_path) -> None:
+    """``draft: replay`` edges compute nothing in the emulator: the simulation gives each
+    its own quota even where they were pinned together, slows nothing beside them, and
+    prices their drafts at the group's speed, not a probe's."""
+    scenario, profile = write_scenario(tmp_path, {"constant": {"delay_ms": 5}}, edges=3)
+    measured = json.loads(profile.read_text())
+    slower = {"ratio": 1.3, "resolved": True}
+    measured["interference"] = {"target": {"verify": slower}, "draft": {"step": slower}}
+    profile.write_text(json.dumps(measured))
+    raw = yaml.safe_load(scenario.read_text())
+    plan = {"cloud": "1", "e1": "0", "e2": "0", "e3": "0"}
+    probes = [
+        {
+            "event": "speed",
+            "proc": "e1",
+            "role": "draft",
+            "context": 64,
+            "gamma": 4,
+            "ms": 1000.0,
+            "at": "start",
+        }
+    ]
+    draft_ms = {}
+    for speed in (1.0, 2.0):
+        raw["edges"][0].update(draft="replay:int8", speed=speed)
+        scenario.write_text(yaml.safe_dump(raw))
+        log = EventLog(None, "sim", keep=True)
+        options = SimOptions(profile=str(profile), cpu_plan=plan, speed_probes=probes)
+        simulation = Simulation(load_scenario(scenario), log, options)
+        assert {type(edge.cpu) for edge in simulation.edges} == {CpuQuota}
+        assert not simulation.cores and not simulation.server.beside
+        assert not any(edge.beside for edge in simulation.edges)
+        assert {edge.speed for edge in simulation.edges} == {speed}
+        simulation.run()
+        draft_ms[speed] = np.mean([r["draft_ms"] for r in rounds_of(log.events)])
+    assert draft_ms[2.0] == pytest.approx(2 * draft_ms[1.0], rel=0.01)
 
 
 def test_an_edge_on_a_shared_core_computes_slower_while_the_target_computes() -> None:

@@ -8,14 +8,8 @@ import torch
 from runtime.drafting import DraftState
 from runtime.kvcache import forward_one, new_cache
 from runtime.models import make_draft
-from runtime.verify import (
-    SamplingParams,
-    draft_distribution,
-    greedy_verify,
-    stochastic_verify,
-    target_probs,
-    truncate_emitted,
-)
+from runtime.sampling import SamplingParams, truncate_emitted
+from runtime.verify import draft_distribution, greedy_verify, stochastic_verify, target_probs
 
 
 def one_hot_logits(choices: list[int], vocab: int = 10) -> torch.Tensor:

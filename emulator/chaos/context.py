@@ -15,8 +15,8 @@ from runtime.draft import EdgeClient
 from runtime.events import read_events
 from runtime.models import LoadedModel
 from runtime.policies import Fixed
+from runtime.sampling import SamplingParams
 from runtime.serverproc import ServerProcess
-from runtime.verify import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[2]
 SESSION_TIMEOUT_S = 1.0

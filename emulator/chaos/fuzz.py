@@ -11,7 +11,7 @@ import msgpack
 import zmq
 
 from runtime import protocol
-from runtime.verify import SamplingParams
+from runtime.sampling import SamplingParams
 
 QUIET_S = 2.0
 ODD_VALUES = (None, -1, 2**40, "x", b"\xff" * 7, [1], {"a": 1}, 1.5, True)

@@ -54,6 +54,7 @@ class DelayLineShaper:
         name: str,
         seed: int = 0,
         priority: int = 50,
+        cpus: str | None = None,
     ) -> None:
         self.folder = tempfile.mkdtemp(prefix=f"dsdemu-{name}-")
         self.control_path = os.path.join(self.folder, "control.sock")
@@ -72,6 +73,7 @@ class DelayLineShaper:
                 str(seed),
                 "--priority",
                 str(priority),
+                *(["--cpus", cpus] if cpus else []),
             ]
         )
         self.client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -34,6 +34,7 @@ import msgpack
 import numpy as np
 
 from emulator.shaping.base import ShapeParams
+from runtime.process import parse_cpus, pin
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -310,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control", required=True, help="UNIX socket path for updates")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--priority", type=int, default=50, help="SCHED_FIFO priority; 0 = off")
+    parser.add_argument("--cpus", help="pin to these CPUs, e.g. 0 (default: any)")
     args = parser.parse_args(argv)
+    try:
+        pin(parse_cpus(args.cpus))
+    except ValueError as exc:
+        print(f"delayline: error: {exc}", flush=True)
+        return 2
     if args.priority > 0:
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.priority))

@@ -8,12 +8,12 @@ last segment, so a batch larger than profiled costs proportionally more rather t
 
 from __future__ import annotations
 
-import bisect
 import random
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.draft_timing import DraftTiming
+from runtime.interpolation import interpolate, segment
 from runtime.machine import fingerprint_id
 from runtime.profile_store import load_profile, profile_name
 
@@ -38,31 +38,6 @@ class CalibrationError(ValueError):
     """No usable profile for a model pair."""
 
 
-def _segment(axis: Sequence[float], x: float) -> tuple[int, float]:
-    """Index of the grid segment used for ``x`` and the weight of its right end."""
-    if len(axis) == 1:
-        return 0, 0.0
-    i = min(max(bisect.bisect_right(axis, x) - 1, 0), len(axis) - 2)
-    return i, (x - axis[i]) / (axis[i + 1] - axis[i])
-
-
-def interpolate_clamped(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
-    """Piecewise-linear through the points, the end values beyond them."""
-    if x <= xs[0]:
-        return ys[0]
-    if x >= xs[-1]:
-        return ys[-1]
-    return interpolate(xs, ys, x)
-
-
-def interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
-    """Piecewise-linear through the points, extended linearly past both ends, never < 0."""
-    i, w = _segment(xs, x)
-    if len(xs) == 1:
-        return max(0.0, ys[0])
-    return max(0.0, ys[i] + w * (ys[i + 1] - ys[i]))
-
-
 class PairProfile:
     """Lookups into one profile; results are memoised (the simulator asks the same often)."""
 
@@ -76,20 +51,7 @@ class PairProfile:
         self.fingerprint: dict[str, Any] | None = conditions.get("fingerprint")
         self.measured = conditions.get("measured")
         self.grid_name = conditions.get("grid_name", "full")
-        steps = data["draft_step_ms"]
-        self._draft_step = self._points(steps, "context")
-        self._draft_first = self._points(
-            [{"context": p["context"], "ms": p.get("first_ms", p["ms"])} for p in steps],
-            "context",
-        )
-        self._draft_first_after_accept = self._points(
-            [
-                {"context": p["context"], "ms": p.get("first_after_accept_ms", p["ms"])}
-                for p in steps
-            ],
-            "context",
-        )
-        self._draft_prefill = self._points(data["draft_prefill_ms"], "prompt_tokens")
+        self.draft_timing = DraftTiming(data)
         self._target_prefill = self._points(data["target_prefill_ms"], "prompt_tokens")
         grid = data["verify_ms"]
         self.batches = sorted({p["batch"] for p in grid})
@@ -179,27 +141,13 @@ class PairProfile:
 
     # -- compute times (ms, on the profiled thread count and a whole core) ----------------
     def draft_step_ms(self, context: int) -> float:
-        key = ("step", context)
-        if key not in self._memo:
-            self._memo[key] = interpolate(*self._draft_step, context)
-        return self._memo[key]
+        return self.draft_timing.step_ms(context)
 
     def draft_ms(self, gamma: int, context: int, after_accept: bool = False) -> float:
-        """Drafting ``gamma`` tokens in one round: the round's first token (the cache cropped
-        and what the last verdict committed fed too: two tokens ``after_accept``-ing a whole
-        round, else one) and the further ones. Profiles from before these were measured
-        price the first token like the others."""
-        if gamma <= 0:
-            return 0.0
-        key = ("draft", gamma, context, after_accept)
-        if key not in self._memo:
-            firsts = self._draft_first_after_accept if after_accept else self._draft_first
-            first = interpolate(*firsts, context)
-            self._memo[key] = first + (gamma - 1) * self.draft_step_ms(context)
-        return self._memo[key]
+        return self.draft_timing.round_ms(gamma, context, after_accept)
 
     def draft_prefill_ms(self, prompt_tokens: int) -> float:
-        return interpolate(*self._draft_prefill, prompt_tokens)
+        return self.draft_timing.prefill_ms(prompt_tokens)
 
     def target_prefill_ms(self, prompt_tokens: int) -> float:
         return interpolate(*self._target_prefill, prompt_tokens)
@@ -211,9 +159,9 @@ class PairProfile:
         if cached is not None:
             return cached
         (ib, wb), (it, wt), (ic, wc) = (
-            _segment(self.batches, batch),
-            _segment(self.tokens, tokens),
-            _segment(self.contexts, context),
+            segment(self.batches, batch),
+            segment(self.tokens, tokens),
+            segment(self.contexts, context),
         )
         total = 0.0
         for db, fb in ((0, 1 - wb), (1, wb)):

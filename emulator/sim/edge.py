@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from emulator.sim.calibration import PairProfile, sample_run
-from emulator.sim.cpu import CoreShare, CpuQuota
+from emulator.sim.cpu import CoreShare
 from emulator.sim.engine import Engine
 from emulator.sim.links import SimPath
 from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
+from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
 from runtime.observations import observation_from_round
 from runtime.policies import WindowPolicy

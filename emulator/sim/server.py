@@ -23,12 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.sim.calibration import PairProfile, interpolate_clamped
-from emulator.sim.cpu import CpuQuota
+from emulator.sim.calibration import PairProfile
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
 from runtime import protocol
+from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
+from runtime.interpolation import interpolate_clamped
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter

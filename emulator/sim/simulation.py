@@ -24,13 +24,14 @@ from emulator.sim.calibration import (
     read_profile,
     watched,
 )
-from emulator.sim.cpu import PERIOD_MS, CoreShare, CpuQuota, SharedCore
+from emulator.sim.cpu import CoreShare, SharedCore
 from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
 from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.server import TargetSim
 from runtime.arrivals import poisson_offsets, random_stream
+from runtime.cpuquota import PERIOD_MS, CpuQuota
 from runtime.events import EventLog
 from runtime.policies import BatchingPolicy, WindowPolicy
 
@@ -80,6 +81,12 @@ def cpu_share(cpu: float, profiled_threads: int) -> float:
     return min(1.0, cpu / profiled_threads)
 
 
+def quota_phase_ms(seed: int, host: str) -> float:
+    """Where a host's quota periods begin (the kernel's timer, unrelated to the run); an
+    emulated edge is given the same (``runtime.replay_draft``)."""
+    return random_stream(seed, f"{host}-cpu").uniform(0.0, PERIOD_MS)
+
+
 def plan_edges(scenario: Scenario, total: int | None) -> list[tuple[str, EdgeGroup]]:
     """Edge hosts and their groups: the scenario's, or ``total`` spread over its groups."""
     if total is None:
@@ -114,7 +121,9 @@ class Simulation:
         self.requests_per_edge = requests = options.requests_per_edge or workload.requests_per_edge
         max_tokens = options.max_new_tokens or workload.max_new_tokens
         hosts = plan_edges(scenario, options.edges)
-        self._edge_names = [host for host, _ in hosts]
+        # emulated edges compute nothing: they share no core and nothing slows them
+        self._replayed = {host for host, group in hosts if group.replay}
+        self._edge_names = [host for host, _ in hosts if host not in self._replayed]
         if not hosts:
             raise ValueError("a simulation needs at least one edge")
         drafts = sorted({group.draft for _, group in hosts} | set(filter(None, [cloud.draft])))
@@ -135,7 +144,7 @@ class Simulation:
         self.speeds = probed_speeds(
             options.speed_probes or [],
             target_profile,
-            {host: profiles[group.draft] for host, group in hosts},
+            {host: profiles[group.draft] for host, group in hosts if not group.replay},
             options.cpu_plan,
         )
         self._check_threads("cloud", cloud.threads, target_profile)
@@ -143,7 +152,7 @@ class Simulation:
             self.engine,
             target_profile,
             BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
-            CpuQuota(cpu_share(cloud.cpu, target_profile.threads), self._phase(seed, "cloud")),
+            CpuQuota(cpu_share(cloud.cpu, target_profile.threads), quota_phase_ms(seed, "cloud")),
             self.speeds.get("cloud", 1.0),
             log,
             probed_verify_speeds(options.speed_probes or [], target_profile, options.cpu_plan),
@@ -169,7 +178,7 @@ class Simulation:
                 profile=profile,
                 policy=policy_factory(options.policy or group.policy),
                 cpu=self._edge_cpu(host, cpu_share(group.cpu, profile.threads), seed, profile),
-                speed=self.speeds.get(host, 1.0),
+                speed=group.speed if group.replay else self.speeds.get(host, 1.0),
                 uplink=SimPath(self.engine, [up] + ([wan_up] if wan_up else [])),
                 downlink=SimPath(self.engine, ([wan_down] if wan_down else []) + [down]),
                 server=self.server,
@@ -198,11 +207,6 @@ class Simulation:
         fused = [self.speeds.get(host, 1.0) for host, group in hosts if group.mode == "fused"]
         return sum(fused) / len(fused) if fused else 1.0
 
-    @staticmethod
-    def _phase(seed: int, host: str) -> float:
-        """Where the host's quota periods begin (the kernel's timer, unrelated to the run)."""
-        return random_stream(seed, f"{host}-cpu").uniform(0.0, PERIOD_MS)
-
     def _edge_cpu(
         self, host: str, share: float, seed: int, profile: PairProfile
     ) -> CpuQuota | CoreShare:
@@ -210,30 +214,33 @@ class Simulation:
         emulation this simulates pinned several edges to one core (taking turns there at the
         cost its draft's profile measured)."""
         plan = self.options.cpu_plan or {}
-        core = plan.get(host)
+        core = None if host in self._replayed else plan.get(host)
         if core is None or sum(1 for h in self._edge_names if plan.get(h) == core) < 2:
-            return CpuQuota(share, self._phase(seed, host))
+            return CpuQuota(share, quota_phase_ms(seed, host))
         if core not in self.cores:
             self.cores[core] = SharedCore(self.engine, sharing=profile.sharing_ratio)
-        return self.cores[core].host(share, self._phase(seed, host))
+        return self.cores[core].host(share, quota_phase_ms(seed, host))
 
     def _couple_cpus(self, target: PairProfile) -> None:
         """Where the run this simulates pinned the target and the edges to different CPUs
         of one machine, each computes slower while the other does, by the profile's
         interference ratios, unless a speed watch probed its speed beside the other
-        already; edges of a simulation of their own are devices of their own."""
+        already; edges of a simulation of their own are devices of their own, and emulated
+        edges (``draft: replay``) compute nothing: they slow nothing, and nothing slows them."""
         plan, probes = self.options.cpu_plan, self.options.speed_probes or []
+        computing = [edge for edge in self.edges if edge.name not in self._replayed]
         if (
             not plan
             or not target.interference
-            or plan.get("cloud") in {plan.get(edge.name) for edge in self.edges}
+            or not computing
+            or plan.get("cloud") in {plan.get(edge.name) for edge in computing}
         ):
             return
         if not watched(probes, "cloud", plan):
             self.server.beside = dict(target.interference.get("target", {}))
-            self.server.edges_computing = lambda: any(edge.computing() for edge in self.edges)
+            self.server.edges_computing = lambda: any(edge.computing() for edge in computing)
             self.server.watchers.extend(core.set_target_busy for core in self.cores.values())
-        for edge in self.edges:
+        for edge in computing:
             if not watched(probes, edge.name, plan):
                 edge.beside = dict(edge.profile.interference.get("draft", {}))
 
