@@ -9,6 +9,7 @@ import pytest
 from cli import run_script
 
 from runtime import interference
+from runtime.drafting import DraftState
 from runtime.models import make_draft
 from runtime.profile import (
     PROBE_BATCH,
@@ -25,6 +26,7 @@ from runtime.profile import (
     window_counts,
 )
 from runtime.profile_store import load_profile
+from runtime.sampling import SamplingParams
 
 GRID = {"contexts": [16, 48], "prompt_lengths": [8], "batches": [1, 3], "tokens": [1, 4]}
 
@@ -60,6 +62,31 @@ def test_profile_holds_the_whole_grid(tiny_target, tiny_draft, prompts) -> None:
     assert lengths["chars_per_token"] > 0
     assert 0.0 <= profile["acceptance"]["overall"] <= 1.0
     assert profile["conditions"]["torch_threads"] >= 1
+
+
+def test_a_profile_records_the_tables_an_emulated_edge_replays(
+    tiny_target, tiny_draft, prompts
+) -> None:
+    """Per prompt: its ids, the target's greedy output, the draft's token at each position
+    (the matches are where it equals the output) and, after each miss, the draft's own
+    continuation to the window: what a real draft proposes from the same committed text."""
+    profile = profile_pair(tiny_target, tiny_draft, TEXTS, GRID, gamma=4, tokens=16, repeats=1)
+    assert profile["replay"] == {"gamma": 4, "eos_ids": sorted(tiny_draft.eos_ids)}
+    for text, prompt in zip(TEXTS, prompts, strict=True):
+        entry = profile["acceptance"]["per_prompt"][text]
+        tables = entry["replay"]
+        outputs, drafted = tables["target_ids"], tables["one_step"]["draft_ids"]
+        assert tables["prompt_ids"] == prompt and outputs == target_greedy(tiny_target, prompt, 16)
+        hits = [a == b for a, b in zip(drafted[1:], outputs[1:], strict=True)]
+        assert entry["matches"] == "0" + "".join("1" if hit else "0" for hit in hits)
+        misses = [str(p) for p, hit in enumerate(hits, start=1) if not hit]
+        assert misses and sorted(tables["one_step"]["continuations"], key=int) == misses
+        for position in misses[:3]:  # a real draft, fed the same text, continues the same
+            real = DraftState(tiny_draft, SamplingParams(), 0)
+            real.prefill(prompt + outputs[: int(position) - 1])
+            proposal = real.propose(prompt + outputs[: int(position)], 4).tokens
+            continued = tables["one_step"]["continuations"][position]
+            assert proposal == [drafted[int(position)], *continued]
 
 
 def test_greedy_matches_fix_each_window_s_acceptance(tiny_target, prompts) -> None:
