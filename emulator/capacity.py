@@ -81,8 +81,8 @@ class Point:
     utilisation: float | None
     sim: dict[str, float | None] = field(default_factory=dict)  # emu points: the simulation
     results_dir: str | None = None
-    draft: str = "real"  # emu points: "real" drafters or emulated edges ("replay")
     fallback_rounds: int | None = None  # emulated edges' rounds the shared real draft drafted
+    draft: str = "real"  # emu points: "real" drafters or emulated edges ("replay")
 
 
 def point_metrics(events: list[dict[str, Any]], slo: Slo) -> dict[str, Any]:
@@ -104,6 +104,8 @@ def point_metrics(events: list[dict[str, Any]], slo: Slo) -> dict[str, Any]:
         "tpot_p50_ms": summary["tpot_ms"]["p50"],
         "tpot_p95_ms": summary["tpot_ms"]["p95"],
         "utilisation": min(1.0, busy_s / span) if span and batches else None,
+        # emulated edges' rounds the shared real draft drafted (None: no emulated edges)
+        "fallback_rounds": (summary.get("replayed_rounds") or {}).get("fallback"),
     }
 
 
@@ -204,10 +206,8 @@ class CapacitySweep:
         draft = REPLAY if edges > MAX_REAL_DRAFTERS else None
         path = self._write(f"{spec.name}-emu", edges, spec.mode, policy, draft)
         finished = run(path, self.out / "runs")
-        events = finished.emulated_events()
-        emu = point_metrics(events, self.slo)
+        emu = point_metrics(finished.emulated_events(), self.slo)
         sim = point_metrics(finished.simulated_events(), self.slo)
-        fallbacks = sum(1 for e in events if e.get("proposal_source") == "fallback")
         return Point(
             spec.name,
             edges,
@@ -217,7 +217,6 @@ class CapacitySweep:
             sim=sim,
             results_dir=str(finished.results),
             draft=draft or "real",
-            fallback_rounds=fallbacks if draft else None,
         )
 
     def keep(self, point: Point) -> None:

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.interpolation import interpolate
-
-
-def _points(points: list[dict[str, float]], key: str, value: str) -> tuple[list, list]:
-    ordered = sorted(points, key=lambda p: p[key])
-    return [p[key] for p in ordered], [p.get(value, p["ms"]) for p in ordered]
+from runtime.interpolation import interpolate, profile_points
 
 
 class DraftTiming:
@@ -22,11 +17,11 @@ class DraftTiming:
 
     def __init__(self, profile: dict[str, Any]) -> None:
         steps = profile["draft_step_ms"]
-        self._step = _points(steps, "context", "ms")
+        self._step = profile_points(steps, "context", "ms")
         # profiles from before the first token was timed price it like the others
-        self._first = _points(steps, "context", "first_ms")
-        self._first_after_accept = _points(steps, "context", "first_after_accept_ms")
-        self._prefill = _points(profile["draft_prefill_ms"], "prompt_tokens", "ms")
+        self._first = profile_points(steps, "context", "first_ms")
+        self._first_after_accept = profile_points(steps, "context", "first_after_accept_ms")
+        self._prefill = profile_points(profile["draft_prefill_ms"], "prompt_tokens", "ms")
         self._memo: dict[tuple, float] = {}
 
     def step_ms(self, context: int) -> float:

@@ -29,3 +29,12 @@ def interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     if len(xs) == 1:
         return max(0.0, ys[0])
     return max(0.0, ys[i] + w * (ys[i + 1] - ys[i]))
+
+
+def profile_points(
+    points: list[dict[str, float]], key: str, value: str = "ms"
+) -> tuple[list[float], list[float]]:
+    """A profile's points as (xs by ``key``, ys by ``value``), sorted by x; a point without
+    ``value`` (a profile from before it was measured) gives its ``ms``."""
+    ordered = sorted(points, key=lambda p: p[key])
+    return [p[key] for p in ordered], [p.get(value, p["ms"]) for p in ordered]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.draft_timing import DraftTiming
-from runtime.interpolation import interpolate, segment
+from runtime.interpolation import interpolate, profile_points, segment
 from runtime.machine import fingerprint_id
 from runtime.profile_store import load_profile, profile_name
 
@@ -52,7 +52,7 @@ class PairProfile:
         self.measured = conditions.get("measured")
         self.grid_name = conditions.get("grid_name", "full")
         self.draft_timing = DraftTiming(data)
-        self._target_prefill = self._points(data["target_prefill_ms"], "prompt_tokens")
+        self._target_prefill = profile_points(data["target_prefill_ms"], "prompt_tokens")
         grid = data["verify_ms"]
         self.batches = sorted({p["batch"] for p in grid})
         self.tokens = sorted({p["tokens"] for p in grid})
@@ -128,11 +128,6 @@ class PairProfile:
             for text, counts in self._per_prompt.items()
             if key in counts
         }
-
-    @staticmethod
-    def _points(points: list[dict[str, float]], key: str) -> tuple[list[float], list[float]]:
-        ordered = sorted(points, key=lambda p: p[key])
-        return [p[key] for p in ordered], [p["ms"] for p in ordered]
 
     @staticmethod
     def _pairs(pairs: list[list[float]]) -> tuple[list[float], list[float]]:
