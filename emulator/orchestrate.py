@@ -19,6 +19,7 @@ edges' CPU, for the rounds whose text left the recorded tables.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -40,6 +41,7 @@ from runtime.events import EventLog
 from runtime.process import stop_child
 
 PORT = 5555
+ROUTER = "router"  # the router's process (and its CPU in the plan) with several targets
 READY_TIMEOUT_S = 600.0
 
 
@@ -50,11 +52,30 @@ class EmulationError(RuntimeError):
 def cpu_plan(scenario: Scenario, cpus: list[int] | None = None) -> dict[str, str]:
     """Which CPUs each process is pinned to: the target gets the last CPU to itself (where
     its profile was measured), the edges share the others in turn (all of them on a
-    one-CPU machine; the link shapers run on the edges' CPUs too). Recorded in the results:
-    contention is a fidelity hazard."""
+    one-CPU machine; the link shapers run on the edges' CPUs too). Several targets take
+    the last CPUs, as many to a CPU as their shares fit in one, and the router (``router``)
+    runs on the edges' first CPU; ``cloud`` names the first target's CPU. Recorded in the
+    results: contention is a fidelity hazard."""
     cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
-    edge_cpus = cpus[:-1] or cpus
-    plan = {CLOUD: str(cpus[-1])}
+    targets = scenario.target_hosts()
+    plan: dict[str, str] = {}
+    if len(targets) == 1:
+        plan[CLOUD] = str(cpus[-1])
+        edge_cpus = cpus[:-1] or cpus
+    else:
+        per_cpu = max(1, math.floor(1.0 / scenario.cloud.cpu + 1e-9))
+        needed = math.ceil(len(targets) / per_cpu)
+        if needed >= len(cpus):
+            raise EmulationError(
+                f"{len(targets)} targets of {scenario.cloud.cpu:g} core each take {needed} "
+                f"CPU(s) and the edges one more; this machine gives {len(cpus)} (lower "
+                "cloud.cpu, e.g. 0.5 for two targets on one CPU)"
+            )
+        for index, host in enumerate(targets):
+            plan[host] = str(cpus[-1 - index // per_cpu])
+        plan[CLOUD] = plan[targets[0]]
+        edge_cpus = cpus[:-needed]
+        plan[ROUTER] = str(edge_cpus[0])
     for index, (host, _) in enumerate(scenario.edge_hosts()):
         plan[host] = str(edge_cpus[index % len(edge_cpus)])
     return plan
@@ -145,7 +166,7 @@ class Emulation:
         """A speed watch on each CPU of the plan: the target's role on the cloud's CPU, the
         draft of the first edge pinned there on an edge's CPU; in the network's idle cgroup
         (where there is none, at ``SCHED_IDLE`` alone, and the run's notes say so)."""
-        roles: dict[str, tuple[str, str]] = {self.cpus[CLOUD]: ("target", "")}
+        roles = {self.cpus[host]: ("target", "") for host in self.scenario.target_hosts()}
         for host, group in self.scenario.edge_hosts():
             if group.replay:  # an emulated edge computes nothing to probe
                 continue
@@ -159,7 +180,7 @@ class Emulation:
             watches.append(watch)
         return watches
 
-    def _start_target(self, net: EmulatedNetwork) -> Child:
+    def _start_target(self, net: EmulatedNetwork, host: str) -> Child:
         cloud = self.scenario.cloud
         args = [
             "--bind",
@@ -169,7 +190,7 @@ class Emulation:
             "--threads",
             str(cloud.threads),
             "--cpus",
-            self.cpus[CLOUD],
+            self.cpus[host],
             "--max-batch",
             str(cloud.max_batch),
             "--max-wait-ms",
@@ -184,7 +205,20 @@ class Emulation:
         ]
         if cloud.draft:
             args += ["--draft", cloud.draft]
-        return self._launch(net, CLOUD, "runtime.target", args)
+        return self._launch(net, host, "runtime.target", args)
+
+    def _start_cloud(self, net: EmulatedNetwork) -> None:
+        """The target replicas, and with several the router in front of them."""
+        hosts = self.scenario.target_hosts()
+        self._wait_for([self._start_target(net, host) for host in hosts], "target: serving")
+        if len(hosts) == 1:
+            return
+        args = ["--bind", f"tcp://0.0.0.0:{PORT}", "--policy", self.scenario.cloud.router]
+        for host in hosts:
+            args += ["--target", f"tcp://{net.ip(host)}:{PORT}"]
+        args += ["--cpus", self.cpus[ROUTER], "--seed", str(self.scenario.seed)]
+        router = self._spawn(ROUTER, "runtime.router", args, net.host(CLOUD).popen)
+        self._wait_for([router], "router: serving")
 
     def _needs_service(self) -> bool:
         return any(g.replay and g.mode == "dsd" for g in self.scenario.edges)
@@ -278,7 +312,7 @@ class Emulation:
         """Everything from network up to teardown; ``watch(t_start, final)`` is called about
         once a second while the workload runs (progress display)."""
         started = time.monotonic()
-        edge_cpus = {cpu for host, cpu in self.cpus.items() if host != CLOUD}
+        edge_cpus = {self.cpus[host] for host, _ in self.scenario.edge_hosts()}
         net = EmulatedNetwork(
             self.scenario, self.backend, results=self.out, shaper_cpus=",".join(sorted(edge_cpus))
         )
@@ -288,8 +322,7 @@ class Emulation:
         try:
             net.start()
             self.say(f"network up ({len(net.links)} shaped links, {self.backend})")
-            target = self._start_target(net)
-            self._wait_for([target], "target: serving")
+            self._start_cloud(net)
             if self._needs_service():
                 self._wait_for([self._start_service()], "draft service: serving")
             hosts = self.scenario.edge_hosts()
@@ -338,7 +371,7 @@ class Emulation:
             edge_exit_codes={
                 c.name: c.process.returncode
                 for c in self.children
-                if c.name not in (CLOUD, "draft-service") and not c.name.startswith("watch-")
+                if c.name not in self._cloud_side() and not c.name.startswith("watch-")
             },
             replay_lateness_ms_p99=_p99(lateness),
             watches_idle_cgroup=net.idle.made
@@ -364,9 +397,19 @@ class Emulation:
         pids["orchestrator"] = os.getpid()
         return pids
 
+    def _cloud_side(self) -> list[str]:
+        """The processes that serve the edges, in the order they are stopped."""
+        return ["draft-service", ROUTER, *self.scenario.target_hosts()]
+
     def _stop_children(self) -> None:
-        """Edges first, then the target (SIGTERM: each writes its ``process`` record)."""
-        for child in sorted(self.children, key=lambda c: c.name == CLOUD):
+        """Edges first, then the router, then the targets (SIGTERM: each writes its
+        ``process`` record)."""
+        order = self._cloud_side()
+
+        def stage(child: Child) -> int:
+            return order.index(child.name) + 1 if child.name in order else 0
+
+        for child in sorted(self.children, key=stage):
             stop_child(child.process, grace_s=15)
         if self._service_folder is not None:
             shutil.rmtree(self._service_folder, ignore_errors=True)

@@ -3,7 +3,9 @@
     name: default
     seed: 1
     shaper: null                     # netem | delayline | null = probe
-    cloud: {model: smollm2, cpu: 1.0, threads: 1, batching: {max_batch: 8, max_wait_ms: 20}}
+    cloud: {model: smollm2, cpu: 1.0, threads: 1, batching: {max_batch: 8, max_wait_ms: 20},
+            targets: 1,              # replicas of the target, each with cpu and threads
+            router: jsq}             # round-robin | jsq | p2c: which replica a session gets
     edges:
       - name: lte                    # group name; hosts lte1, lte2, ...
         count: 1
@@ -51,11 +53,15 @@ from runtime.model_names import DEFAULT_DRAFT, REPLAY, replayed_draft
 from runtime.policies import make_window_policy
 from runtime.prompts import load_prompts
 from runtime.protocol import EDGE_MODES
+from runtime.routing import make_router
 
 MODE_HELP = (
     "every edge's mode: dsd, cloud (the target decodes and streams), fused (draft and "
     "target in the cloud) or edge-only (the draft alone); default: the scenario's"
 )
+
+
+CLOUD = "cloud"  # the host edges send to: the target, or the router of several
 
 
 class ScenarioError(ValueError):
@@ -102,6 +108,8 @@ class CloudSpec:
     max_wait_ms: float = 20.0
     device: str = "cpu"
     dtype: str = "float32"
+    targets: int = 1  # replicas, each with ``cpu`` and ``threads``, behind ``router``
+    router: str = "jsq"
 
 
 @dataclass
@@ -128,6 +136,12 @@ class Scenario:
 
     def edge_hosts(self) -> list[tuple[str, EdgeGroup]]:
         return [(host, group) for group in self.edges for host in group.host_names()]
+
+    def target_hosts(self) -> list[str]:
+        """Where the target replicas run: the cloud host itself when there is one; else
+        hosts of their own behind the cloud host, which runs the router."""
+        count = self.cloud.targets
+        return [CLOUD] if count == 1 else [f"target{i + 1}" for i in range(count)]
 
 
 class _Reader:
@@ -398,6 +412,9 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
     names = [host for group in edges for host in group.host_names()]
     if len(set(names)) != len(names):
         raise top.fail("edges", "edge group names collide")
+    taken = sorted(set(names) & {CLOUD, *(f"target{i + 1}" for i in range(cloud.targets))})
+    if taken:
+        raise top.fail("edges", f"edge host {taken[0]} would take a cloud host's name")
     wan_reader = top.child("wan", None)
     wan = _link(wan_reader, base) if wan_reader is not None else None
     workload = _workload(top.child("workload", {}), base)
@@ -418,7 +435,15 @@ def _cloud(reader: _Reader) -> CloudSpec:
         max_wait_ms=batching.number("max_wait_ms", 20.0, 0, 60_000),
         device=reader.get("device", str, "cpu"),
         dtype=reader.get("dtype", str, "float32"),
+        targets=reader.number("targets", 1, 1, 64, integer=True),
+        router=reader.get("router", str, "jsq"),
     )
+    try:
+        make_router(spec.router)
+    except ValueError as exc:
+        raise reader.fail("router", str(exc)) from exc
+    if spec.targets > 1 and spec.cpu > 1.0:
+        raise reader.fail("cpu", "each of several targets runs on a share of one core: at most 1")
     batching.finish()
     reader.finish()
     return spec

@@ -7,6 +7,10 @@ Explore a scenario's network by hand, traces replaying, in Mininet's CLI (as roo
     edge host --(access link)-- shaper host --+-- dsdagg (LinuxBridge) -- shaper host -- cloud
                                                                           (the WAN link)
 
+With several targets (``cloud: {targets: N}``), the WAN link ends at a second bridge,
+``dsdcloud``, that joins the cloud host (which runs the router) and hosts ``target1`` ..
+``targetN``, each with its CPU limit; the links inside the cloud are not shaped.
+
 Switches are Linux bridges with no controller (no Open vSwitch module is needed). Edge
 hosts are ``CPULimitedHost``s: a scenario's ``cpu`` is a share of one core, Mininet's a share
 of the whole machine, so it is divided by the core count. Every shaping point is a host with
@@ -31,13 +35,13 @@ from emulator.cleanup import MANIFEST_DIR, cleanup, live_runs, write_manifest
 from emulator.idle_cgroup import IdleCgroup
 from emulator.interrupts import shielded
 from emulator.replay import ReplayedLink
-from emulator.scenario import LinkSpec, Scenario
+from emulator.scenario import CLOUD, LinkSpec, Scenario
 from emulator.shaping.base import LinkShaper
 from emulator.shaping.control import DelayLineShaper
 from emulator.shaping.netem import NetemShaper
 
 SWITCH = "dsdagg"
-CLOUD = "cloud"
+CLOUD_SWITCH = "dsdcloud"
 WAN_SHAPER = "xwan"
 OFFLOADS = ("rx", "tx", "tso", "gso", "gro", "lro", "sg")
 TCP_SETTINGS = {
@@ -62,7 +66,13 @@ class ScenarioTopo(Topo):
             self.addLink(edge, shaper)
             self.addLink(shaper, switch)
         cpu = min(scenario.cloud.cpu / cores, 1.0)
-        cloud = self.addHost(CLOUD, cls=CPULimitedHost, cpu=cpu)
+        if scenario.cloud.targets == 1:
+            cloud = self.addHost(CLOUD, cls=CPULimitedHost, cpu=cpu)
+        else:  # the router's host: pinned to the edges' CPUs, no quota of its own
+            cloud = self.addSwitch(CLOUD_SWITCH, dpid="2")
+            self.addLink(self.addHost(CLOUD), cloud)
+            for name in scenario.target_hosts():
+                self.addLink(self.addHost(name, cls=CPULimitedHost, cpu=cpu), cloud)
         if scenario.wan is not None:
             wan = self.addHost(WAN_SHAPER)
             self.addLink(switch, wan)
@@ -117,7 +127,8 @@ class EmulatedNetwork:
         return MANIFEST_DIR / f"{os.getpid()}-{id(self)}.json"
 
     def _cgroup_names(self) -> list[str]:
-        return [CLOUD, *(host for host, _ in self.scenario.edge_hosts()), self.idle.path.name]
+        limited = [*self.scenario.target_hosts(), *(host for host, _ in self.scenario.edge_hosts())]
+        return [*limited, self.idle.path.name]
 
     def host(self, name: str) -> Host:
         assert self.net is not None
@@ -127,7 +138,8 @@ class EmulatedNetwork:
         return self.host(name).IP()
 
     def _end_hosts(self) -> list[str]:
-        return [CLOUD, *(host for host, _ in self.scenario.edge_hosts())]
+        cloud = sorted({CLOUD, *self.scenario.target_hosts()})
+        return [*cloud, *(host for host, _ in self.scenario.edge_hosts())]
 
     def _prepare_hosts(self) -> None:
         """Offloads off (TCP through a userspace forwarder never connects otherwise), TCP

@@ -178,17 +178,18 @@ def simulate(
         for host, speed in simulation.speeds.items()
     )
     notes = [f"compute times scaled to the hosts' speed probes: {speeds}"] if speeds else []
-    shapes = simulation.server.verify_speeds
+    target = simulation.targets[0]  # every replica is calibrated alike
+    shapes = target.verify_speeds
     if shapes:
         shown = "; ".join(
             f"{batch} row(s) of " + ", ".join(f"{w} x{s:.2f}" for w, s in widths.items())
             for batch, widths in shapes.items()
         )
         notes.append(f"the cloud's verifications scaled by shape (rows of tokens): {shown}")
-    if simulation.server.prefill_speed is not None:
-        notes.append(f"the cloud's prefills scaled x{simulation.server.prefill_speed:.2f}")
+    if target.prefill_speed is not None:
+        notes.append(f"the cloud's prefills scaled x{target.prefill_speed:.2f}")
     coupled = {
-        "the cloud's": (simulation.server.beside, "while an edge computes"),
+        "the cloud's": (target.beside, "while an edge computes"),
         "an edge's": (simulation.edges[0].beside, "while the cloud does"),
     }
     shown = [

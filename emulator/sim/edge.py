@@ -31,6 +31,7 @@ from runtime.observations import observation_from_round
 from runtime.policies import WindowPolicy
 
 if TYPE_CHECKING:
+    from emulator.sim.cloud import RoutedCloud
     from emulator.sim.server import TargetSim
 
 RUN_HORIZON = 32  # acceptance runs are drawn this far whatever γ is (further only if γ is)
@@ -77,7 +78,7 @@ class EdgeSim:
     speed: float  # compute time relative to the profile's (its probes / the grid's price)
     uplink: SimPath
     downlink: SimPath
-    server: TargetSim
+    server: TargetSim | RoutedCloud
     log: EventLog
     accept_rng: random.Random
     prompts: list[PromptModel]

@@ -24,6 +24,7 @@ from emulator.sim.calibration import (
     read_profile,
     watched,
 )
+from emulator.sim.cloud import RoutedCloud
 from emulator.sim.cpu import CoreShare, SharedCore
 from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
@@ -34,6 +35,7 @@ from runtime.arrivals import poisson_offsets, random_stream
 from runtime.cpuquota import PERIOD_MS, CpuQuota
 from runtime.events import EventLog
 from runtime.policies import BatchingPolicy, WindowPolicy
+from runtime.routing import SessionTable, make_router
 
 PolicyFactory = Callable[[str], WindowPolicy]
 PROGRESS_EVENTS = 100_000
@@ -148,18 +150,26 @@ class Simulation:
             options.cpu_plan,
         )
         self._check_threads("cloud", cloud.threads, target_profile)
-        self.server = TargetSim(
-            self.engine,
-            target_profile,
-            BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
-            CpuQuota(cpu_share(cloud.cpu, target_profile.threads), quota_phase_ms(seed, "cloud")),
-            self.speeds.get("cloud", 1.0),
-            log,
-            probed_verify_speeds(options.speed_probes or [], target_profile, options.cpu_plan),
-            probed_prefill_speed(options.speed_probes or [], target_profile, options.cpu_plan),
-            draft_profile=profiles.get(cloud.draft) if cloud.draft else None,
-            draft_speed=self._fused_draft_speed(hosts),
-        )
+        self.targets = [
+            TargetSim(
+                self.engine,
+                target_profile,
+                BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
+                CpuQuota(cpu_share(cloud.cpu, target_profile.threads), quota_phase_ms(seed, host)),
+                self.speeds.get("cloud", 1.0),
+                log,
+                probed_verify_speeds(options.speed_probes or [], target_profile, options.cpu_plan),
+                probed_prefill_speed(options.speed_probes or [], target_profile, options.cpu_plan),
+                draft_profile=profiles.get(cloud.draft) if cloud.draft else None,
+                draft_speed=self._fused_draft_speed(hosts),
+            )
+            for host in scenario.target_hosts()
+        ]
+        self.server: TargetSim | RoutedCloud = self.targets[0]
+        if len(self.targets) > 1:
+            router = make_router(cloud.router, seed)
+            table = SessionTable(router, len(self.targets), cloud.router)
+            self.server = RoutedCloud(self.engine, self.targets, table, log)
         self.links: list[SimLink] = []
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
         wan_up = wan_down = None
@@ -237,9 +247,10 @@ class Simulation:
         ):
             return
         if not watched(probes, "cloud", plan):
-            self.server.beside = dict(target.interference.get("target", {}))
-            self.server.edges_computing = lambda: any(edge.computing() for edge in computing)
-            self.server.watchers.extend(core.set_target_busy for core in self.cores.values())
+            for server in self.targets:
+                server.beside = dict(target.interference.get("target", {}))
+                server.edges_computing = lambda: any(edge.computing() for edge in computing)
+                server.watchers.extend(core.set_target_busy for core in self.cores.values())
         for edge in computing:
             if not watched(probes, edge.name, plan):
                 edge.beside = dict(edge.profile.interference.get("draft", {}))
@@ -310,8 +321,8 @@ class Simulation:
             edges=len(self.edges),
             requests_done=sum(edge.finished for edge in self.edges),
             requests_failed=failed,
-            batches=self.server.batches,
-            server_busy_s=self.server.busy_ms / 1000.0,
+            batches=sum(server.batches for server in self.targets),
+            server_busy_s=sum(server.busy_ms for server in self.targets) / 1000.0,
             warnings=self.warnings,
             link_counters=dict(counters),
         )
