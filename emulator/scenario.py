@@ -138,10 +138,13 @@ class Scenario:
         return [(host, group) for group in self.edges for host in group.host_names()]
 
     def target_hosts(self) -> list[str]:
-        """Where the target replicas run: the cloud host itself when there is one; else
-        hosts of their own behind the cloud host, which runs the router."""
-        count = self.cloud.targets
-        return [CLOUD] if count == 1 else [f"target{i + 1}" for i in range(count)]
+        return target_hosts(self.cloud.targets)
+
+
+def target_hosts(count: int) -> list[str]:
+    """Where ``count`` target replicas run: the cloud host itself when there is one; else
+    hosts of their own behind the cloud host, which runs the router."""
+    return [CLOUD] if count == 1 else [f"target{i + 1}" for i in range(count)]
 
 
 class _Reader:
@@ -412,7 +415,7 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
     names = [host for group in edges for host in group.host_names()]
     if len(set(names)) != len(names):
         raise top.fail("edges", "edge group names collide")
-    taken = sorted(set(names) & {CLOUD, *(f"target{i + 1}" for i in range(cloud.targets))})
+    taken = sorted(set(names) & {CLOUD, *target_hosts(cloud.targets)})
     if taken:
         raise top.fail("edges", f"edge host {taken[0]} would take a cloud host's name")
     wan_reader = top.child("wan", None)

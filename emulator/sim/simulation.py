@@ -150,16 +150,20 @@ class Simulation:
             options.cpu_plan,
         )
         self._check_threads("cloud", cloud.threads, target_profile)
+        probes = options.speed_probes or []
+        verify_speeds = probed_verify_speeds(probes, target_profile, options.cpu_plan)
+        prefill_speed = probed_prefill_speed(probes, target_profile, options.cpu_plan)
+        share = cpu_share(cloud.cpu, target_profile.threads)
         self.targets = [
             TargetSim(
                 self.engine,
                 target_profile,
                 BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
-                CpuQuota(cpu_share(cloud.cpu, target_profile.threads), quota_phase_ms(seed, host)),
+                CpuQuota(share, quota_phase_ms(seed, host)),
                 self.speeds.get("cloud", 1.0),
                 log,
-                probed_verify_speeds(options.speed_probes or [], target_profile, options.cpu_plan),
-                probed_prefill_speed(options.speed_probes or [], target_profile, options.cpu_plan),
+                verify_speeds,
+                prefill_speed,
                 draft_profile=profiles.get(cloud.draft) if cloud.draft else None,
                 draft_speed=self._fused_draft_speed(hosts),
             )
@@ -247,10 +251,15 @@ class Simulation:
         ):
             return
         if not watched(probes, "cloud", plan):
+            cloud = self.server
             for server in self.targets:
                 server.beside = dict(target.interference.get("target", {}))
                 server.edges_computing = lambda: any(edge.computing() for edge in computing)
-                server.watchers.extend(core.set_target_busy for core in self.cores.values())
+                # a shared core hears whether any target computes, not the last to change
+                server.watchers.extend(
+                    lambda _, core=core: core.set_target_busy(cloud.busy)
+                    for core in self.cores.values()
+                )
         for edge in computing:
             if not watched(probes, edge.name, plan):
                 edge.beside = dict(edge.profile.interference.get("draft", {}))
