@@ -49,11 +49,13 @@ class ModeSpec:
 
 MODES = (
     ModeSpec("dsd-awc", "dsd", "awc"),
+    ModeSpec("dsd-awc-server", "dsd", "awc:server"),
     ModeSpec("dsd-best-fixed", "dsd", None),
     ModeSpec("cloud", "cloud", "fixed:4"),
     ModeSpec("fused-best-fixed", "fused", None),
 )
-DSD_MODES = ("dsd-awc", "dsd-best-fixed")
+DSD_MODES = ("dsd-awc", "dsd-awc-server", "dsd-best-fixed")
+ADAPTIVE_MODES = ("dsd-awc", "dsd-awc-server")  # set beside the best fixed γ per point
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,27 @@ def crossover_edges(by_mode: dict[str, list[Point]]) -> int | None:
             break
         ahead = edges
     return ahead
+
+
+def adaptive_vs_best_fixed(by_mode: dict[str, list[Point]]) -> dict[str, dict[str, Any]]:
+    """Per adaptive mode and edge count, its goodput and throughput over the best fixed γ's
+    (None where the best fixed γ had none)."""
+    best = {p.edges: p for p in by_mode.get("dsd-best-fixed", [])}
+    ratios: dict[str, dict[str, Any]] = {}
+    for name in ADAPTIVE_MODES:
+        for p in by_mode.get(name, []):
+            fixed = best.get(p.edges)
+            if fixed is None:
+                continue
+            ratios.setdefault(name, {})[str(p.edges)] = {
+                measure: _ratio(getattr(p, f"{measure}_tok_s"), getattr(fixed, f"{measure}_tok_s"))
+                for measure in ("goodput", "throughput")
+            }
+    return ratios
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return value / reference if value is not None and reference else None
 
 
 class CapacitySweep:
@@ -242,6 +265,7 @@ class CapacitySweep:
                     for name, points in by_mode.items()
                 },
                 "crossover_edges": crossover_edges(by_mode),
+                "adaptive_vs_best_fixed": adaptive_vs_best_fixed(by_mode),
             }
         return {
             "slo": asdict(self.slo),

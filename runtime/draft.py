@@ -345,6 +345,8 @@ class EdgeClient:
                 "round": session_round,
                 "draft": protocol.pack_ids(proposal.tokens),
             }
+            if self.policy.asks_server:
+                message["draft_ms"] = proposal.draft_ms
             if proposal.q_ids is not None:
                 message["q_ids"] = protocol.pack_ids(proposal.q_ids.flatten().tolist())
                 message["q_probs"] = protocol.pack_probs(proposal.q_probs.flatten().numpy())

@@ -28,6 +28,7 @@ class RoundObservation:
     batch_accepted: int = -1  # accepted tokens over all the batch's rows (-1: not reported)
     batch_rejected: int = 0  # rows of the batch that ended in a rejection
     utilisation: float = 0.0  # the server's busy share of its recent past
+    gamma_hint: int = 0  # the window the server advises (runtime.window_advice; 0: none)
 
     @property
     def network_ms(self) -> float:
@@ -43,6 +44,7 @@ BATCH_REPORT_FIELDS = (
     "batch_accepted",
     "batch_rejected",
     "utilisation",
+    "gamma_hint",
 )
 
 
@@ -68,6 +70,7 @@ def observation_from_round(record: Mapping[str, Any]) -> RoundObservation:
         batch_accepted=record.get("batch_accepted", -1),
         batch_rejected=record.get("batch_rejected", 0),
         utilisation=record.get("utilisation", 0.0),
+        gamma_hint=record.get("gamma_hint", 0),
     )
 
 

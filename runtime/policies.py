@@ -22,6 +22,7 @@ class WindowPolicy(Protocol):
     """Chooses γ before each round and sees the outcome after it."""
 
     name: str
+    asks_server: bool  # whether its requests ask the server for a window hint
 
     def next_gamma(self, context_len: int) -> int: ...
 
@@ -30,6 +31,8 @@ class WindowPolicy(Protocol):
 
 class Fixed:
     """Always the same γ: the static speculative-decoding baseline."""
+
+    asks_server = False
 
     def __init__(self, gamma: int) -> None:
         if gamma < 0:
@@ -47,6 +50,8 @@ class Fixed:
 class Heuristic:
     """transformers' assisted-generation schedule: γ + 2 after a fully accepted window,
     γ − 1 otherwise, within [low, high]."""
+
+    asks_server = False
 
     def __init__(self, start: int = 4, low: int = 1, high: int = 16) -> None:
         if not 1 <= low <= start <= high:
@@ -96,6 +101,9 @@ class AWC:
     drafts; the few bytes a drafted token adds to a message are not modelled. AWC leaves the
     current γ only for a predicted gain above ``hysteresis``, so that noise does not make it
     oscillate.
+
+    ``advised``: the edge asks the server for a window (``runtime.window_advice``) and
+    drafts the γ the last verdict advised; before the first advice, its own choice.
     """
 
     def __init__(
@@ -108,15 +116,18 @@ class AWC:
         acceptance_smoothing: float = 0.1,
         hysteresis: float = 0.02,
         overhead_tokens: float = 4.0,
+        advised: bool = False,
     ) -> None:
         if objective not in AWC_OBJECTIVES:
-            raise ValueError(f"AWC objective must be one of {', '.join(AWC_OBJECTIVES)}")
+            raise ValueError(f"AWC takes {', '.join(AWC_OBJECTIVES)} or server, got {objective!r}")
         if not 1 <= low <= start <= high:
             raise ValueError(f"need 1 <= low <= start <= high, got {low}, {start}, {high}")
         self.objective, self.low, self.high = objective, low, high
         self.gamma = start
         self.hysteresis = hysteresis
-        self.name = f"awc-{objective}"
+        self.asks_server = advised
+        self.advice = 0  # the last verdict's window hint (0: none)
+        self.name = "awc-server" if advised else f"awc-{objective}"
         self.estimates = WindowEstimates(smoothing, acceptance_smoothing, overhead_tokens)
 
     def predicted_rate(self, gamma: int) -> float | None:
@@ -134,6 +145,9 @@ class AWC:
         return min(edge_bound, server_bound)
 
     def next_gamma(self, context_len: int) -> int:
+        if self.asks_server and self.advice:
+            self.gamma = min(self.high, max(self.low, self.advice))
+            return self.gamma
         current = self.predicted_rate(self.gamma)
         if current is None:
             return self.gamma
@@ -145,6 +159,7 @@ class AWC:
 
     def observe(self, observation: RoundObservation) -> None:
         self.estimates.observe(observation)
+        self.advice = observation.gamma_hint
 
 
 class Oracle:
@@ -156,6 +171,8 @@ class Oracle:
     yet emits every token the round could. It foresees acceptance only, not the network or
     the server. The real draft client has no future to tell it, so ``make_window_policy``
     does not offer it."""
+
+    asks_server = False
 
     def __init__(self, high: int = 16) -> None:
         self.high = high
@@ -196,6 +213,8 @@ class AWCLearned:
     It switches γ only when the best score beats the current one by ``hysteresis``.
     """
 
+    asks_server = False
+
     def __init__(self, weights: Path = LEARNED_WEIGHTS, start: int = 4, hysteresis: float = 0.02):
         self.network, self.gammas = load_learned(Path(weights))
         self.gamma = min(self.gammas, key=lambda g: abs(g - start))
@@ -217,7 +236,7 @@ class AWCLearned:
         self.estimates.observe(observation)
 
 
-POLICY_SPECS = "fixed:N, heuristic[:START], awc[:latency|cloud], learned[:WEIGHTS.json]"
+POLICY_SPECS = "fixed:N, heuristic[:START], awc[:latency|cloud|server], learned[:WEIGHTS.json]"
 
 
 def make_window_policy(spec: str) -> WindowPolicy:
@@ -229,7 +248,7 @@ def make_window_policy(spec: str) -> WindowPolicy:
         if kind == "heuristic":
             return Heuristic(int(arg or 4))
         if kind == "awc":
-            return AWC(arg or "latency")
+            return AWC(advised=True) if arg == "server" else AWC(arg or "latency")
         if kind == "learned":
             return AWCLearned(Path(arg) if arg else LEARNED_WEIGHTS)
     except ValueError as exc:

@@ -79,6 +79,17 @@ def tokens_message(
     }
 
 
+def _field_bytes(name: str, value: Any) -> int:
+    """What one more field adds to an encoded map."""
+    return len(msgpack.packb({name: value})) - len(msgpack.packb({}))
+
+
+# What asking for window advice adds to a verify request and its verdict (the simulator
+# prices the same bytes)
+ADVICE_REQUEST_BYTES = _field_bytes("draft_ms", 0.5)
+ADVICE_REPLY_BYTES = _field_bytes("gamma_hint", 4)
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """Serialise a message map (adds the version field)."""
     return msgpack.packb({"v": VERSION, **message}, use_bin_type=True)
@@ -110,6 +121,8 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "q_ids": ((bytes,), False),
         "q_probs": ((bytes,), False),
         "t_send": (_NUM, False),
+        # the edge's drafting time this round; sending it asks for a ``gamma_hint``
+        "draft_ms": (_NUM, False),
     },
     "close": {"session": ((str,), True)},
     "opened": {
@@ -133,6 +146,7 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "batch_accepted": ((int,), False),
         "batch_rejected": ((int,), False),
         "utilisation": (_NUM, False),
+        "gamma_hint": ((int,), False),
         "verify_ms": (_NUM, True),
         "t_recv": (_NUM, True),
         "t_send": (_NUM, True),

@@ -39,6 +39,7 @@ from runtime.security import ServerSecurity
 from runtime.transport import wait_readable
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
 from runtime.verify import greedy_verify, stochastic_verify, target_probs
+from runtime.window_advice import WindowAdvisor
 
 POLL_IDLE_MS = 100
 DEFAULT_SESSION_TIMEOUT_S = 300.0
@@ -78,6 +79,7 @@ class PendingVerify:
     proposal: Proposal
     t_recv: float
     queued_at: float
+    advised: bool = False  # the edge sent its drafting time: it asks for a window hint
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class TargetServer:
         self.draft = draft
         self.batching = batching or BatchingPolicy()
         self.busy = BusyMeter(BUSY_WINDOW_S)
+        self.advisor = WindowAdvisor(self.batching.max_batch)
         self.log = log or EventLog(None, "target")
         self.session_timeout_s = session_timeout_s
         self.spin_ms = spin_ms
@@ -348,8 +351,12 @@ class TargetServer:
             q_ids = torch.tensor(ids, dtype=torch.long).view(len(draft), -1)
             q_probs = torch.from_numpy(probs.copy()).view(len(draft), -1)
         proposal = Proposal(draft, q_ids, q_probs, 0.0)
+        advised = "draft_ms" in message
+        if advised:
+            key = (identity, session.sid)
+            self.advisor.request(key, t_recv * 1000.0, len(draft), float(message["draft_ms"]))
         self.pending.append(
-            PendingVerify(session, message["round"], proposal, t_recv, time.monotonic())
+            PendingVerify(session, message["round"], proposal, t_recv, time.monotonic(), advised)
         )
 
     def _close(self, identity: bytes, message: dict[str, Any], t_recv: float) -> None:
@@ -357,6 +364,7 @@ class TargetServer:
         if session is None:
             raise protocol.ProtocolError("unknown session", "unknown_session")
         self.pending = collections.deque(p for p in self.pending if p.session is not session)
+        self.advisor.close((identity, session.sid))
         self.counters["closed"] += 1
         self._reply(identity, {"type": "closed", "session": session.sid})
 
@@ -371,6 +379,7 @@ class TargetServer:
                 and now - session.last_seen > self.session_timeout_s
             ):
                 del self.sessions[key]
+                self.advisor.close(key)
                 self.counters["expired"] += 1
 
     # -- batched work --------------------------------------------------------------------
@@ -426,12 +435,26 @@ class TargetServer:
         batch_accepted = sum(accepted for accepted, _ in outcomes)
         batch_rejected = sum(a < d for (a, _), d in zip(outcomes, drafted, strict=True))
         bases = [len(session.committed) for session, _, _ in work]
+        self.advisor.batch(
+            widths,
+            drafted,
+            [accepted for accepted, _ in outcomes],
+            verify_ms,
+            [(dispatched - item.queued_at) * 1000.0 for item in verifies if item.advised],
+            self._active_dsd_sessions(),
+        )
         for (session, proposal, item), (accepted, token), peer in zip(
             work, outcomes, peers, strict=True
         ):
             emitted = self._commit(session, proposal, accepted, token)
             if item is not None:
                 session.next_round += 1
+                advice = {}
+                if item.advised:
+                    hint = self.advisor.verdict(
+                        (session.identity, session.sid), time.time() * 1000.0, session.done
+                    )
+                    advice = {"gamma_hint": hint} if hint else {}
                 self._reply(
                     session.identity,
                     {
@@ -448,6 +471,7 @@ class TargetServer:
                         "batch_accepted": batch_accepted,
                         "batch_rejected": batch_rejected,
                         "utilisation": utilisation,
+                        **advice,
                         "verify_ms": verify_ms,
                         "t_recv": item.t_recv,
                         "t_send": time.time(),

@@ -1,5 +1,5 @@
-"""Evaluate window policies (fixed γ, the heuristic, AWC, the learned AWC, the oracle) across
-links and load levels, in the simulator, the emulator or both.
+"""Evaluate window policies (fixed γ, the heuristic, AWC alone and advised by the server, the
+learned AWC, the oracle) across links and load levels, in the simulator, the emulator or both.
 
     python scripts/evaluate_awc.py --world sim [--quick] [--seed N] [--json]
     sudo python scripts/evaluate_awc.py --world both [--scenarios constant-bad,lte-driving]
@@ -14,8 +14,9 @@ every run loads the models), and ``both`` runs them in both worlds with the same
 sets AWC's gain predicted by the simulator beside the gain measured in the emulator. Prints
 tables of every metric (also in awc.md), writes PNGs and awc.json, and ends (with --json)
 with a JSON line whose summary compares AWC with the best fixed γ in hindsight, fixed γ = 4,
-the heuristic, the learned policy and the oracle. Started by a Python without the project's
-packages (sudo's), it re-runs itself with the project's .venv.
+the heuristic, the learned policy and the oracle, and the server-advised AWC with the best
+fixed γ (over all scenarios, and where edges share the server). Started by a Python without
+the project's packages (sudo's), it re-runs itself with the project's .venv.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from runtime.metrics import summarise
 from runtime.process import stop_on_signals
 
 FIXED = [f"fixed:{g}" for g in range(1, 9)]
-SIM_POLICIES = [*FIXED, "heuristic", "awc", "awc:cloud", "learned", "oracle"]
+SIM_POLICIES = [*FIXED, "heuristic", "awc", "awc:server", "awc:cloud", "learned", "oracle"]
 EMU_POLICIES = [
     "fixed:1",
     "fixed:2",
@@ -59,6 +60,7 @@ EMU_POLICIES = [
     "fixed:6",
     "heuristic",
     "awc",
+    "awc:server",
     "learned",
 ]
 SLO_TTFT_MS, SLO_TPOT_MS = 3000.0, 500.0
@@ -73,6 +75,7 @@ class Scenario:
     name: str
     path: Path
     time_varying: bool
+    edges: int = 1
 
 
 def workload(world: str, quick: bool) -> dict[str, int]:
@@ -108,7 +111,7 @@ def write_scenarios(folder: Path, world: str, quick: bool, seed: int = 1) -> lis
         }
         path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(raw))
-        scenarios.append(Scenario(name, path, name.startswith(RECORDED)))
+        scenarios.append(Scenario(name, path, name.startswith(RECORDED), edges))
     return scenarios
 
 
@@ -164,11 +167,15 @@ def summarise_world(
 ) -> dict[str, Any]:
     """The summary fields: AWC against each baseline over the scenarios."""
     ratios: dict[str, list[float]] = {"best": [], "fixed4": [], "heuristic": [], "varying": []}
-    learned, oracle = [], []
+    learned, oracle, advised, shared = [], [], [], []
     for scenario in scenarios:
         row = results[scenario.name]
         awc = row["awc"]["throughput_tok_s"]
         ratios["best"].append(awc / best_fixed(row))
+        if "awc:server" in row:
+            advised.append(row["awc:server"]["throughput_tok_s"] / best_fixed(row))
+            if scenario.edges > 1:
+                shared.append(advised[-1])
         ratios["fixed4"].append(awc / row["fixed:4"]["throughput_tok_s"])
         ratios["heuristic"].append(awc / row["heuristic"]["throughput_tok_s"])
         if scenario.time_varying:
@@ -186,6 +193,8 @@ def summarise_world(
         "awc_vs_heuristic_mean": statistics.mean(ratios["heuristic"]),
         "learned_vs_analytic_mean": statistics.mean(learned) if learned else None,
         "oracle_gap_mean": statistics.mean(oracle) if oracle else None,
+        "awc_server_vs_best_fixed_min": min(advised) if advised else None,
+        "awc_server_vs_best_fixed_shared_min": min(shared) if shared else None,
     }
 
 

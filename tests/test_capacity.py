@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from cli import run_script
 from test_sim import write_scenario
@@ -78,7 +79,20 @@ def test_the_capacity_sweep_in_the_simulator_end_to_end(tmp_path) -> None:
         p.name for p in out.iterdir()
     }
     modes = summary["sim"]["modes"]
-    assert set(modes) == {"dsd-awc", "dsd-best-fixed", "cloud", "fused-best-fixed"}
+    assert set(modes) == {
+        "dsd-awc",
+        "dsd-awc-server",
+        "dsd-best-fixed",
+        "cloud",
+        "fused-best-fixed",
+    }
+    ratios = summary["sim"]["adaptive_vs_best_fixed"]
+    for name in ("dsd-awc", "dsd-awc-server"):
+        for p in modes[name]["points"]:
+            best = next(b for b in modes["dsd-best-fixed"]["points"] if b["edges"] == p["edges"])
+            assert ratios[name][str(p["edges"])]["goodput"] == pytest.approx(
+                p["goodput_tok_s"] / best["goodput_tok_s"]
+            )
     for mode in modes.values():
         assert [p["edges"] for p in mode["points"]] == [1, 4, 16]
         for p in mode["points"]:

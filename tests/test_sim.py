@@ -248,6 +248,7 @@ class Scripted:
     """A test policy whose γ depends on what it last observed, to check the feed."""
 
     name = "scripted"
+    asks_server = False
 
     def __init__(self) -> None:
         self.last: RoundObservation | None = None

@@ -25,6 +25,7 @@ from emulator.sim.cpu import CoreShare
 from emulator.sim.engine import Engine
 from emulator.sim.links import SimPath
 from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
+from runtime import protocol
 from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
 from runtime.observations import observation_from_round
@@ -303,6 +304,9 @@ class EdgeSim:
         self._t_send, self._draft_ms = t_send, t_send - self._t_draft
         self._bytes_up = self.profile.verify_bytes(self._gamma)
         verify = Verify(self, self._gamma, self._run)
+        if self.policy.asks_server:
+            verify.draft_ms = self._draft_ms
+            self._bytes_up += protocol.ADVICE_REQUEST_BYTES
         self.uplink.send(self._bytes_up, self.server.arrive, verify, t_send)
 
     def _acceptance_run(
@@ -358,9 +362,11 @@ class EdgeSim:
             batch_accepted=verdict.batch_accepted,
             batch_rejected=verdict.batch_rejected,
             utilisation=verdict.utilisation,
+            **({"gamma_hint": verdict.gamma_hint} if verdict.gamma_hint else {}),
             verify_ms=verdict.verify_ms,
             bytes_up=self._bytes_up,
-            bytes_down=self.profile.verdict_bytes,
+            bytes_down=self.profile.verdict_bytes
+            + (protocol.ADVICE_REPLY_BYTES if verdict.gamma_hint else 0),
         )
         self.policy.observe(observation_from_round(record))
         self._all_accepted = self._gamma > 0 and verdict.accepted == self._gamma

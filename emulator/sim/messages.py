@@ -26,6 +26,7 @@ class Verify:
     edge: EdgeSim
     gamma: int
     run: int  # drafted tokens in a row the target accepts; drawn by the edge, see EdgeSim
+    draft_ms: float | None = None  # sent by an edge that asks for a window hint
     t_recv: float = 0.0  # when the server drained it (ms)
 
 
@@ -48,6 +49,7 @@ class Verdict:
     verify_ms: float
     t_recv: float
     t_send: float
+    gamma_hint: int = 0  # the advised window (0: none asked for, or none yet)
 
 
 @dataclass(slots=True)

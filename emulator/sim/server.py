@@ -33,6 +33,7 @@ from runtime.interpolation import interpolate_clamped
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
+from runtime.window_advice import WindowAdvisor
 
 CLOCK_SLACK_MS = 1e-6
 
@@ -98,6 +99,10 @@ class TargetSim:
     busy_ms: float = 0.0
     batches: int = 0
     meter: BusyMeter = field(default_factory=lambda: BusyMeter(BUSY_WINDOW_S * 1000.0))
+    advisor: WindowAdvisor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.advisor = WindowAdvisor(self.batching.max_batch)
 
     def arrive(self, message: Open | Verify | Close) -> None:
         """A message reaches the server host; it is read when the loop is free."""
@@ -112,6 +117,8 @@ class TargetSim:
             message = self.inbox.popleft()
             if isinstance(message, Verify):
                 message.t_recv = now
+                if message.draft_ms is not None:
+                    self.advisor.request(message.edge, now, message.gamma, message.draft_ms)
                 self.pending.append(message)
             elif isinstance(message, Open):
                 work = self.profile.target_prefill_ms(message.prompt_tokens)
@@ -126,6 +133,7 @@ class TargetSim:
                 return
             else:
                 self.sessions.pop(message.edge, None)
+                self.advisor.close(message.edge)
                 message.edge.downlink.send(
                     message.edge.profile.closed_bytes, message.edge.closed, None
                 )
@@ -256,11 +264,22 @@ class TargetSim:
         batch_accepted = sum(outcomes)
         batch_rejected = sum(a < d for a, d in zip(outcomes, drafted, strict=True))
         utilisation = self.meter.share(now)
+        self.advisor.batch(
+            widths,
+            drafted,
+            outcomes,
+            verify_ms,
+            [dispatched - item.t_recv for item in batch if item.draft_ms is not None],
+            self.active,
+        )
         for item, peer, accepted in zip(
             batch, peers[: len(batch)], outcomes[: len(batch)], strict=True
         ):
             session = self.sessions[item.edge]
             self._emit(session, accepted)
+            hint = 0
+            if item.draft_ms is not None:
+                hint = self.advisor.verdict(item.edge, now, session.done)
             verdict = Verdict(
                 accepted,
                 session.done,
@@ -274,8 +293,10 @@ class TargetSim:
                 verify_ms,
                 item.t_recv,
                 now,
+                hint,
             )
-            item.edge.downlink.send(item.edge.profile.verdict_bytes, item.edge.verdict, verdict)
+            size = item.edge.profile.verdict_bytes + (protocol.ADVICE_REPLY_BYTES if hint else 0)
+            item.edge.downlink.send(size, item.edge.verdict, verdict)
         for stream, accepted in zip(streams, outcomes[len(batch) :], strict=True):
             session, edge = stream.session, stream.edge
             emitted = self._emit(session, accepted)
