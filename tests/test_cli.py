@@ -64,7 +64,8 @@ def test_bad_settings_are_one_usage_line_before_anything_loads(program, option, 
 
 def test_bench_runtime_tiny_prints_json_summary() -> None:
     result = run(
-        f"{ROOT / 'scripts' / 'bench_runtime.py'} --tiny --json --prompts 1 --tokens 16",
+        f"{ROOT / 'scripts' / 'bench_runtime.py'} --tiny --json --prompts 1 --tokens 16 "
+        "--repeats 2",
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -74,10 +75,19 @@ def test_bench_runtime_tiny_prints_json_summary() -> None:
         "tokens_per_s_dsd",
         "tokens_per_s_hf_assisted",
         "ratio_vs_hf_assisted",
-        "batched_throughput_ratio",
+        "batched_wall_throughput_ratio",
+        "batched_compute_throughput_ratio",
         "acceptance_rate",
         "model_pair",
         "threads",
+        "core_budget",
     ):
         assert key in summary
     assert summary["lossless_greedy"] is True
+    low, high = summary["ratio_vs_hf_assisted_range"]
+    assert low <= summary["ratio_vs_hf_assisted"] <= high
+    assert summary["repeats"] == 2 and summary["saturation_drafters"] == "real"
+    wall = summary["saturated_wall_tokens_per_s"]
+    assert summary["batched_wall_throughput_ratio"] == pytest.approx(
+        wall["batched"] / wall["batch_1"]
+    )
