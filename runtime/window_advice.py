@@ -90,9 +90,9 @@ class WindowAdvisor:
     Verify time is the server's own, measured per batch shape (rows, width), and
     where a width is not yet measured modelled as AWC models it, proportional to
     (``overhead_tokens`` + width); a row's wait in the queue as a share of the verify time,
-    as measured. It advises at most one draft beyond the positions rows have reached often
-    enough to measure, so that a longer window is tried before it is trusted; a new γ is
-    taken only for a predicted gain above ``hysteresis``.
+    as measured. It advises at most one draft beyond the deepest position rows have ever
+    reached often enough to measure, so that a longer window is tried before it is trusted;
+    a new γ is taken only for a predicted gain above ``hysteresis``.
     """
 
     def __init__(
