@@ -449,11 +449,11 @@ class TargetServer:
             emitted = self._commit(session, proposal, accepted, token)
             if item is not None:
                 session.next_round += 1
+                t_send = time.time()
                 advice = {}
                 if item.advised:
-                    hint = self.advisor.verdict(
-                        (session.identity, session.sid), time.time() * 1000.0, session.done
-                    )
+                    key = (session.identity, session.sid)
+                    hint = self.advisor.verdict(key, t_send * 1000.0, session.done)
                     advice = {"gamma_hint": hint} if hint else {}
                 self._reply(
                     session.identity,
@@ -474,7 +474,7 @@ class TargetServer:
                         **advice,
                         "verify_ms": verify_ms,
                         "t_recv": item.t_recv,
-                        "t_send": time.time(),
+                        "t_send": t_send,
                     },
                 )
             else:

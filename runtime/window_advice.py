@@ -173,11 +173,9 @@ class WindowAdvisor:
         nearest = min(measured, key=lambda w: (abs(w - width), -w))
         return measured[nearest] * (self.overhead_tokens + width) / (self.overhead_tokens + nearest)
 
-    def predicted_rate(self, gamma: int, sessions: int) -> float | None:
-        """Tokens per ms the advised edges would get together if every edge drafted ``gamma``."""
-        views = [v for v in self.edges.values() if v.active and v.ready()]
-        if not views or not self.verify_cells:
-            return None
+    def predicted_rate(self, gamma: int, sessions: int, views: Sequence[EdgeView]) -> float:
+        """Tokens per ms the advised edges (``views``, each ready) would get together if
+        every edge drafted ``gamma``."""
         expected = self.acceptance.expected_tokens(gamma)
         verify = self.verify_ms(self.batch_rows.value or 1.0, gamma + 1)
         wait = (self.queue_share.value or 0.0) * verify
@@ -192,11 +190,12 @@ class WindowAdvisor:
         return min(own, capacity * min(1.0, len(views) / sessions))
 
     def _choose(self, sessions: int) -> None:
-        top = max(self.low, min(self.high, self.acceptance.deepest + 1))
-        rates = {g: self.predicted_rate(g, sessions) for g in range(self.low, top + 1)}
-        if rates[self.low] is None:
+        views = [v for v in self.edges.values() if v.active and v.ready()]
+        if not views or not self.verify_cells:
             return
-        best = max(rates, key=lambda g: rates[g] or 0.0)
+        top = max(self.low, min(self.high, self.acceptance.deepest + 1))
+        rates = {g: self.predicted_rate(g, sessions, views) for g in range(self.low, top + 1)}
+        best = max(rates, key=rates.__getitem__)
         current = rates.get(self.gamma)
-        if current is None or (rates[best] or 0.0) > current * (1.0 + self.hysteresis):
+        if current is None or rates[best] > current * (1.0 + self.hysteresis):
             self.gamma = best

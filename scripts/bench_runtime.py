@@ -41,7 +41,7 @@ from runtime.events import EventLog, read_events
 from runtime.machine import fingerprint
 from runtime.models import LoadedModel, load_model, make_draft
 from runtime.policies import Fixed
-from runtime.process import configure, pin
+from runtime.process import configure
 from runtime.profile_store import cached_profile_path
 from runtime.prompts import DEFAULT_PROMPTS
 from runtime.replay_draft import EdgeClock, ReplayDraft, ReplayTables
@@ -198,11 +198,6 @@ def request_throughput(events: list[dict]) -> float:
     )
 
 
-def use_cores(cpus: list[int] | None, threads: int) -> None:
-    pin(cpus)
-    torch.set_num_threads(threads)
-
-
 def alternate_with_hf(
     server: ServerProcess,
     target: LoadedModel,
@@ -218,13 +213,13 @@ def alternate_with_hf(
     edge_cpus, both_cpus = ([0], [0, 1]) if two_cpus else (None, None)
     dsd, hf, overhead, outputs = [], [], [], {}
     for run in range(args.repeats + 1):
-        use_cores(edge_cpus, 1)
+        configure(1, edge_cpus)
         log = EventLog(None, "bench", keep=True)
         outputs["dsd"] = run_edges(
             server.endpoint, draft, prompts, tokens, args.gamma, 1, log, args.spin_ms
         )
         time.sleep(args.spin_ms / 1000.0 + 0.5)  # the server stops spinning, its core idles
-        use_cores(both_cpus, 2 if two_cpus else 1)
+        configure(2 if two_cpus else 1, both_cpus)
         hf_tps, outputs["hf"] = hf_assisted(target, draft, prompts, tokens, args.gamma)
         if run == 0:
             continue  # the warm-up
@@ -233,7 +228,7 @@ def alternate_with_hf(
         dsd.append(request_throughput(log.events))
         hf.append(hf_tps)
         say(f"  run {run}: DSD {dsd[-1]:.2f} tok/s, assisted {hf_tps:.2f} tok/s")
-    use_cores(edge_cpus, 1)
+    configure(1, edge_cpus)
     ratios = [d / h for d, h in zip(dsd, hf, strict=True)]
     accepted = sum(r["accepted"] for r in rounds)
     return {
