@@ -37,7 +37,7 @@ def contention_warnings(resources: dict[str, Any], cpus: dict[str, str]) -> list
                 f"CPU {core['core']} was >= 95 % busy in {core['saturated_share']:.0%} of the "
                 f"samples (pinned there: {', '.join(users) or 'nothing'}): processes on it may "
                 "have run slower than profiled; the simulator prices only the turns edges "
-                "take on a shared core (the profile's time-sharing)"
+                "or replicas take on a shared core (the profile's time-sharing)"
             )
     return warnings
 

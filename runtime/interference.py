@@ -33,7 +33,7 @@ from typing import Any
 
 from runtime.models import LoadedModel, ModelError, load_role
 from runtime.process import stop_child, stop_on_signals
-from runtime.profile import PROBE, draft_round_cpu_ms, verify_ms
+from runtime.profile import PROBE, draft_round_cpu_ms, verify_cpu_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 3  # timed repeats per measurement
@@ -50,8 +50,7 @@ def draft_round_ms(draft: LoadedModel) -> float:
 
 
 def _verify_ms(target: LoadedModel) -> float:
-    batch, tokens, context = PROBE["batch"], PROBE["tokens"], PROBE["context"]
-    return verify_ms(target, [batch], [tokens], [context], REPEATS, time.thread_time)[0]["ms"]
+    return verify_cpu_ms(target, REPEATS)
 
 
 def ops(target: LoadedModel, draft: LoadedModel) -> dict[str, dict[str, Callable[[], float]]]:

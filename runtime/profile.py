@@ -171,6 +171,12 @@ def draft_round_cpu_ms(draft: LoadedModel, context: int, repeats: int) -> float:
     return point["first_ms"] + (STEP_GAMMA - 1) * point["ms"]
 
 
+def verify_cpu_ms(target: LoadedModel, repeats: int) -> float:
+    """CPU time of a verification of the probe's shape (``PROBE``)."""
+    batch, tokens, context = PROBE["batch"], PROBE["tokens"], PROBE["context"]
+    return verify_ms(target, [batch], [tokens], [context], repeats, time.thread_time)[0]["ms"]
+
+
 def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) -> dict[str, Any]:
     """Ops of the profile's grid timed here and now, in the thread's CPU time: over the
     grid's own price of each op (``emulator.sim.calibration.grid_ms``) it says how much

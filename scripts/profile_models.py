@@ -135,17 +135,24 @@ def main(argv: list[str] | None = None) -> int:
         say("cross-core interference: not measured (one CPU)")
     else:
         profile["interference"] = measured
-    say("time-sharing: a draft round alone and beside other drafters on its CPU")
-    try:
-        profile["time_sharing"] = timesharing.measure_time_sharing(
-            draft,
-            (args.target, args.draft),
-            min(own),
-            lambda done, total: say("time-sharing", done, total),
-        )
-    except RuntimeError as exc:
-        print(f"profile: error: {exc}", file=sys.stderr)
-        return 1
+    # the draft's as ``time_sharing`` (the key older profiles have), the target's beside it
+    for key, role, model, beside in (
+        ("time_sharing", "draft", draft, "other drafters"),
+        ("target_time_sharing", "target", target, "another replica"),
+    ):
+        op = timesharing.OPS[role]
+        say(f"time-sharing: {op} alone and beside {beside} on its CPU")
+        try:
+            profile[key] = timesharing.measure_time_sharing(
+                model,
+                role,
+                (args.target, args.draft),
+                min(own),
+                lambda done, total, op=op: say(f"time-sharing ({op})", done, total),
+            )
+        except RuntimeError as exc:
+            print(f"profile: error: {exc}", file=sys.stderr)
+            return 1
     output = args.output or str(
         cached_profile_path(args.target, args.draft, profile["conditions"]["fingerprint"])
     )

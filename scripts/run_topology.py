@@ -203,6 +203,10 @@ def simulate(
     if sharing:
         shown = ", ".join(f"x{ratio:.2f} with {n}" for n, ratio in sorted(sharing.items()))
         notes.append(f"drafts taking turns on a core, as profiled: {shown} computing")
+    sharing = simulation.targets[0].profile.target_time_sharing if simulation.target_cores else {}
+    if sharing:
+        shown = ", ".join(f"x{ratio:.2f} with {n}" for n, ratio in sorted(sharing.items()))
+        notes.append(f"replicas taking turns on a core, as profiled: {shown} computing")
     return log.events, simulation.warnings + notes, simulation
 
 

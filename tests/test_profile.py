@@ -147,10 +147,16 @@ def test_profile_script_writes_a_loadable_profile(tmp_path) -> None:
             assert len(op["ratios"]) == 5 and op["ratio"] == sorted(op["ratios"])[2]
             assert op["resolved"] == (min(op["ratios"]) > 1 or max(op["ratios"]) < 1)
         assert "cross-core interference" in result.stderr
-    sharing = profile["time_sharing"]  # a draft round alone and beside 1, then 2, drafters
-    assert set(sharing["sharers"]) == {"2", "3"} and sharing["alternations"] == 15
-    for measured in sharing["sharers"].values():
-        ratios = measured["ratios"]
-        assert len(ratios) == 15 and measured["ratio"] == sorted(ratios)[7]
-        assert measured["resolved"] == interference.resolved(ratios)
-    assert "time-sharing" in result.stderr
+    # a draft round alone and beside 1, then 2, drafters; a verification beside a replica
+    for key, op, sharers in (
+        ("time_sharing", "a draft round", {"2", "3"}),
+        ("target_time_sharing", "a verification", {"2"}),
+    ):
+        sharing = profile[key]
+        assert sharing["op"] == op and set(sharing["sharers"]) == sharers
+        assert sharing["alternations"] == 15
+        for measured in sharing["sharers"].values():
+            ratios = measured["ratios"]
+            assert len(ratios) == 15 and measured["ratio"] == sorted(ratios)[7]
+            assert measured["resolved"] == interference.resolved(ratios)
+        assert f"time-sharing ({op})" in result.stderr

@@ -4,6 +4,7 @@ simulator's cloud of several targets, and the scenario's and the CPU plan's repl
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections import Counter
@@ -19,6 +20,7 @@ from test_sim import simulate, write_scenario
 from emulator.cleanup import find_leftovers
 from emulator.orchestrate import EmulationError, cpu_plan
 from emulator.scenario import ScenarioError, load_scenario
+from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog, read_events
 from runtime.router import CloudRouter
 from runtime.routing import (
@@ -161,6 +163,57 @@ def test_simulated_targets_compute_at_the_same_time(tmp_path) -> None:
         return sum(later[0] < earlier[1] - 1e-6 for earlier, later in pairwise(batches))
 
     assert overlapping(1) == 0 and overlapping(2) > 10
+
+
+def test_replicas_on_one_core_take_turns_at_the_profiled_cost(tmp_path) -> None:
+    """Two half-core replicas the emulation pinned to one CPU take turns on it: a
+    verification on a quota of its own bursts at the full core while its period lasts,
+    beside a computing replica it gets half all along, so it takes longer; the profile's
+    time-sharing ratio for two replicas prices their turns, and nothing where they are apart."""
+    scenario, profile = routed_scenario(tmp_path, 2, "jsq", edges=8, requests=3)
+    edges = {f"e{i}": "0" for i in range(1, 9)}
+    shared = {"target1": "1", "target2": "1", "cloud": "1", "router": "0"} | edges
+    apart = {"target1": "1", "target2": "2", "cloud": "1", "router": "0"} | edges
+
+    def verify_ms(events: list[dict]) -> list[float]:
+        return [e["verify_ms"] for e in events if e["event"] == "batch"]
+
+    runs = {
+        name: verify_ms(simulate(scenario, profile, cpu_plan=plan))
+        for name, plan in (("shared", shared), ("apart", apart))
+    }
+    data = json.loads(profile.read_text())
+    data["target_time_sharing"] = {"sharers": {"2": {"ratio": 1.5, "resolved": True}}}
+    profile.write_text(json.dumps(data))
+    runs["priced"] = verify_ms(simulate(scenario, profile, cpu_plan=shared))
+    runs["priced apart"] = verify_ms(simulate(scenario, profile, cpu_plan=apart))
+    mean = {name: sum(times) / len(times) for name, times in runs.items()}
+    assert mean["shared"] > 1.1 * mean["apart"]
+    assert mean["priced apart"] == pytest.approx(mean["apart"])  # no turns, no cost
+    assert 1.2 * mean["shared"] < mean["priced"] < 1.5 * mean["shared"]
+
+
+def test_edges_on_a_shared_core_hear_whether_any_replica_computes(tmp_path) -> None:
+    """Computing edges pinned to one core beside two replicas on the other CPU compute
+    slower while the target side computes: while either replica does, not only while the
+    last to change does."""
+    scenario, profile = routed_scenario(tmp_path, 2, "jsq", edges=3)
+    data = json.loads(profile.read_text())
+    slower = {"ratio": 1.5, "resolved": True}
+    data["interference"] = {"target": {"verify": slower}, "draft": {"step": slower}}
+    profile.write_text(json.dumps(data))
+    plan = {"target1": "1", "target2": "1", "cloud": "1", "router": "0"}
+    plan |= {f"e{i}": "0" for i in (1, 2, 3)}
+    options = SimOptions(profile=str(profile), cpu_plan=plan)
+    simulation = Simulation(load_scenario(scenario), EventLog(None, "sim", keep=True), options)
+    (core,) = simulation.cores.values()
+    first, second = simulation.targets
+    first._set_busy(True)
+    second._set_busy(True)
+    first._set_busy(False)
+    assert core.target_busy
+    second._set_busy(False)
+    assert not core.target_busy
 
 
 def test_round_robin_in_the_simulator_ignores_the_load(tmp_path) -> None:

@@ -726,6 +726,12 @@ def test_a_profile_s_time_sharing_ratios_are_read_where_resolved_and_extended() 
     assert profile.sharing_ratio(4) == pytest.approx(1.3)  # past the profiled counts
     data["time_sharing"]["sharers"]["2"]["resolved"] = False  # the machine's noise: not used
     assert PairProfile(data, "s").sharing_ratio(2) == pytest.approx(1.1)  # between 1 and 3
+    assert profile.target_sharing_ratio(2) == 1.0  # profiles before version 9
+    data["target_time_sharing"] = {"sharers": {"2": {"ratio": 1.15, "resolved": True}}}
+    replicas = PairProfile(data, "s")
+    assert replicas.target_time_sharing == {2: 1.15}
+    assert replicas.target_sharing_ratio(1) == 1.0
+    assert replicas.target_sharing_ratio(3) == pytest.approx(1.3)
 
 
 def test_a_simulation_of_edges_sharing_a_core_prices_their_turns(tmp_path) -> None:

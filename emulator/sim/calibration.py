@@ -92,22 +92,22 @@ class PairProfile:
                 }
             )
         }
-        # per count of drafters taking turns on one CPU, a draft's CPU time there over alone
-        # (``runtime.timesharing``), where resolved; empty in profiles before version 6
-        self.time_sharing: dict[int, float] = {
-            int(sharers): float(m["ratio"])
-            for sharers, m in data.get("time_sharing", {}).get("sharers", {}).items()
-            if m.get("resolved")
-        }
+        # per count of drafters (replicas) taking turns on one CPU, a draft's (verification's)
+        # CPU time there over alone (``runtime.timesharing``), where resolved; empty in
+        # profiles before version 6 (9)
+        self.time_sharing = _resolved_sharing(data.get("time_sharing", {}))
+        self.target_time_sharing = _resolved_sharing(data.get("target_time_sharing", {}))
         self._memo: dict[tuple, float] = {}
 
     def sharing_ratio(self, computing: int) -> float:
         """A draft's CPU time while ``computing`` drafters take turns on its CPU, over its
-        time alone: between the profiled counts linear, past them extended linearly."""
-        if computing <= 1 or not self.time_sharing:
-            return 1.0
-        counts = sorted(self.time_sharing)
-        return interpolate([1, *counts], [1.0, *(self.time_sharing[n] for n in counts)], computing)
+        time alone."""
+        return _sharing_ratio(self.time_sharing, computing)
+
+    def target_sharing_ratio(self, computing: int) -> float:
+        """A verification's CPU time while ``computing`` replicas take turns on its CPU,
+        over its time alone."""
+        return _sharing_ratio(self.target_time_sharing, computing)
 
     def record(self) -> dict[str, Any]:
         """What a run's results say of the profile its simulation used."""
@@ -120,6 +120,7 @@ class PairProfile:
             "fingerprint": machine,
             "interference": self.interference,
             "time_sharing": self.time_sharing,
+            "target_time_sharing": self.target_time_sharing,
         }
 
     def _marks(self, key: str) -> dict[str, list[bool]]:
@@ -219,6 +220,24 @@ class PairProfile:
         if text in self._measured_prompts:
             return int(self._measured_prompts[text])
         return self._template_tokens + max(1, round(len(text) / self._chars_per_token))
+
+
+def _resolved_sharing(measured: dict[str, Any]) -> dict[int, float]:
+    """A profile's time-sharing ratios by count of processes taking turns, where resolved."""
+    return {
+        int(sharers): float(m["ratio"])
+        for sharers, m in measured.get("sharers", {}).items()
+        if m.get("resolved")
+    }
+
+
+def _sharing_ratio(ratios: dict[int, float], computing: int) -> float:
+    """The CPU time of an op while ``computing`` processes take turns on its CPU, over its
+    time alone: between the profiled counts linear, past them extended linearly."""
+    if computing <= 1 or not ratios:
+        return 1.0
+    counts = sorted(ratios)
+    return interpolate([1, *counts], [1.0, *(ratios[n] for n in counts)], computing)
 
 
 MIN_WATCHED = 3  # a watch's probes that stand for a host's speed instead of its own two

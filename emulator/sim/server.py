@@ -11,7 +11,9 @@ running: each batch gives them the rows the verifications leave free (the runtim
 
 Where the edges compute on the same machine's other CPUs (an emulated run), a computation
 that starts while an edge computes is priced at the profile's interference ratio
-(``beside``), and the edges' shared cores are told when the target computes.
+(``beside``), and the edges' shared cores are told when the target computes. A target has
+a quota of its own (``CpuQuota``), or a quota on a core it shares with other replicas
+(``CoreShare``), where its computations progress as the others' let them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.sim.calibration import PairProfile
+from emulator.sim.cpu import CoreShare
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
 from runtime import protocol
@@ -74,7 +77,7 @@ class TargetSim:
     engine: Engine
     profile: PairProfile
     batching: BatchingPolicy
-    cpu: CpuQuota
+    cpu: CpuQuota | CoreShare
     speed: float  # compute time relative to the profile's (its probes / the grid's price)
     log: EventLog
     # per batch size and row width, where the target was probed at several (else ``speed``)
@@ -122,14 +125,12 @@ class TargetSim:
                 self.pending.append(message)
             elif isinstance(message, Open):
                 work = self.profile.target_prefill_ms(message.prompt_tokens)
-                work *= self._beside("prefill")
+                works = [work * self._beside("prefill") * self._speed(self.prefill_speed)]
                 message.t_recv = now
-                end = self._finish_at(now, work, self.prefill_speed)
                 if message.mode == "fused":
                     drafting = self._fused_draft().draft_prefill_ms(message.prompt_tokens)
-                    end = self._finish_at(end, drafting, self.draft_speed)
-                message.prefill_ms = end - now
-                self._hold(message.prefill_ms, self._opened, message)
+                    works.append(drafting * self.draft_speed)
+                self._compute(works, functools.partial(self._opened, message))
                 return
             else:
                 self.sessions.pop(message.edge, None)
@@ -158,10 +159,9 @@ class TargetSim:
         if not self.busy:
             self._work()
 
-    def _finish_at(self, start: float, work_ms: float, speed: float | None = None) -> float:
-        """When ``work_ms`` of full-core computation (at ``speed``, default the host's)
-        begun at ``start`` ends under the quota."""
-        return self.cpu.finish(start, work_ms * (self.speed if speed is None else speed))
+    def _speed(self, speed: float | None) -> float:
+        """A computation's time relative to the profile's: ``speed``, default the host's."""
+        return self.speed if speed is None else speed
 
     def _streaming(self) -> list[tuple[Any, Session]]:
         """The streaming sessions still decoding, the longest open first (as the real
@@ -191,28 +191,49 @@ class TargetSim:
         ]
         return interpolate_clamped(sizes, at_width, batch)
 
-    def _hold(
-        self,
-        duration_ms: float,
-        then: Callable[[Any], None],
-        argument: Any,
-        metered_from: float | None = None,
+    def _compute(
+        self, works_ms: list[float], then: Callable[[list[float]], None], metered: int = 0
     ) -> None:
-        """Hold the loop for ``duration_ms``; the busy meter counts from ``metered_from``
-        (default now): the real server meters its forward passes, not a fused draft."""
-        now = self.engine.now
+        """Hold the loop for computations of ``works_ms`` (full-core times) one after
+        another on the host's CPU, then ``then(the moment each ended)``. The busy meter
+        counts from the start of computation ``metered``: the real server meters its
+        forward passes, not a fused draft."""
+        began = self.engine.now
         self._set_busy(True)
-        self.busy_ms += duration_ms
-        self.meter.add(now if metered_from is None else metered_from, now + duration_ms)
-        self.engine.at(now + duration_ms, then, argument)
+
+        def finished(ends: list[float]) -> None:
+            starts = [began, *ends[:-1]]
+            self.busy_ms += ends[-1] - began
+            self.meter.add(starts[metered], ends[-1])
+            self._set_busy(False)
+            then(ends)
+
+        if isinstance(self.cpu, CpuQuota):
+            ends, at = [], began
+            for work in works_ms:
+                at = self.cpu.finish(at, work)
+                ends.append(at)
+            self.engine.at(at, finished, ends)
+            return
+        # on a shared core a computation's end depends on the others': one at a time
+        share, done = self.cpu, []
+
+        def step(_: Any) -> None:
+            done.append(self.engine.now)
+            if len(done) == len(works_ms):
+                finished(done)
+            else:
+                share.compute(works_ms[len(done)], step)
+
+        share.compute(works_ms[0], step)
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
         for watcher in self.watchers:
             watcher(busy)
 
-    def _opened(self, message: Open) -> None:
-        self._set_busy(False)
+    def _opened(self, message: Open, ends: list[float]) -> None:
+        message.prefill_ms = ends[-1] - message.t_recv
         edge = message.edge
         done = message.max_tokens <= 1
         self.sessions[edge] = Session(
@@ -226,17 +247,15 @@ class TargetSim:
     def _run_batch(self, streaming: list[tuple[Any, Session]]) -> None:
         size = min(len(self.pending), self.batching.max_batch)
         batch = [self.pending.popleft() for _ in range(size)]
-        now = self.engine.now
-        start = now
-        streams = []
+        streams, drafting, works = [], [], []
         for edge, session in streaming[: self.batching.streaming_rows(size, len(streaming))]:
             stream = Stream(edge, session, 0, 0)
             if session.mode == "fused":
                 stream.gamma = gamma = max(0, min(session.gamma, session.remaining - 1))
                 stream.run = edge.cloud_acceptance_run(gamma, session.after_accept)
                 work = self._fused_draft().draft_ms(gamma, session.context, session.after_accept)
-                began, start = start, self._finish_at(start, work, self.draft_speed)
-                stream.draft_ms = start - began
+                drafting.append(stream)
+                works.append(work * self.draft_speed)
             streams.append(stream)
         widths = [item.gamma + 1 for item in batch] + [stream.gamma + 1 for stream in streams]
         tokens = max(widths)
@@ -244,18 +263,28 @@ class TargetSim:
         contexts = [self.sessions[item.edge].context for item in batch]
         context = max(contexts + [stream.session.context for stream in streams]) - 1
         work = self.profile.verify_ms(len(widths), tokens, context) * self._beside("verify")
-        end = self._finish_at(start, work, self._verify_speed(len(widths), tokens))
+        works.append(work * self._speed(self._verify_speed(len(widths), tokens)))
         self.batches += 1
-        self._hold(
-            end - now,
-            self._batch_done,
-            (batch, streams, widths, end - start, start),
-            metered_from=start,
+        self._compute(
+            works,
+            functools.partial(self._batch_done, batch, streams, drafting, widths, self.engine.now),
+            metered=len(drafting),
         )
 
-    def _batch_done(self, work: tuple[list[Verify], list[Stream], list[int], float, float]) -> None:
-        batch, streams, widths, verify_ms, dispatched = work
-        self._set_busy(False)
+    def _batch_done(
+        self,
+        batch: list[Verify],
+        streams: list[Stream],
+        drafting: list[Stream],
+        widths: list[int],
+        began: float,
+        ends: list[float],
+    ) -> None:
+        starts = [began, *ends[:-1]]
+        for stream, start, end in zip(drafting, starts, ends, strict=False):
+            stream.draft_ms = end - start
+        dispatched = starts[-1]
+        verify_ms = ends[-1] - dispatched
         now = self.engine.now
         peers = peer_widths(widths)
         outcomes = [min(item.run, item.gamma) for item in batch]

@@ -116,7 +116,8 @@ class Simulation:
         self.log = log
         self.warnings: list[str] = []
         self.engine = Engine()
-        self.cores: dict[str, SharedCore] = {}
+        self.cores: dict[str, SharedCore] = {}  # the edges' shared cores, by CPU
+        self.target_cores: dict[str, SharedCore] = {}  # the replicas' shared cores, by CPU
         seed = scenario.seed if options.seed is None else options.seed
         workload = scenario.workload
         cloud = scenario.cloud
@@ -159,7 +160,7 @@ class Simulation:
                 self.engine,
                 target_profile,
                 BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
-                CpuQuota(share, quota_phase_ms(seed, host)),
+                self._target_cpu(host, share, seed, target_profile),
                 self.speeds.get("cloud", 1.0),
                 log,
                 verify_speeds,
@@ -234,6 +235,21 @@ class Simulation:
         if core not in self.cores:
             self.cores[core] = SharedCore(self.engine, sharing=profile.sharing_ratio)
         return self.cores[core].host(share, quota_phase_ms(seed, host))
+
+    def _target_cpu(
+        self, host: str, share: float, seed: int, profile: PairProfile
+    ) -> CpuQuota | CoreShare:
+        """A quota of its own, or a quota on a core it shares with the replicas the
+        emulation this simulates pinned to the same CPU (taking turns there at the cost the
+        target's profile measured)."""
+        plan = self.options.cpu_plan or {}
+        core = plan.get(host)
+        hosts = self.scenario.target_hosts()
+        if core is None or sum(1 for h in hosts if plan.get(h) == core) < 2:
+            return CpuQuota(share, quota_phase_ms(seed, host))
+        if core not in self.target_cores:
+            self.target_cores[core] = SharedCore(self.engine, sharing=profile.target_sharing_ratio)
+        return self.target_cores[core].host(share, quota_phase_ms(seed, host))
 
     def _couple_cpus(self, target: PairProfile) -> None:
         """Where the run this simulates pinned the target and the edges to different CPUs
