@@ -28,6 +28,7 @@ import yaml
 from emulator.scenario import Overrides, apply_overrides, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog
+from runtime.machine import fingerprint, fingerprint_id
 from runtime.metrics import summarise
 from runtime.model_names import REPLAY
 
@@ -181,27 +182,60 @@ class CapacitySweep:
         self.raw = yaml.safe_load(base.read_text(encoding="utf-8"))
         if link is not None:
             self.raw["edges"][0]["link"] = {**link, "queue_packets": 100}
-        self.base_folder = base.resolve().parent
         self.out = out
         self.edge_counts = sorted(edge_counts)
         self.slo = slo
         self.seed = seed
         self.profile = profile  # one profile file for every pair (default: this machine's)
+        self.base = base.resolve()
+        self.machine = fingerprint_id(fingerprint(1))
         self.points: list[Point] = []
         self.best_gamma: dict[tuple[str, int], str] = {}
+        self.carried: dict[tuple[str, int], Point] = {}  # an earlier run's emulated points
         load_scenario(self._write("check", 1, "dsd", "awc"))  # a bad base fails before any run
+
+    @classmethod
+    def resumed(cls, out: Path) -> CapacitySweep:
+        """The sweep whose results are in ``out``, to finish there: its options as it ran,
+        and its emulated points carried (``emulate`` keeps each instead of running it
+        again). Refused, in one line, for a sweep another machine ran."""
+        found = [out / name for name in ("partial.json", "capacity.json") if (out / name).exists()]
+        if not found:
+            raise ValueError(f"--resume {out}: no partial.json or capacity.json there")
+        try:
+            document = json.loads(found[0].read_text())
+            sweep = cls(
+                Path(document["scenario"]),
+                out,
+                document["edge_counts"],
+                Slo(**document["slo"]),
+                seed=document["seed"],
+                profile=document["profile"],
+            )
+            sweep.raw["edges"][0]["link"] = document["link"]  # the link it ran on, as it was
+            points = [Point(**fields) for fields in document["points"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            reason = f"{found[0].name} is not a capacity sweep's ({exc})"
+            raise ValueError(f"--resume {out}: {reason}") from None
+        if document.get("machine") != sweep.machine:
+            raise ValueError(
+                f"--resume {out}: that sweep ran on machine {document.get('machine')}, "
+                f"this is {sweep.machine}: its points would not compare"
+            )
+        sweep.carried = {(p.mode, p.edges): p for p in points if p.world == "emu"}
+        return sweep
 
     def _write(
         self, label: str, edges: int, mode: str, policy: str, draft: str | None = None
     ) -> Path:
         """The scenario of one point, kept in the results (its paths made absolute)."""
         overrides = Overrides(edges=edges, mode=mode, policy=policy, seed=self.seed, draft=draft)
-        raw = apply_overrides(self.raw, overrides, self.base_folder / "capacity.yaml")
+        raw = apply_overrides(self.raw, overrides, self.base.parent / "capacity.yaml")
         for group in raw["edges"]:
             for key in ("trace", "up", "down", "rtt"):
                 spec = group["link"].get(key)
                 if spec and ":" not in spec:
-                    group["link"][key] = str((self.base_folder / spec).resolve())
+                    group["link"][key] = str((self.base.parent / spec).resolve())
         path = self.out / "scenarios" / f"{label}-{edges}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
@@ -224,8 +258,12 @@ class CapacitySweep:
 
     def emulate(self, spec: ModeSpec, edges: int, run: Callable[[Path, Path], Any]) -> Point:
         """One emulated point (``run(scenario, out)`` is the main job, returning its run):
-        the best fixed γ is the simulator's at this point."""
+        the best fixed γ is the simulator's at this point. A point of the sweep this resumes
+        is kept instead, where the simulator still picks its policy."""
         policy = spec.policy or self.best_gamma[(spec.name, edges)]
+        carried = self.carried.get((spec.name, edges))
+        if carried is not None and carried.policy == policy:
+            return carried
         draft = REPLAY if edges > MAX_REAL_DRAFTERS else None
         path = self._write(f"{spec.name}-emu", edges, spec.mode, policy, draft)
         finished = run(path, self.out / "runs")
@@ -268,6 +306,10 @@ class CapacitySweep:
                 "adaptive_vs_best_fixed": adaptive_vs_best_fixed(by_mode),
             }
         return {
+            "scenario": str(self.base),
+            "seed": self.seed,
+            "profile": self.profile,
+            "machine": self.machine,
             "slo": asdict(self.slo),
             "slo_share": SLO_SHARE,
             "edge_counts": self.edge_counts,

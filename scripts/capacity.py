@@ -3,6 +3,7 @@ fixed γ, cloud-only, fused), and from how many edges DSD beats cloud-only.
 
     python scripts/capacity.py [--world sim] [--edges 1,2,4,8,16,32,64] [--json]
     sudo python scripts/capacity.py --world both [--link lte-driving]
+    sudo python scripts/capacity.py --world both --resume results/<time>-capacity
 
 The base scenario (``topologies/capacity.yaml``) is one edge group with Poisson arrivals;
 with the recorded traces beside the project its link is a recorded one (``--link``, default
@@ -12,7 +13,9 @@ edges past that (``draft: replay``: no model in the edge, the real draft's recor
 and profiled times), the simulator's own prediction of each beside it; ``both`` does both.
 Results: ``capacity.json`` (``partial.json`` while it runs: finished points survive a
 failure or Ctrl-C), ``capacity.md``, ``throughput.png`` and ``tpot.png`` in
-``results/<time>-capacity/``; with ``--json`` the last line is the summary.
+``results/<time>-capacity/``; with ``--json`` the last line is the summary. ``--resume``
+finishes a sweep in its folder with the options it ran with, its emulated points kept (an
+emulated sweep takes about 7 minutes a point, more than one sitting).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from runtime.process import stop_on_signals
 
 DEFAULT_SCENARIO = ROOT / "topologies" / "capacity.yaml"
 EMU_TIMEOUT_S = 1800.0
+SWEEP_OPTIONS = ("scenario", "link", "edges", "slo_ttft_ms", "slo_tpot_ms", "seed", "profile")
 
 
 def edge_counts(text: str) -> list[int]:
@@ -65,7 +69,7 @@ def edge_counts(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", choices=("sim", "emu", "both"), default="sim")
-    parser.add_argument("--scenario", default=str(DEFAULT_SCENARIO), help="base scenario YAML")
+    parser.add_argument("--scenario", help=f"base scenario YAML (default: {DEFAULT_SCENARIO.name})")
     parser.add_argument(
         "--link",
         help="a recorded link (lte-driving, 5g-driving, wifi, 3g-bus, edge-vs-cloud-rtt) or "
@@ -74,18 +78,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--edges",
         type=edge_counts,
-        default=list(EDGE_COUNTS),
-        help="edge counts to sweep (default: %(default)s)",
+        help=f"edge counts to sweep (default: {','.join(map(str, EDGE_COUNTS))})",
     )
-    parser.add_argument("--slo-ttft-ms", type=positive_float, default=Slo().ttft_ms)
-    parser.add_argument("--slo-tpot-ms", type=positive_float, default=Slo().tpot_ms)
+    parser.add_argument("--slo-ttft-ms", type=positive_float, help=f"default: {Slo().ttft_ms:g}")
+    parser.add_argument("--slo-tpot-ms", type=positive_float, help=f"default: {Slo().tpot_ms:g}")
     parser.add_argument("--seed", type=int, help="the scenario's seed")
     parser.add_argument(
         "--profile", help="the simulator's profile JSON (default: this machine's, measured once)"
     )
     parser.add_argument("--out", default=str(ROOT / "results"), help="parent of the results")
+    parser.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="finish the sweep whose results are in DIR, with its options, keeping its "
+        "emulated points",
+    )
     parser.add_argument("--json", action="store_true", help="last line: the summary as JSON")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = [name for name in SWEEP_OPTIONS if getattr(args, name) is not None]
+    if args.resume and given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        parser.error(f"--resume runs the sweep with the options it ran with; drop {options}")
+    return args
 
 
 def choose_link(name: str | None) -> tuple[dict[str, str] | None, str]:
@@ -109,23 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     stop_on_signals()
-    out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-capacity"
     try:
-        link, link_text = choose_link(args.link)
-        out.mkdir(parents=True, exist_ok=True)
-        sweep = CapacitySweep(
-            Path(args.scenario),
-            out,
-            args.edges,
-            Slo(args.slo_ttft_ms, args.slo_tpot_ms),
-            link,
-            args.seed,
-            args.profile,
-        )
+        sweep = open_sweep(args)
     except (ScenarioError, ValueError, OSError) as exc:
         print(f"capacity: error: {exc}", file=sys.stderr)
         return 2
-    print(f"capacity: {link_text}; edges {args.edges}; results in {out}", flush=True)
+    out = sweep.out
     status = 0
     try:
         run_sweep(sweep, args)
@@ -155,17 +158,39 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def open_sweep(args: argparse.Namespace) -> CapacitySweep:
+    """The sweep to run: a new one in a new folder, or the one ``--resume`` names."""
+    if args.resume:
+        sweep = CapacitySweep.resumed(Path(args.resume))
+        print(
+            f"capacity: resuming the sweep in {sweep.out} (edges {sweep.edge_counts}): "
+            f"{len(sweep.carried)} emulated point(s) kept",
+            flush=True,
+        )
+        return sweep
+    link, link_text = choose_link(args.link)
+    out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-capacity"
+    out.mkdir(parents=True, exist_ok=True)
+    slo = Slo(args.slo_ttft_ms or Slo().ttft_ms, args.slo_tpot_ms or Slo().tpot_ms)
+    edges = args.edges or list(EDGE_COUNTS)
+    sweep = CapacitySweep(
+        Path(args.scenario or DEFAULT_SCENARIO), out, edges, slo, link, args.seed, args.profile
+    )
+    print(f"capacity: {link_text}; edges {edges}; results in {out}", flush=True)
+    return sweep
+
+
 def run_sweep(sweep: CapacitySweep, args: argparse.Namespace) -> None:
     """The simulated points first (the emulator takes their best γ), then the emulated."""
-    simulated = [(spec, n) for n in args.edges for spec in MODES]
+    simulated = [(spec, n) for n in sweep.edge_counts for spec in MODES]
     for spec, edges in tqdm(simulated, desc="simulated points", unit="point"):
         point = sweep.simulate(spec, edges)
         if args.world != "emu":
             sweep.keep(point)
     if args.world == "sim":
         return
-    emulated = [(spec, n) for n in args.edges for spec in MODES]
-    replayed = sorted({n for n in args.edges if n > MAX_REAL_DRAFTERS})
+    emulated = [(spec, n) for n in sweep.edge_counts for spec in MODES]
+    replayed = sorted({n for n in sweep.edge_counts if n > MAX_REAL_DRAFTERS})
     if replayed:
         print(
             f"capacity: past {MAX_REAL_DRAFTERS} edges the emulator runs emulated edges "

@@ -11,7 +11,14 @@ import yaml
 from cli import run_script
 from test_sim import write_scenario
 
-from emulator.capacity import SLO_SHARE, Point, capacity_edges, crossover_edges
+from emulator.capacity import (
+    MODES,
+    SLO_SHARE,
+    CapacitySweep,
+    Point,
+    capacity_edges,
+    crossover_edges,
+)
 
 
 def point(mode: str, edges: int, goodput: float, share: float) -> Point:
@@ -106,6 +113,52 @@ def test_the_capacity_sweep_in_the_simulator_end_to_end(tmp_path) -> None:
     assert summary["sim"]["crossover_edges"] in (4, 16)
     crossover = summary["sim"]["crossover_edges"]
     assert f"DSD overtakes cloud-only from {crossover} edges" in result.stdout
+
+
+def test_a_resumed_sweep_keeps_its_emulated_points_and_its_options(tmp_path) -> None:
+    """An emulated point of the sweep resumed is kept, not run again, while its policy is
+    still the simulator's choice; the sweep's options come back as it ran them."""
+    scenario, profile = capacity_base(tmp_path)
+    out = tmp_path / "sweep"
+    sweep = CapacitySweep(scenario, out, [1, 2], seed=5, profile=str(profile))
+    cloud = next(spec for spec in MODES if spec.name == "cloud")
+    done = Point("cloud", 2, "emu", "fixed:4", 6, 0, 9.0, 8.0, 1.0, 1, 1, 1, 0.5, sim={"x": 1})
+    sweep.keep(done)
+    resumed = CapacitySweep.resumed(out)
+    assert (resumed.edge_counts, resumed.seed, resumed.profile) == ([1, 2], 5, str(profile))
+    assert resumed.raw["edges"][0]["link"] == sweep.raw["edges"][0]["link"]
+
+    def must_not_run(scenario: Path, out: Path) -> None:
+        raise AssertionError("a kept point ran again")
+
+    assert resumed.emulate(cloud, 2, must_not_run) == done
+    with pytest.raises(RuntimeError, match="ran"):
+        resumed.emulate(cloud, 1, lambda s, o: (_ for _ in ()).throw(RuntimeError("ran")))
+
+
+def test_a_sweep_another_machine_ran_is_not_resumed(tmp_path) -> None:
+    scenario, profile = capacity_base(tmp_path)
+    out = tmp_path / "sweep"
+    CapacitySweep(scenario, out, [1], profile=str(profile)).keep(point("cloud", 1, 1.0, 1.0))
+    document = json.loads((out / "partial.json").read_text())
+    document["machine"] = "0123456789ab"
+    (out / "partial.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="ran on machine 0123456789ab"):
+        CapacitySweep.resumed(out)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--edges", "4"], "drop --edges"),
+        ([], "no partial.json or capacity.json there"),
+    ],
+)
+def test_a_bad_resume_is_one_line(tmp_path, extra, message) -> None:
+    result = run_script("capacity.py", "--resume", str(tmp_path), *extra)
+    assert result.returncode == 2
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
 
 
 def test_an_unknown_recorded_link_is_one_line(tmp_path) -> None:
