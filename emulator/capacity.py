@@ -289,7 +289,7 @@ class CapacitySweep:
         summary: dict[str, Any] = {}
         for world in ("sim", "emu"):
             by_mode: dict[str, list[Point]] = {}
-            for p in self.points:
+            for p in self.points + self._not_yet_kept():
                 if p.world == world:
                     by_mode.setdefault(p.mode, []).append(p)
             if not by_mode:
@@ -315,8 +315,14 @@ class CapacitySweep:
             "edge_counts": self.edge_counts,
             "link": self.raw["edges"][0]["link"],
             "summary": summary,
-            "points": [asdict(p) for p in self.points],
+            "points": [asdict(p) for p in self.points + self._not_yet_kept()],
         }
+
+    def _not_yet_kept(self) -> list[Point]:
+        """The resumed sweep's emulated points this run has not reached yet: written with
+        the rest, so that a failure or Ctrl-C before them loses none."""
+        reached = {(p.mode, p.edges) for p in self.points if p.world == "emu"}
+        return [p for key, p in self.carried.items() if key not in reached]
 
 
 def _brief(point: Point) -> dict[str, Any]:

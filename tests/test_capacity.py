@@ -4,6 +4,7 @@ end to end in the simulator (a synthetic profile, so that the figures are known)
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,7 @@ def test_a_resumed_sweep_keeps_its_emulated_points_and_its_options(tmp_path) -> 
     resumed = CapacitySweep.resumed(out)
     assert (resumed.edge_counts, resumed.seed, resumed.profile) == ([1, 2], 5, str(profile))
     assert resumed.raw["edges"][0]["link"] == sweep.raw["edges"][0]["link"]
+    assert resumed.document()["points"] == [asdict(done)]  # kept before it is reached
 
     def must_not_run(scenario: Path, out: Path) -> None:
         raise AssertionError("a kept point ran again")
