@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -199,6 +200,20 @@ def cleanup() -> dict[str, list[str]]:
             path.unlink(missing_ok=True)
     time.sleep(0.1)
     return found
+
+
+def sweep_before_run(say: Callable[[str], None]) -> list[str]:
+    """Mininet runs one emulation at a time: refuse while another runs (the problem is
+    returned), and remove what a killed one left behind, saying what, before building."""
+    if os.geteuid() != 0:
+        return []
+    others = live_runs()
+    if others:
+        return [f"another emulation is running (pid {', '.join(map(str, others))}); one at a time"]
+    for kind, items in cleanup().items():
+        if items:
+            say(f"removed what a killed run left: {len(items)} {kind}")
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,9 @@ its port), a request runs past its deadline, 10,000 random and mutated protocol 
 hit a target, clients without the right CURVE keys knock, malformed traces and scenario
 files are read, links die for seconds through the shaper (Mininet), and the main job gets
 SIGINT at random points of its setup, loading and workload (and SIGKILL, after which the
-next run must sweep up), and one of its processes fails to start. After each fault the machine
+next run must sweep up), and one of its processes fails to start. What an earlier killed run
+left is swept up first (as the main job does), and chaos refuses to start beside a live
+emulation, whose resources would read as leaks. After each fault the machine
 is searched for leftovers (namespaces, bridges, veths, cgroups, delay lines, processes) and
 every event log is checked against what its process says it wrote. The Mininet faults need
 root; elsewhere they are skipped, saying so. Everything goes to results/chaos-<time>/; with
@@ -49,7 +51,7 @@ from emulator.chaos.emulator_faults import (
 )
 from emulator.chaos.ledger import count_leaks, leaks, lost_events, runtime_processes
 from emulator.chaos.runtime_faults import RUNTIME_FAULTS
-from emulator.cleanup import cleanup
+from emulator.cleanup import cleanup, sweep_before_run
 from emulator.orchestrate import missing_tools
 from runtime.arguments import positive_int
 from runtime.models import load_model, make_draft
@@ -174,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {name: FAULTS[name] for name in args.only or FAULTS}
     why_not = mininet_missing()
     skipped = {name: why_not for name in chosen if name in MININET_FAULTS and why_not}
+    busy = sweep_before_run(lambda message: print(f"chaos: {message}", flush=True))
+    if busy:  # a live emulation's resources would read as this run's leaks
+        print(f"chaos: {busy[0]}")
+        return 2
     out = Path(args.out) / f"chaos-{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"chaos: {len(chosen) - len(skipped)} fault(s), seed {args.seed}; files in {out}")

@@ -31,7 +31,7 @@ import yaml
 from mininet.log import setLogLevel
 
 from emulator.calibrate import machine_profile
-from emulator.cleanup import cleanup, live_runs
+from emulator.cleanup import sweep_before_run
 from emulator.fidelity import compare, format_fidelity, headline, headline_errors
 from emulator.interrupts import shielded
 from emulator.orchestrate import (
@@ -149,20 +149,6 @@ def say(message: str) -> None:
     print(f"run_topology: {message}", flush=True)
 
 
-def sweep_leftovers() -> list[str]:
-    """Mininet runs one emulation at a time: refuse while another runs, and remove what a
-    killed one left behind (saying what) before building anything."""
-    if os.geteuid() != 0:
-        return []
-    others = live_runs()
-    if others:
-        return [f"another emulation is running (pid {', '.join(map(str, others))}); one at a time"]
-    removed = {kind: items for kind, items in cleanup().items() if items}
-    for kind, items in removed.items():
-        print(f"run_topology: removed what a killed run left: {len(items)} {kind}", flush=True)
-    return []
-
-
 def simulate(
     scenario: Scenario, out: Path, cpus: dict[str, str], emu_events: list[dict]
 ) -> tuple[list[dict], list[str], Simulation]:
@@ -238,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     except (ScenarioError, ValueError) as exc:
         print(f"run_topology: error: {exc}", file=sys.stderr)
         return 2
-    problems = preflight(scenario, need_sim=not args.no_sim) + sweep_leftovers()
+    problems = preflight(scenario, need_sim=not args.no_sim) + sweep_before_run(say)
     if problems:
         for problem in problems:
             print(f"run_topology: error: {problem}", file=sys.stderr)

@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
-from cli import run_script
+from cli import require_mininet, run_script
 
 from emulator.chaos.files import fuzz_scenarios, fuzz_traces
 from emulator.chaos.ledger import leaks, lost_events, runtime_processes
+from emulator.cleanup import MANIFEST_DIR
 from emulator.interrupts import shielded
 from emulator.traces.importers import import_trace
 from emulator.traces.linktrace import TraceError
@@ -53,6 +56,22 @@ def test_chaos_survives_every_fault_and_says_so_in_json(tmp_path) -> None:
     assert report["unauthenticated_accepted"] == 0
     assert report["fuzz_messages"] >= 10_000
     assert ran["target_restarted"]["details"]["output_equals_greedy"] is True
+
+
+def test_chaos_sweeps_up_a_killed_run_before_counting_leaks(tmp_path) -> None:
+    """What an earlier killed run left (a delay line's socket folder, a dead run's manifest)
+    is not the faults' leak: chaos removes it first, as the main job does, and says so."""
+    require_mininet()
+    socket_folder = Path(tempfile.mkdtemp(prefix="dsdemu-killed-"))
+    MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
+    manifest = MANIFEST_DIR / "killed-run.json"
+    manifest.write_text(json.dumps({"pid": 999_999_999, "cgroups": [], "results": ""}))
+    result = run_script("chaos.py", "--json", "--only", "unauthenticated", "--out", str(tmp_path))
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["faults"]["unauthenticated"]["survived"], result.stdout[-2000:]
+    assert report["leaked_resources"] == 0
+    assert "chaos: removed what a killed run left: 1 sockets" in result.stdout
+    assert not socket_folder.exists() and not manifest.exists()
 
 
 def test_events_missing_from_a_log_are_counted_as_lost(tmp_path) -> None:
