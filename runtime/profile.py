@@ -120,6 +120,14 @@ def prompt_lengths(model: LoadedModel, texts: list[str]) -> dict[str, Any]:
     }
 
 
+def row_lengths(batch: int, context: int, unequal: bool) -> list[int]:
+    """The cache length of each row of a timed batch: all ``context``, or (``unequal``)
+    from ``context`` down to about half of it, as a server's sessions differ."""
+    return [
+        context - (row * context) // (2 * batch) if unequal else context for row in range(batch)
+    ]
+
+
 def verify_ms(
     target: LoadedModel,
     batches: Iterable[int],
@@ -128,19 +136,28 @@ def verify_ms(
     repeats: int,
     clock: Clock = time.perf_counter,
     tick: Callable[[], None] = lambda: None,
+    unequal: bool = False,
 ) -> list[dict[str, float]]:
-    """Batched verification time over the grid (every row: ``tokens`` new tokens);
-    ``tick`` is called after each point."""
+    """Batched verification time over the grid (every row: ``tokens`` new tokens; the rows'
+    caches as long as ``context``, or with ``unequal`` of ``row_lengths``' unequal lengths,
+    left-padded to the longest as the server pads them); ``tick`` is called after each
+    point."""
     grid = []
     for context in contexts:
         for batch in batches:
-            caches = [_filled_cache(target, context, context * 31 + row) for row in range(batch)]
+            lengths = row_lengths(batch, context, unequal)
+            caches = [
+                _filled_cache(target, length, context * 31 + row)
+                for row, length in enumerate(lengths)
+            ]
             for count in tokens:
 
-                def step(caches: list = caches, count: int = count, context: int = context) -> None:
+                def step(
+                    caches: list = caches, count: int = count, lengths: list = lengths
+                ) -> None:
                     forward_rows(target.model, [Row(c, [1] * count) for c in caches])
-                    for cache in caches:
-                        crop_to(cache, context)
+                    for cache, length in zip(caches, lengths, strict=True):
+                        crop_to(cache, length)
 
                 grid.append(
                     {
@@ -165,6 +182,35 @@ PROBE_BATCH = 4
 PROBE_PROMPT_TOKENS = 40
 
 
+def unequal_rows_cost(
+    target: LoadedModel, repeats: int, alternations: int = 3, clock: Clock = time.thread_time
+) -> dict[str, Any]:
+    """What rows of unequal cache lengths add to a batched verification: a batch of
+    ``PROBE_BATCH`` such rows (``row_lengths``) over one of equal rows at the same longest
+    context (the probe's), per width of ``PROBE_WIDTHS``' narrowest and widest, the median
+    of ``alternations`` alternated pairs. The grid's rows are equal; a server's never are,
+    and padding them costs 3-8 % here."""
+    batch, context = PROBE_BATCH, PROBE["context"]
+    widths = [min(PROBE_WIDTHS), max(PROBE_WIDTHS)]
+    by_tokens = {}
+    for width in widths:
+        ratios = []
+        for _ in range(alternations):
+            equal, unequal = (
+                verify_ms(target, [batch], [width], [context], repeats, clock, unequal=flag)[0]
+                for flag in (False, True)
+            )
+            ratios.append(unequal["ms"] / equal["ms"])
+        by_tokens[str(width)] = statistics.median(ratios)
+    return {
+        "batch": batch,
+        "context": context,
+        "lengths": row_lengths(batch, context, True),
+        "by_tokens": by_tokens,
+        "ratio": statistics.mean(by_tokens.values()),
+    }
+
+
 def draft_round_cpu_ms(draft: LoadedModel, context: int, repeats: int) -> float:
     """CPU time of a round of ``STEP_GAMMA`` draft tokens at ``context``."""
     point = draft_step_ms(draft, [context], repeats, time.thread_time)[0]
@@ -185,7 +231,8 @@ def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) 
     that a CPU quota's waits and a watch's preemptions do not count. ``role``: the draft
     times a round of ``STEP_GAMMA`` tokens, the target one verification of
     ``PROBE["tokens"]`` (``ms``), one of each of ``PROBE_WIDTHS`` (``by_tokens``), a batch
-    of ``PROBE_BATCH`` rows of the narrowest and of the widest (``batched``) and a prefill
+    of ``PROBE_BATCH`` rows of the narrowest and of the widest (``batched``; and the same
+    with rows of unequal lengths, ``unequal_by_tokens``) and a prefill
     of ``PROBE_PROMPT_TOKENS`` (``prefill_ms``); each the median of ``repeats`` timings."""
     context = PROBE["context"]
     if role == "draft":
@@ -195,8 +242,17 @@ def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) 
     widths = sorted({tokens, *PROBE_WIDTHS})
     points = verify_ms(model, [batch], widths, [context], repeats, time.thread_time)
     by_tokens = {str(p["tokens"]): p["ms"] for p in points}
-    rows = verify_ms(
-        model, [PROBE_BATCH], [widths[0], widths[-1]], [context], repeats, time.thread_time
+    rows, unequal = (
+        verify_ms(
+            model,
+            [PROBE_BATCH],
+            [widths[0], widths[-1]],
+            [context],
+            repeats,
+            time.thread_time,
+            unequal=flag,
+        )
+        for flag in (False, True)
     )
     prefill = prefill_ms(model, [PROBE_PROMPT_TOKENS], repeats, time.thread_time)[0]
     return {
@@ -206,7 +262,11 @@ def speed_probe(model: LoadedModel, role: str, repeats: int = PROBE["repeats"]) 
         "tokens": tokens,
         "ms": by_tokens[str(tokens)],
         "by_tokens": by_tokens,
-        "batched": {"batch": PROBE_BATCH, "by_tokens": {str(p["tokens"]): p["ms"] for p in rows}},
+        "batched": {
+            "batch": PROBE_BATCH,
+            "by_tokens": {str(p["tokens"]): p["ms"] for p in rows},
+            "unequal_by_tokens": {str(p["tokens"]): p["ms"] for p in unequal},
+        },
         "prompt_tokens": prefill["prompt_tokens"],
         "prefill_ms": prefill["ms"],
     }
@@ -459,7 +519,8 @@ def profile_pair(
     do not depend on the core; the timings are taken where the caller pinned the process)."""
     prompts = [target.encode_prompt(text) for text in texts]
     points = len(grid["batches"]) * len(grid["tokens"]) * len(grid["contexts"])
-    total = 4 + points + len(prompts)  # 2 prefill sets, 2 steps of acceptance; a point, a prompt
+    # 2 prefill sets, unequal rows, 2 steps of acceptance; a point, a prompt
+    total = 5 + points + len(prompts)
     done = 0
 
     def step(name: str, count: int = 1) -> None:
@@ -484,6 +545,8 @@ def profile_pair(
         repeats,
         tick=lambda: step("target verify time grid"),
     )
+    step("target verify time, rows of unequal lengths")
+    unequal_rows = unequal_rows_cost(target, repeats)
     step("acceptance (greedy matches per prompt)", 2)
     if acceptance_cpus:
         os.sched_setaffinity(0, acceptance_cpus)
@@ -509,6 +572,7 @@ def profile_pair(
         "draft_prefill_ms": draft_prefills,
         "target_prefill_ms": prefills,
         "verify_ms": verifies,
+        "unequal_rows": unequal_rows,
         "acceptance": accepted,
         "replay": replay,
         "message_bytes": message_sizes(range(0, 9), 16),

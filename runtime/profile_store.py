@@ -15,9 +15,20 @@ from runtime.machine import fingerprint_id
 # 5: rows of 2 and 4 tokens in the grid and the probe, cross-core interference; 6: time-sharing;
 # 7: batches of 3 and 8 rows in the quick grid; 8: the draft's tokens along the target's
 # output per prompt, for edges that replay them (``runtime.replay_draft``); 9: a
-# verification's time-sharing beside another replica
-PROFILE_VERSION = 9
-READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9)  # the committed reference profiles are of version 2
+# verification's time-sharing beside another replica; 10: what rows of unequal cache lengths
+# add to a batched verification
+PROFILE_VERSION = 10
+READABLE_VERSIONS = (
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+)  # the committed reference profiles are of version 2
 
 
 def profile_name(target: str, draft: str) -> str:

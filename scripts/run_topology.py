@@ -44,7 +44,7 @@ from emulator.progress import Progress
 from emulator.report import write_results
 from emulator.scenario import MODE_HELP, Overrides, Scenario, ScenarioError, load_scenario
 from emulator.shaping.probe import choose_backend
-from emulator.sim.calibration import CalibrationError, speed_source
+from emulator.sim.calibration import CalibrationError, probed_unequal_rows, speed_source
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.arguments import positive_int, window_policy_spec
 from runtime.events import EventLog, read_events
@@ -174,6 +174,11 @@ def simulate(
         notes.append(f"the cloud's verifications scaled by shape (rows of tokens): {shown}")
     if target.prefill_speed is not None:
         notes.append(f"the cloud's prefills scaled x{target.prefill_speed:.2f}")
+    if target.unequal_rows != 1.0:
+        notes.append(
+            f"the cloud's batches of rows of unequal lengths x{target.unequal_rows:.2f} "
+            f"({'probed' if probed_unequal_rows(probes, cpus) else 'as profiled'})"
+        )
     coupled = {
         "the cloud's": (target.beside, "while an edge computes"),
         "an edge's": (simulation.edges[0].beside, "while the cloud does"),

@@ -21,8 +21,10 @@ from runtime.profile import (
     greedy_matches,
     message_sizes,
     profile_pair,
+    row_lengths,
     speed_probe,
     target_greedy,
+    unequal_rows_cost,
     window_counts,
 )
 from runtime.profile_store import load_profile
@@ -109,6 +111,20 @@ def test_matches_after_a_full_accept_feed_two_tokens_and_are_recorded(tiny_targe
     assert all(p["matches_after_accept"] == "0" + "1" * 11 for p in recorded)
 
 
+def test_rows_of_unequal_lengths_span_the_longest_down_to_about_half() -> None:
+    assert row_lengths(4, 64, unequal=False) == [64] * 4
+    assert row_lengths(4, 64, unequal=True) == [64, 56, 48, 40]
+    lengths = row_lengths(8, 256, unequal=True)
+    assert lengths[0] == 256 and len(set(lengths)) == 8 and min(lengths) >= 128
+
+
+def test_a_profile_prices_rows_of_unequal_lengths_against_equal_ones(tiny_target) -> None:
+    cost = unequal_rows_cost(tiny_target, repeats=2, alternations=1)
+    assert cost["batch"] == PROBE_BATCH and cost["lengths"] == row_lengths(PROBE_BATCH, 64, True)
+    assert set(cost["by_tokens"]) == {"1", "5"} and all(r > 0 for r in cost["by_tokens"].values())
+    assert cost["ratio"] == pytest.approx(sum(cost["by_tokens"].values()) / 2)
+
+
 def test_a_speed_probe_times_one_profile_point_in_cpu_time(tiny_target, tiny_draft) -> None:
     draft = speed_probe(tiny_draft, "draft")
     assert draft["role"] == "draft" and draft["gamma"] == STEP_GAMMA and draft["ms"] > 0
@@ -118,6 +134,7 @@ def test_a_speed_probe_times_one_profile_point_in_cpu_time(tiny_target, tiny_dra
     assert target["ms"] == target["by_tokens"]["5"]
     assert target["batched"]["batch"] == PROBE_BATCH
     assert set(target["batched"]["by_tokens"]) == {"1", "5"}
+    assert set(target["batched"]["unequal_by_tokens"]) == {"1", "5"}
     assert target["prompt_tokens"] == PROBE_PROMPT_TOKENS and target["prefill_ms"] > 0
 
 

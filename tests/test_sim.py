@@ -24,6 +24,7 @@ from emulator.sim.calibration import (
     PairProfile,
     grid_ms,
     probed_prefill_speed,
+    probed_unequal_rows,
     probed_verify_speeds,
     reference_profile,
     sample_run,
@@ -841,6 +842,41 @@ def test_the_target_s_verifications_are_scaled_by_the_speed_probed_at_their_batc
     assert {b["batch_size"] for b in scaled} == {2} and len(scaled) == len(unscaled)
     for probed, plain in zip(scaled, unscaled, strict=True):
         assert probed["verify_ms"] == pytest.approx((1 + 2 * 1 / 3) * plain["verify_ms"])
+
+
+def two_row_batch_ms(events: list[dict[str, Any]]) -> list[float]:
+    return [e["verify_ms"] for e in events if e["event"] == "batch" and e["batch_size"] == 2]
+
+
+def test_a_batch_of_rows_of_unequal_lengths_costs_what_the_probes_measured_beside_equal_rows(
+    tmp_path,
+) -> None:
+    """The server left-pads rows whose caches differ in length: where the target's probes
+    timed such rows at 1.25x equal ones, a batch of two edges' rows is priced 1.25x once
+    their contexts part (each accepts its own draws), and as before while they are equal
+    (the same prompt, and every draft accepted)."""
+    ratios = {}
+    for alpha in (1.0, 0.5):
+        scenario, profile_path = write_scenario(
+            tmp_path, {"constant": {"delay_ms": 5}}, edges=2, alpha=alpha, max_wait_ms=1e3
+        )
+        profile = PairProfile(json.loads(profile_path.read_text()), "s")
+        assert profile.unequal_rows == 1.0  # a profile without the measurement prices none
+        rows = {str(w): profile.verify_ms(4, w, 64) for w in (1, 5)}
+        batched = {"batch": 4, "by_tokens": rows}
+        unequal = {**batched, "unequal_by_tokens": {w: 1.25 * ms for w, ms in rows.items()}}
+        probes = target_probes(profile.verify_ms(1, 5, 64), batched=unequal)
+        assert probed_unequal_rows(probes) == pytest.approx(1.25)
+        assert probed_unequal_rows(target_probes(1.0, batched=batched)) is None
+
+        plain, probed = (
+            two_row_batch_ms(simulate(scenario, profile_path, **options))
+            for options in ({}, {"speed_probes": probes})
+        )
+        assert len(plain) == len(probed) > 3
+        ratios[alpha] = [round(a / b, 6) for a, b in zip(probed, plain, strict=True)]
+    assert set(ratios[1.0]) == {1.0}
+    assert ratios[0.5][0] == 1.0 and set(ratios[0.5]) == {1.0, 1.25}
 
 
 def test_the_target_s_prefills_are_scaled_by_the_speed_probed_at_a_prefill(tmp_path) -> None:

@@ -97,6 +97,9 @@ class PairProfile:
         # profiles before version 6 (9)
         self.time_sharing = _resolved_sharing(data.get("time_sharing", {}))
         self.target_time_sharing = _resolved_sharing(data.get("target_time_sharing", {}))
+        # a batch of rows of unequal cache lengths over one of equal rows
+        # (``runtime.profile.unequal_rows_cost``); 1 in profiles before version 10
+        self.unequal_rows = float(data.get("unequal_rows", {}).get("ratio", 1.0))
         self._memo: dict[tuple, float] = {}
 
     def sharing_ratio(self, computing: int) -> float:
@@ -121,6 +124,7 @@ class PairProfile:
             "interference": self.interference,
             "time_sharing": self.time_sharing,
             "target_time_sharing": self.target_time_sharing,
+            "unequal_rows": self.unequal_rows,
         }
 
     def _marks(self, key: str) -> dict[str, list[bool]]:
@@ -348,6 +352,21 @@ def probed_prefill_speed(
         p["prefill_ms"] / target.target_prefill_ms(p["prompt_tokens"])
         for p in host_probes(probes, "cloud", cpu_plan)
         if "prefill_ms" in p
+    ]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+def probed_unequal_rows(
+    probes: list[dict[str, Any]], cpu_plan: dict[str, str] | None = None
+) -> float | None:
+    """What rows of unequal cache lengths added to the target's batches during the run: the
+    mean over its probes (``host_probes``) and widths of a batch of such rows over the same
+    batch of equal rows; None where no probe timed both (older logs)."""
+    ratios = [
+        ms / batched["by_tokens"][width]
+        for p in host_probes(probes, "cloud", cpu_plan)
+        if (batched := p.get("batched"))
+        for width, ms in batched.get("unequal_by_tokens", {}).items()
     ]
     return sum(ratios) / len(ratios) if ratios else None
 

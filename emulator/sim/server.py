@@ -84,6 +84,8 @@ class TargetSim:
     verify_speeds: dict[int, dict[int, float]] = field(default_factory=dict)
     # a prefill's, where the target was probed at one (else ``speed``)
     prefill_speed: float | None = None
+    # a batch's time when its rows' caches differ in length (left-padded) over equal rows'
+    unequal_rows: float = 1.0
     # the draft model a fused session drafts with, in the cloud, and its speed there
     draft_profile: PairProfile | None = None
     draft_speed: float = 1.0
@@ -261,8 +263,9 @@ class TargetSim:
         tokens = max(widths)
         # the cache holds every committed token but the last, which the row feeds again
         contexts = [self.sessions[item.edge].context for item in batch]
-        context = max(contexts + [stream.session.context for stream in streams]) - 1
-        work = self.profile.verify_ms(len(widths), tokens, context) * self._beside("verify")
+        contexts += [stream.session.context for stream in streams]
+        work = self.profile.verify_ms(len(widths), tokens, max(contexts) - 1)
+        work *= self._beside("verify") * (self.unequal_rows if len(set(contexts)) > 1 else 1.0)
         works.append(work * self._speed(self._verify_speed(len(widths), tokens)))
         self.batches += 1
         self._compute(

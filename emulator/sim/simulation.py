@@ -20,6 +20,7 @@ from emulator.sim.calibration import (
     PairProfile,
     probed_prefill_speed,
     probed_speeds,
+    probed_unequal_rows,
     probed_verify_speeds,
     read_profile,
     watched,
@@ -154,6 +155,7 @@ class Simulation:
         probes = options.speed_probes or []
         verify_speeds = probed_verify_speeds(probes, target_profile, options.cpu_plan)
         prefill_speed = probed_prefill_speed(probes, target_profile, options.cpu_plan)
+        unequal_rows = probed_unequal_rows(probes, options.cpu_plan)
         share = cpu_share(cloud.cpu, target_profile.threads)
         self.targets = [
             TargetSim(
@@ -165,6 +167,7 @@ class Simulation:
                 log,
                 verify_speeds,
                 prefill_speed,
+                unequal_rows or target_profile.unequal_rows,
                 draft_profile=profiles.get(cloud.draft) if cloud.draft else None,
                 draft_speed=self._fused_draft_speed(hosts),
             )
