@@ -128,6 +128,9 @@ class Emulation:
         say: Callable[[str], None] = print,
         replay_profiles: dict[str, Path] | None = None,
     ) -> None:
+        why = scenario.simulator_only()
+        if why:
+            raise ValueError(f"{scenario.path}: {why}: only the simulator runs it")
         self.scenario = scenario
         # per draft spec, the profile its emulated edges replay (with its thread count)
         self.replay_profiles = replay_profiles or {}

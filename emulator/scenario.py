@@ -15,6 +15,7 @@
         policy: fixed:4
         mode: dsd                    # dsd | cloud (the target decodes and streams) |
                                      # fused (draft and target in the cloud) | edge-only
+        acceptance: {alpha: 0.8, source: "..."}  # simulator: the pair's, where not profiled here
         link:                        # the access link
           trace: ../traces/lte-like.csv          # canonical CSV or FORMAT:PATH
           # or up: FORMAT:PATH and down: FORMAT:PATH (rates), rtt: FORMAT:PATH (delays)
@@ -30,6 +31,13 @@ process holds no model and replays the draft's recorded tokens, spending the pro
 times on its CPU quota (``runtime.replay_draft``), with ``speed: X`` the device's draft time
 over the profile's (default 1). Everything else about it is real: its namespace, its link,
 the protocol, its window policy and the target's work.
+
+For the simulator alone, a model may name a device this machine cannot run
+(``emulator.sim.device_spec``): ``cloud.model: llama-2-70b@h100:tp4`` or a draft
+``llama-2-7b@a40`` (VIDUR's GPU tables), or ``llama-3.2-1b@25ms`` (a device the user times).
+Such a pair was never profiled here, so its edge group gives its ``acceptance``: a constant
+``alpha``, ``first`` and ``decay`` (position i accepted with first x decay^i, given the
+ones before were), or a ``per_position`` list; with the figure's ``source``.
 
 Relative paths are relative to the scenario file. Everything is validated on load, before
 any namespace exists; errors name the file and the key.
@@ -47,6 +55,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from emulator.sim.device_spec import is_device_spec, parse_device_spec
 from emulator.traces.importers import FORMATS, load_trace
 from emulator.traces.linktrace import LinkTrace, TraceError, combine
 from runtime.model_names import DEFAULT_DRAFT, REPLAY, replayed_draft
@@ -76,6 +85,21 @@ class LinkSpec:
     packet_exact: bool = False
 
 
+@dataclass(frozen=True)
+class AcceptanceSpec:
+    """A pair's per-position acceptance as the scenario gives it, with where it comes from:
+    position i is accepted with ``curve[i]`` given positions 0..i-1 were (the last value
+    past the curve's end)."""
+
+    curve: tuple[float, ...]
+    source: str
+
+    def per_position(self, positions: int = 16) -> list[float]:
+        """The first ``positions`` positions' acceptance."""
+        curve = list(self.curve[:positions])
+        return curve + [curve[-1]] * (positions - len(curve))
+
+
 @dataclass
 class EdgeGroup:
     name: str
@@ -88,6 +112,7 @@ class EdgeGroup:
     mode: str = "dsd"
     replay: bool = False  # emulated edges: the draft's tokens and times replayed
     speed: float = 1.0  # an emulated edge's draft time over the profile's
+    acceptance: AcceptanceSpec | None = None  # the simulator's, where the scenario gives it
 
     @property
     def draft_spec(self) -> str:
@@ -139,6 +164,18 @@ class Scenario:
 
     def target_hosts(self) -> list[str]:
         return target_hosts(self.cloud.targets)
+
+    def simulator_only(self) -> str | None:
+        """Why only the simulator can run this scenario (a model on a device this machine
+        cannot run, an acceptance given rather than measured), or None."""
+        models = [self.cloud.model, self.cloud.draft or ""] + [g.draft for g in self.edges]
+        on_device = [m for m in models if is_device_spec(m)]
+        if on_device:
+            return f"{on_device[0]} runs on a device this machine cannot run"
+        given = [g.name for g in self.edges if g.acceptance is not None]
+        if given:
+            return f"edge group {given[0]} gives its acceptance instead of running its draft"
+        return None
 
 
 def target_hosts(count: int) -> list[str]:
@@ -415,6 +452,10 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
     names = [host for group in edges for host in group.host_names()]
     if len(set(names)) != len(names):
         raise top.fail("edges", "edge group names collide")
+    given: dict[str, AcceptanceSpec | None] = {}
+    for group in edges:
+        if given.setdefault(group.draft, group.acceptance) != group.acceptance:
+            raise top.fail("edges", f"groups drafting {group.draft} give different acceptance")
     taken = sorted(set(names) & {CLOUD, *target_hosts(cloud.targets)})
     if taken:
         raise top.fail("edges", f"edge host {taken[0]} would take a cloud host's name")
@@ -445,6 +486,10 @@ def _cloud(reader: _Reader) -> CloudSpec:
         make_router(spec.router)
     except ValueError as exc:
         raise reader.fail("router", str(exc)) from exc
+    for key, model in (("model", spec.model), ("draft", spec.draft)):
+        _check_device(reader, key, model)
+    if is_device_spec(spec.model) and parse_device_spec(spec.model).gpu is None:
+        raise reader.fail("model", "a target runs on a GPU (MODEL@GPU[:tpK]), not a timed device")
     if spec.targets > 1 and spec.cpu > 1.0:
         raise reader.fail("cpu", "each of several targets runs on a share of one core: at most 1")
     batching.finish()
@@ -468,6 +513,44 @@ def _give_fused_its_draft(cloud: CloudSpec, edges: list[EdgeGroup], top: _Reader
             )
 
 
+def _check_device(reader: _Reader, key: str, model: str | None) -> None:
+    """A model naming a device must parse (``emulator.sim.device_spec``)."""
+    if model and is_device_spec(model):
+        try:
+            parse_device_spec(model)
+        except ValueError as exc:
+            raise reader.fail(key, str(exc)) from exc
+
+
+def _acceptance(reader: _Reader | None) -> AcceptanceSpec | None:
+    """An edge group's ``acceptance``: ``alpha``, ``first`` and ``decay``, or
+    ``per_position``, with its ``source``."""
+    if reader is None:
+        return None
+    source = reader.get("source", str)
+    alpha = reader.number("alpha", None, 0.0, 1.0)
+    first = reader.number("first", None, 0.0, 1.0)
+    decay = reader.number("decay", None, 0.0, 1.0)
+    listed = reader.get("per_position", list, None)
+    forms = sum(v is not None for v in (alpha, first, listed))
+    if forms != 1:
+        raise reader.fail("alpha", "give one of alpha, first (with decay) or per_position")
+    if (first is None) != (decay is None):
+        raise reader.fail("decay", "first and decay go together")
+    if listed is not None:
+        if not listed or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in listed
+        ):
+            raise reader.fail("per_position", "must be a non-empty list of numbers in [0, 1]")
+        curve = tuple(float(v) for v in listed)
+    elif alpha is not None:
+        curve = (alpha,)
+    else:
+        curve = tuple(first * decay**i for i in range(16))
+    reader.finish()
+    return AcceptanceSpec(curve, source)
+
+
 def _edge(reader: _Reader, base: Path) -> EdgeGroup:
     name = reader.get("name", str)
     if not name.isalnum() or not name[0].isalpha() or len(name) > 8:
@@ -484,6 +567,9 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
         raise reader.fail("policy", "a fused group drafts a fixed window in the cloud: fixed:N")
     draft = reader.get("draft", str, DEFAULT_DRAFT)
     replayed = replayed_draft(draft)
+    if replayed is not None and is_device_spec(replayed):
+        raise reader.fail("draft", "emulated edges replay a draft profiled here, not a device")
+    _check_device(reader, "draft", draft)
     if replayed is not None and mode == "edge-only":
         raise reader.fail(
             "draft",
@@ -508,6 +594,7 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
         mode=mode,
         replay=replayed is not None,
         speed=1.0 if speed is None else speed,
+        acceptance=_acceptance(reader.child("acceptance", None)),
     )
     reader.finish()
     return group

@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from runtime import protocol
 from runtime.determinism import fed_predictions, predictions_and_continuations
 from runtime.drafting import DraftState
 from runtime.kvcache import Row, crop_to, forward_one, forward_rows, new_cache
 from runtime.machine import fingerprint
+from runtime.message_sizes import message_sizes
 from runtime.models import LoadedModel
 from runtime.profile_store import PROFILE_VERSION
 from runtime.sampling import SamplingParams
@@ -413,89 +413,6 @@ def acceptance(
         "drafted": drafted,
         "per_prompt": per_prompt,  # in the order of ``prompts``
     }
-
-
-def message_sizes(gammas: Iterable[int], draft_top_k: int) -> dict[str, Any]:
-    """Bytes of each message as encoded, for the simulator's link model: ``open`` as
-    [prompt tokens, bytes] pairs, ``verify_*`` as [γ, bytes] pairs, ``verdict`` in bytes."""
-    sampling = SamplingParams(temperature=1.0, draft_top_k=draft_top_k).to_dict()
-    sizes: dict[str, Any] = {"open": [], "verify_greedy": [], "verify_sampled": []}
-    for prompt_len in (16, 64, 256):
-        sizes["open"].append(
-            [
-                prompt_len,
-                len(
-                    protocol.encode(
-                        {
-                            "type": "open",
-                            "session": "edge0-12345-0",
-                            "prompt": protocol.pack_ids([1] * prompt_len),
-                            "max_tokens": 128,
-                            "mode": "dsd",
-                            "sampling": sampling,
-                            "gamma": 4,
-                        }
-                    )
-                ),
-            ]
-        )
-    for gamma in gammas:
-        base = {
-            "type": "verify",
-            "session": "edge0-12345-0",
-            "round": 100,
-            "draft": protocol.pack_ids([1] * gamma),
-            "t_send": time.time(),
-        }
-        sizes["verify_greedy"].append([gamma, len(protocol.encode(base))])
-        sizes["verify_sampled"].append(
-            [
-                gamma,
-                len(
-                    protocol.encode(
-                        {
-                            **base,
-                            "q_ids": protocol.pack_ids([1] * gamma * draft_top_k),
-                            "q_probs": protocol.pack_probs([0.5] * gamma * draft_top_k),
-                        }
-                    )
-                ),
-            ]
-        )
-    session = "edge0-12345-0"
-    sizes["opened"] = len(
-        protocol.encode(
-            {
-                "type": "opened",
-                "session": session,
-                "token": 1234,
-                "done": False,
-                "prefill_ms": 199.2,
-                "t_recv": time.time(),
-                "t_send": time.time(),
-            }
-        )
-    )
-    sizes["close"] = len(protocol.encode({"type": "close", "session": session}))
-    sizes["closed"] = len(protocol.encode({"type": "closed", "session": session}))
-    sizes["verdict"] = len(
-        protocol.encode(
-            {
-                "type": "verdict",
-                "session": "edge0-12345-0",
-                "round": 100,
-                "accepted": 3,
-                "token": 1234,
-                "done": False,
-                "queue_ms": 1.5,
-                "batch_size": 4,
-                "verify_ms": 180.2,
-                "t_recv": time.time(),
-                "t_send": time.time(),
-            }
-        )
-    )
-    return sizes
 
 
 Progress = Callable[[str, int, int], None]

@@ -112,6 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def preflight(scenario: Scenario, need_sim: bool) -> list[str]:
     """Everything missing, said exactly, before any namespace exists; with nothing missing,
     this machine's profiles for the simulator (measured now if there are none yet)."""
+    why = scenario.simulator_only()
+    if why:
+        return [f"{why}: only the simulator runs it (python scripts/simulate.py {scenario.path})"]
     problems = []
     if os.geteuid() != 0:
         problems.append("Mininet needs root: run it as sudo python scripts/run_topology.py ...")

@@ -99,8 +99,16 @@ def main(argv: list[str] | None = None) -> int:
         "server_busy_s": result.server_busy_s,
         "links": result.link_counters,
         "warnings": result.warnings,
+        "calibration": simulation.calibration(),
     }
     print(format_table(summary))
+    for draft, record in summary["simulation"]["calibration"].items():
+        for role, device in record.get("devices", {}).items():
+            print(f"{role} ({draft} pair): {device}")
+        for part in record.get("modelled", []):
+            print(f"modelled, not measured: {part}")
+        if "acceptance_source" in record:
+            print(f"acceptance of {draft}: given by the scenario ({record['acceptance_source']})")
     print(
         f"\n{result.edges} edges, {result.requests_done} requests done"
         f"{f', {result.requests_failed} unfinished' if result.requests_failed else ''}; "

@@ -10,6 +10,7 @@ from cli import run_script
 
 from runtime import interference
 from runtime.drafting import DraftState
+from runtime.message_sizes import message_sizes
 from runtime.models import make_draft
 from runtime.profile import (
     PROBE_BATCH,
@@ -19,7 +20,6 @@ from runtime.profile import (
     acceptance,
     draft_matches_after_accept,
     greedy_matches,
-    message_sizes,
     profile_pair,
     row_lengths,
     speed_probe,

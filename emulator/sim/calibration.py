@@ -42,11 +42,12 @@ class PairProfile:
     """Lookups into one profile; results are memoised (the simulator asks the same often)."""
 
     def __init__(self, data: dict[str, Any], source: str) -> None:
+        self.data = data  # as read: a composed profile takes its parts (``device_profile``)
         self.source = source
         self.version = data["version"]
         self.pair = data["pair"]
         conditions = data["conditions"]
-        self.threads = int(conditions.get("threads", conditions["torch_threads"]))
+        self.threads = int(conditions.get("threads") or conditions["torch_threads"])
         # the machine it was measured on (``runtime.machine``); None in profiles made before
         self.fingerprint: dict[str, Any] | None = conditions.get("fingerprint")
         self.measured = conditions.get("measured")
@@ -125,6 +126,11 @@ class PairProfile:
             "time_sharing": self.time_sharing,
             "target_time_sharing": self.target_time_sharing,
             "unequal_rows": self.unequal_rows,
+            **{
+                key: self.data["conditions"][key]
+                for key in ("devices", "modelled", "acceptance_source")
+                if key in self.data["conditions"]
+            },
         }
 
     def _marks(self, key: str) -> dict[str, list[bool]]:

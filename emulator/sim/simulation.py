@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulator.calibrate import machine_profile
-from emulator.scenario import EdgeGroup, LinkSpec, Scenario, spread_edges
+from emulator.scenario import AcceptanceSpec, EdgeGroup, LinkSpec, Scenario, spread_edges
 from emulator.sim.calibration import (
     PairProfile,
     probed_prefill_speed,
@@ -27,6 +27,8 @@ from emulator.sim.calibration import (
 )
 from emulator.sim.cloud import RoutedCloud
 from emulator.sim.cpu import CoreShare, SharedCore
+from emulator.sim.device_profile import composed_profile
+from emulator.sim.device_spec import is_device_spec
 from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
@@ -130,8 +132,11 @@ class Simulation:
         self._edge_names = [host for host, _ in hosts if host not in self._replayed]
         if not hosts:
             raise ValueError("a simulation needs at least one edge")
-        drafts = sorted({group.draft for _, group in hosts} | set(filter(None, [cloud.draft])))
-        self.profiles = profiles = {draft: self._profile(draft) for draft in drafts}
+        acceptance = {group.draft: group.acceptance for _, group in hosts}
+        drafts = sorted(set(acceptance) | set(filter(None, [cloud.draft])))
+        self.profiles = profiles = {
+            draft: self._profile(draft, acceptance.get(draft)) for draft in drafts
+        }
         prompts = {
             draft: [
                 PromptModel(
@@ -283,11 +288,20 @@ class Simulation:
             if not watched(probes, edge.name, plan):
                 edge.beside = dict(edge.profile.interference.get("draft", {}))
 
-    def _profile(self, draft: str) -> PairProfile:
+    def _profile(self, draft: str, acceptance: AcceptanceSpec | None) -> PairProfile:
+        """The pair's profile: the one file given, this machine's, or put together where a
+        side runs on a device or the scenario gives the acceptance (``device_profile``)."""
         if self.options.profile:
             return read_profile(self.options.profile)
         cloud = self.scenario.cloud
-        return machine_profile(cloud.model, draft, cloud.threads, say=_say)
+        if acceptance is None and not any(map(is_device_spec, (cloud.model, draft))):
+            return machine_profile(cloud.model, draft, cloud.threads, say=_say)
+        return composed_profile(
+            cloud.model,
+            draft,
+            acceptance,
+            lambda target, draft: machine_profile(target, draft, cloud.threads, say=_say),
+        )
 
     def calibration(self) -> dict[str, dict]:
         """Per draft model, the profile this simulation was calibrated from (for results)."""
