@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from emulator.scenario import Overrides, apply_overrides, load_scenario
+from emulator.scenario import Overrides, Slo, apply_overrides, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog
 from runtime.machine import fingerprint, fingerprint_id
@@ -57,12 +57,6 @@ MODES = (
 )
 DSD_MODES = ("dsd-awc", "dsd-awc-server", "dsd-best-fixed")
 ADAPTIVE_MODES = ("dsd-awc", "dsd-awc-server")  # set beside the best fixed γ per point
-
-
-@dataclass(frozen=True)
-class Slo:
-    ttft_ms: float = 3000.0
-    tpot_ms: float = 400.0
 
 
 @dataclass
@@ -174,7 +168,7 @@ class CapacitySweep:
         base: Path,
         out: Path,
         edge_counts: Iterable[int] = EDGE_COUNTS,
-        slo: Slo = Slo(),
+        slo: Slo | None = None,
         link: dict[str, str] | None = None,
         seed: int | None = None,
         profile: str | None = None,
@@ -184,7 +178,7 @@ class CapacitySweep:
             self.raw["edges"][0]["link"] = {**link, "queue_packets": 100}
         self.out = out
         self.edge_counts = sorted(edge_counts)
-        self.slo = slo
+        self.slo = slo or Slo()
         self.seed = seed
         self.profile = profile  # one profile file for every pair (default: this machine's)
         self.base = base.resolve()

@@ -25,6 +25,7 @@
     wan: {constant: {rate_mbps: 1000, delay_ms: 2}}   # optional, shared by all edges
     workload: {requests_per_edge: 2, max_new_tokens: 48, arrival: closed, prompts: default,
                ignore_eos: true}   # every request runs to max_new_tokens, as the simulator
+    slo: {ttft_ms: 300, tpot_ms: 35}  # optional: goodput's objectives (the capacity planner's)
 
 An edge group whose ``draft`` is ``replay`` (or ``replay:SPEC``) is emulated edges: each
 process holds no model and replays the draft's recorded tokens, spending the profile's draft
@@ -86,6 +87,14 @@ class LinkSpec:
 
 
 @dataclass(frozen=True)
+class Slo:
+    """Latency objectives a request meets to count towards goodput."""
+
+    ttft_ms: float = 3000.0
+    tpot_ms: float = 400.0
+
+
+@dataclass(frozen=True)
 class AcceptanceSpec:
     """A pair's per-position acceptance as the scenario gives it, with where it comes from:
     position i is accepted with ``curve[i]`` given positions 0..i-1 were (the last value
@@ -135,6 +144,32 @@ class CloudSpec:
     dtype: str = "float32"
     targets: int = 1  # replicas, each with ``cpu`` and ``threads``, behind ``router``
     router: str = "jsq"
+    # each target's model, in host order (simulator: pools of different models on devices)
+    target_models: list[str] = field(default_factory=list)
+    fanout: int | None = None  # simulator: the targets each edge may be routed to
+
+    def __post_init__(self) -> None:
+        self.target_models = self.target_models or [self.model] * self.targets
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """Each request's token budget drawn from a normal distribution, rounded and clipped."""
+
+    mean: float
+    std: float
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class ThinkTime:
+    """A closed loop's pause between an answer and the next request: lognormal with this
+    mean and coefficient of variation, at least ``low_ms``."""
+
+    mean_ms: float
+    cv: float
+    low_ms: float = 0.0
 
 
 @dataclass
@@ -145,6 +180,14 @@ class Workload:
     poisson_per_s: float | None = None
     prompts: list[str] = field(default_factory=list)
     ignore_eos: bool = True
+    # the simulator's draws per request (None: every request alike, as the runtime runs)
+    answer_tokens: AnswerTokens | None = None
+    prompt_tokens: tuple[int, int] | None = None  # uniform between the two, inclusive
+    think_time: ThinkTime | None = None  # closed loop only
+
+    def drawn(self) -> bool:
+        """Whether requests are drawn per request (which only the simulator does)."""
+        return any((self.answer_tokens, self.prompt_tokens, self.think_time))
 
 
 @dataclass
@@ -158,6 +201,7 @@ class Scenario:
     wan: LinkSpec | None
     workload: Workload
     raw: dict[str, Any]
+    slo: Slo | None = None  # the scenario's goodput objectives, where it gives them
 
     def edge_hosts(self) -> list[tuple[str, EdgeGroup]]:
         return [(host, group) for group in self.edges for host in group.host_names()]
@@ -168,13 +212,19 @@ class Scenario:
     def simulator_only(self) -> str | None:
         """Why only the simulator can run this scenario (a model on a device this machine
         cannot run, an acceptance given rather than measured), or None."""
-        models = [self.cloud.model, self.cloud.draft or ""] + [g.draft for g in self.edges]
+        models = [*self.cloud.target_models, self.cloud.draft or ""] + [g.draft for g in self.edges]
         on_device = [m for m in models if is_device_spec(m)]
         if on_device:
             return f"{on_device[0]} runs on a device this machine cannot run"
         given = [g.name for g in self.edges if g.acceptance is not None]
         if given:
             return f"edge group {given[0]} gives its acceptance instead of running its draft"
+        if set(self.cloud.target_models) != {self.cloud.model}:
+            return "its targets run different models"
+        if self.cloud.fanout is not None:
+            return "each edge is routed among a fanout of the targets"
+        if self.workload.drawn():
+            return "its workload draws answer lengths, prompt lengths or think times"
         return None
 
 
@@ -462,16 +512,26 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
     wan_reader = top.child("wan", None)
     wan = _link(wan_reader, base) if wan_reader is not None else None
     workload = _workload(top.child("workload", {}), base)
+    slo_reader = top.child("slo", None)
+    slo = None
+    if slo_reader is not None:
+        slo = Slo(
+            slo_reader.number("ttft_ms", ..., 1e-3, 1e7),
+            slo_reader.number("tpot_ms", ..., 1e-3, 1e7),
+        )
+        slo_reader.finish()
     top.finish()
     _give_fused_its_draft(cloud, edges, top)
-    return Scenario(name, path, seed, shaper, cloud, edges, wan, workload, raw)
+    return Scenario(name, path, seed, shaper, cloud, edges, wan, workload, raw, slo)
 
 
 def _cloud(reader: _Reader) -> CloudSpec:
     cores = os.cpu_count() or 1
     batching = reader.child("batching", {})
+    model = reader.get("model", str, "smollm2")
+    targets, target_models = _target_pools(reader, model)
     spec = CloudSpec(
-        model=reader.get("model", str, "smollm2"),
+        model=target_models[0],
         draft=reader.get("draft", str, None),
         cpu=reader.number("cpu", 1.0, 0.01, float(cores)),
         threads=reader.number("threads", 1, 1, 256, integer=True),
@@ -479,22 +539,48 @@ def _cloud(reader: _Reader) -> CloudSpec:
         max_wait_ms=batching.number("max_wait_ms", 20.0, 0, 60_000),
         device=reader.get("device", str, "cpu"),
         dtype=reader.get("dtype", str, "float32"),
-        targets=reader.number("targets", 1, 1, 64, integer=True),
+        targets=targets,
         router=reader.get("router", str, "jsq"),
+        target_models=target_models,
+        fanout=reader.number("fanout", None, 1, targets, integer=True),
     )
     try:
         make_router(spec.router)
     except ValueError as exc:
         raise reader.fail("router", str(exc)) from exc
-    for key, model in (("model", spec.model), ("draft", spec.draft)):
-        _check_device(reader, key, model)
-    if is_device_spec(spec.model) and parse_device_spec(spec.model).gpu is None:
-        raise reader.fail("model", "a target runs on a GPU (MODEL@GPU[:tpK]), not a timed device")
+    for key, name in (
+        ("model", model),
+        ("draft", spec.draft),
+        *(("targets", m) for m in target_models),
+    ):
+        _check_device(reader, key, name)
+        if key != "draft" and name and is_device_spec(name) and parse_device_spec(name).gpu is None:
+            raise reader.fail(key, "a target runs on a GPU (MODEL@GPU[:tpK]), not a timed device")
     if spec.targets > 1 and spec.cpu > 1.0:
         raise reader.fail("cpu", "each of several targets runs on a share of one core: at most 1")
     batching.finish()
     reader.finish()
     return spec
+
+
+def _target_pools(reader: _Reader, model: str) -> tuple[int, list[str]]:
+    """``targets``: a count of replicas of ``model``, or pools ``[{model, count}, ...]`` of
+    different models (the simulator's); the target count and each target's model."""
+    pools = reader.data.get("targets")
+    if not isinstance(pools, list):
+        count = reader.number("targets", 1, 1, 64, integer=True)
+        return count, [model] * count
+    reader.used.add("targets")
+    models: list[str] = []
+    for index, item in enumerate(pools):
+        pool = _Reader(item, reader.key(f"targets[{index}]"), reader.file)
+        models += [pool.get("model", str)] * pool.number("count", 1, 1, 10_000, integer=True)
+        pool.finish()
+    if not models:
+        raise reader.fail("targets", "needs at least one pool")
+    if "model" in reader.data:
+        raise reader.fail("model", "give the model in each pool of targets, not beside them")
+    return len(models), models
 
 
 def _give_fused_its_draft(cloud: CloudSpec, edges: list[EdgeGroup], top: _Reader) -> None:
@@ -602,30 +688,70 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
 
 def _workload(reader: _Reader, base: Path) -> Workload:
     arrival = reader.data.get("arrival", "closed")
-    poisson = None
+    poisson = think = None
     if isinstance(arrival, dict):
         arrival_reader = reader.child("arrival")
         assert arrival_reader is not None
-        poisson = arrival_reader.number("poisson_per_s", ..., 1e-6, 1e6)
+        think_reader = arrival_reader.child("think_time_ms", None)
+        if think_reader is not None:
+            think = ThinkTime(
+                think_reader.number("mean", ..., 0.0, 3.6e6),
+                think_reader.number("cv", 0.0, 0.0, 10.0),
+                think_reader.number("min", 0.0, 0.0, 3.6e6),
+            )
+            think_reader.finish()
+            arrival = "closed"
+        else:
+            poisson = arrival_reader.number("poisson_per_s", ..., 1e-6, 1e6)
+            arrival = "poisson"
         arrival_reader.finish()
-        arrival = "poisson"
     else:
         arrival = reader.get("arrival", str, "closed")
         if arrival != "closed":
-            raise reader.fail("arrival", "must be closed or {poisson_per_s: RATE}")
+            raise reader.fail(
+                "arrival", "must be closed, {poisson_per_s: RATE} or {think_time_ms: {...}}"
+            )
     prompts_spec = reader.get("prompts", str, "default")
     try:
         path = None if prompts_spec == "default" else str(base / prompts_spec)
         prompts = load_prompts(None, path)
     except (OSError, ValueError) as exc:
         raise reader.fail("prompts", str(exc)) from exc
+    answers = _answer_tokens(reader.child("answer_tokens", None))
+    max_new_tokens = reader.number("max_new_tokens", 48, 1, 32_768, integer=True)
     workload = Workload(
         requests_per_edge=reader.number("requests_per_edge", 2, 1, 100_000, integer=True),
-        max_new_tokens=reader.number("max_new_tokens", 48, 1, 32_768, integer=True),
+        max_new_tokens=answers.high if answers else max_new_tokens,
         arrival=arrival,
         poisson_per_s=poisson,
         prompts=prompts,
         ignore_eos=reader.get("ignore_eos", bool, True),
+        answer_tokens=answers,
+        prompt_tokens=_prompt_tokens(reader.child("prompt_tokens", None)),
+        think_time=think,
     )
     reader.finish()
     return workload
+
+
+def _answer_tokens(reader: _Reader | None) -> AnswerTokens | None:
+    """``answer_tokens: {mean, std, min, max}``: each request's budget, drawn."""
+    if reader is None:
+        return None
+    low = reader.number("min", 1, 1, 32_768, integer=True)
+    high = reader.number("max", 32_768, low, 32_768, integer=True)
+    answers = AnswerTokens(
+        reader.number("mean", ..., low, high), reader.number("std", 0.0, 0.0, 32_768), low, high
+    )
+    reader.finish()
+    return answers
+
+
+def _prompt_tokens(reader: _Reader | None) -> tuple[int, int] | None:
+    """``prompt_tokens: {min, max}``: each request's prompt length, uniform between."""
+    if reader is None:
+        return None
+    low = reader.number("min", ..., 1, 32_768, integer=True)
+    high = reader.number("max", ..., low, 32_768, integer=True)
+    reader.finish()
+    return low, high

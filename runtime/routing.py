@@ -80,11 +80,15 @@ class SessionTable:
         self.pinned: dict[str, int] = {}
         self.opened = [0] * targets  # sessions each target was given in all
 
-    def open(self, session: str) -> int:
-        """The target of a new session (a repeated open keeps its target)."""
+    def open(self, session: str, candidates: list[int] | None = None) -> int:
+        """The target of a new session, among ``candidates`` where given (a client that
+        reaches only some targets); a repeated open keeps its target."""
         if session in self.pinned:
             return self.pinned[session]
-        index = self.router.choose(list(self.outstanding))
+        if candidates is None:
+            index = self.router.choose(list(self.outstanding))
+        else:
+            index = candidates[self.router.choose([self.outstanding[i] for i in candidates])]
         self.pinned[session] = index
         self.outstanding[index] += 1
         self.opened[index] += 1
@@ -93,12 +97,12 @@ class SessionTable:
     def target_of(self, session: str) -> int | None:
         return self.pinned.get(session)
 
-    def route(self, session: str, kind: str) -> int:
-        """The target of a session's message of ``kind``: ``open`` chooses one, ``close``
-        releases it; a session never opened goes to target 0, which answers
-        ``unknown_session``."""
+    def route(self, session: str, kind: str, candidates: list[int] | None = None) -> int:
+        """The target of a session's message of ``kind``: ``open`` chooses one (among
+        ``candidates`` where given), ``close`` releases it; a session never opened goes to
+        target 0, which answers ``unknown_session``."""
         if kind == "open":
-            return self.open(session)
+            return self.open(session, candidates)
         pinned = self.target_of(session)
         if kind == "close":
             self.close(session)

@@ -102,13 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         "calibration": simulation.calibration(),
     }
     print(format_table(summary))
-    for draft, record in summary["simulation"]["calibration"].items():
+    modelled: set[str] = set()
+    for name, record in summary["simulation"]["calibration"].items():
         for role, device in record.get("devices", {}).items():
-            print(f"{role} ({draft} pair): {device}")
-        for part in record.get("modelled", []):
-            print(f"modelled, not measured: {part}")
-        if "acceptance_source" in record:
-            print(f"acceptance of {draft}: given by the scenario ({record['acceptance_source']})")
+            if role == "target" or not name.startswith("targets "):
+                print(f"{role} ({name}): {device}")
+        modelled.update(record.get("modelled", []))
+        if "acceptance_source" in record and not name.startswith("targets "):
+            print(f"acceptance of {name}: given by the scenario ({record['acceptance_source']})")
+    for part in sorted(modelled):
+        print(f"modelled, not measured: {part}")
     print(
         f"\n{result.edges} edges, {result.requests_done} requests done"
         f"{f', {result.requests_failed} unfinished' if result.requests_failed else ''}; "

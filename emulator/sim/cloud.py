@@ -9,7 +9,7 @@ inside the cloud are not priced (about a millisecond against rounds of hundreds)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from emulator.sim.engine import Engine
 from emulator.sim.messages import Close, Open, Verify
@@ -26,12 +26,13 @@ class RoutedCloud:
     targets: list[TargetSim]
     table: SessionTable
     log: EventLog
+    fanout: dict[str, list[int]] = field(default_factory=dict)  # edge -> its targets (all)
 
     def arrive(self, message: Open | Verify | Close) -> None:
         edge = message.edge
         key = f"{edge.name}/{edge.current.session}"
         kind = KINDS[type(message)]
-        index = self.table.route(key, kind)
+        index = self.table.route(key, kind, self.fanout.get(edge.name))
         if kind == "open":
             now = self.engine.now / 1000.0
             self.log.write("route", t=now, **self.table.route_event(edge.current.session, index))

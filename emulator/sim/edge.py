@@ -60,6 +60,7 @@ class Request:
     matches: list[bool]
     matches_after_accept: list[bool]
     t_arrival: float
+    max_tokens: int  # its token budget
     output_tokens: int = 0
     rounds: int = 0
     t_first_token: float | None = None
@@ -90,6 +91,14 @@ class EdgeSim:
     # per op ("step", "prefill"): how much slower while the target computes on this
     # machine's other CPU (an emulated run's); empty: the edge is a device of its own
     beside: dict[str, float] = field(default_factory=dict)
+    # per request index, where the workload draws them: its answer's token budget, its
+    # prompt's length, and (closed loop) the think time before the next request
+    answer_tokens: list[int] = field(default_factory=list)
+    prompt_lengths: list[int] = field(default_factory=list)
+    think_ms: list[float] = field(default_factory=list)
+    # DSD-Sim's semantics, for comparison: a request ends after ceil(budget / γ) rounds,
+    # whatever was accepted, credited with its whole budget
+    fixed_rounds_gamma: int | None = None
     waiting: collections.deque[Request] = field(default_factory=collections.deque)
     current: Request | None = None
     finished: int = 0
@@ -118,11 +127,12 @@ class EdgeSim:
         request = Request(
             index,
             f"{self.name}-{index}",
-            prompt.tokens,
+            self.prompt_lengths[index] if self.prompt_lengths else prompt.tokens,
             prompt.acceptance,
             prompt.matches,
             prompt.matches_after_accept,
             self.engine.now,
+            self.answer_tokens[index] if self.answer_tokens else self.max_tokens,
         )
         self.waiting.append(request)
         if self.current is None:
@@ -141,7 +151,7 @@ class EdgeSim:
         self.uplink.send(
             self.profile.open_bytes(request.prompt_tokens),
             self.server.arrive,
-            Open(self, request.prompt_tokens, self.max_tokens, self.mode, gamma),
+            Open(self, request.prompt_tokens, self._server_budget(request), self.mode, gamma),
         )
         request.first_token = {"t_open_sent": now / 1000.0}
         if self.mode != "dsd":
@@ -177,7 +187,7 @@ class EdgeSim:
         self._context += 1
         if request.t_first_token is None:
             request.t_first_token = self.engine.now
-        if request.output_tokens < self.max_tokens:
+        if request.output_tokens < request.max_tokens:
             self._step_alone(None)
             return
         request.t_done = self.engine.now
@@ -223,7 +233,7 @@ class EdgeSim:
         request.output_tokens = 1
         self._all_accepted = False
         self._context += 1
-        if request.output_tokens >= self.max_tokens:
+        if request.output_tokens >= request.max_tokens:
             self._finish(request)
         elif self.mode == "dsd":
             self._draft()
@@ -232,7 +242,7 @@ class EdgeSim:
         """A streaming session's tokens, logged as a round the way the client logs them."""
         request = self.current
         assert request is not None
-        emitted = min(reply.emitted, self.max_tokens - request.output_tokens)
+        emitted = min(reply.emitted, request.max_tokens - request.output_tokens)
         request.output_tokens += emitted
         self._context += emitted
         self.log.write(
@@ -258,7 +268,7 @@ class EdgeSim:
         )
         request.rounds += 1
         self.rounds += 1
-        if reply.done or request.output_tokens >= self.max_tokens:
+        if reply.done or request.output_tokens >= request.max_tokens:
             self._finish(request)
 
     def cloud_acceptance_run(self, gamma: int, after_accept: bool) -> int:
@@ -275,8 +285,9 @@ class EdgeSim:
         run = self._acceptance_run(request, RUN_HORIZON, after_accept=self._all_accepted)
         if self.foresee is not None:
             self.foresee(run)
-        remaining = self.max_tokens - request.output_tokens
-        gamma = max(0, min(self.policy.next_gamma(self._context), remaining - 1))
+        gamma = self.policy.next_gamma(self._context)
+        if self.fixed_rounds_gamma is None:
+            gamma = max(0, min(gamma, request.max_tokens - request.output_tokens - 1))
         if gamma > run == RUN_HORIZON:
             run = self._acceptance_run(request, gamma, run, self._all_accepted)
         work = self.profile.draft_ms(gamma, self._context, self._all_accepted) * self.speed
@@ -334,9 +345,8 @@ class EdgeSim:
         request = self.current
         now = self.engine.now
         emitted = verdict.accepted + 1
-        remaining = self.max_tokens - request.output_tokens
-        if emitted > remaining:
-            emitted = remaining
+        if self.fixed_rounds_gamma is None:
+            emitted = min(emitted, request.max_tokens - request.output_tokens)
         request.output_tokens += emitted
         self._context += emitted
         record = self.log.write(
@@ -372,10 +382,23 @@ class EdgeSim:
         self._all_accepted = self._gamma > 0 and verdict.accepted == self._gamma
         request.rounds += 1
         self.rounds += 1
-        if verdict.done or request.output_tokens >= self.max_tokens:
+        if self.fixed_rounds_gamma is not None:
+            if request.rounds >= math.ceil(request.max_tokens / self.fixed_rounds_gamma):
+                request.output_tokens = request.max_tokens  # as DSD-Sim credits it
+                self._finish(request)
+            else:
+                self._draft()
+        elif verdict.done or request.output_tokens >= request.max_tokens:
             self._finish(request)
         else:
             self._draft()
+
+    def _server_budget(self, request: Request) -> int:
+        """The budget ``open`` gives the target: the request's, or under fixed rounds more
+        than its rounds can emit (only the edge ends it)."""
+        if self.fixed_rounds_gamma is None:
+            return request.max_tokens
+        return (self.fixed_rounds_gamma + 1) * request.max_tokens + 1
 
     def _finish(self, request: Request) -> None:
         request.t_done = self.engine.now
@@ -390,7 +413,12 @@ class EdgeSim:
         self.finished += 1
         self.current = None
         if self.closed_loop and request.index + 1 < self.requests:
-            self.arrival(request.index + 1)
+            if self.think_ms:
+                self.engine.at(
+                    self.engine.now + self.think_ms[request.index], self.arrival, request.index + 1
+                )
+            else:
+                self.arrival(request.index + 1)
         elif self.waiting:
             self._start_next()
 

@@ -33,6 +33,7 @@ from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
 from emulator.sim.oracle import simulated_window_policy
+from emulator.sim.requests import request_draws
 from emulator.sim.server import TargetSim
 from runtime.arrivals import poisson_offsets, random_stream
 from runtime.cpuquota import PERIOD_MS, CpuQuota
@@ -59,6 +60,8 @@ class SimOptions:
     cpu_plan: dict[str, str] | None = None
     # the ``speed`` events of an emulated run: the profile is scaled to each host's speed
     speed_probes: list[dict] | None = None
+    # DSD-Sim's semantics, for comparison: requests end after ceil(budget / γ) rounds
+    fixed_rounds: bool = False
 
 
 @dataclass
@@ -162,10 +165,17 @@ class Simulation:
         prefill_speed = probed_prefill_speed(probes, target_profile, options.cpu_plan)
         unequal_rows = probed_unequal_rows(probes, options.cpu_plan)
         share = cpu_share(cloud.cpu, target_profile.threads)
+        # each target's own profile where the pools run different models (their verify and
+        # prefill times; the draft side is the edges')
+        first_draft = hosts[0][1].draft
+        self.pools = by_model = {cloud.model: target_profile} | {
+            model: self._profile(first_draft, acceptance.get(first_draft), model)
+            for model in set(cloud.target_models) - {cloud.model}
+        }
         self.targets = [
             TargetSim(
                 self.engine,
-                target_profile,
+                by_model[model],
                 BatchingPolicy(cloud.max_batch, cloud.max_wait_ms),
                 self._target_cpu(host, share, seed, target_profile),
                 self.speeds.get("cloud", 1.0),
@@ -176,13 +186,15 @@ class Simulation:
                 draft_profile=profiles.get(cloud.draft) if cloud.draft else None,
                 draft_speed=self._fused_draft_speed(hosts),
             )
-            for host in scenario.target_hosts()
+            for host, model in zip(scenario.target_hosts(), cloud.target_models, strict=True)
         ]
         self.server: TargetSim | RoutedCloud = self.targets[0]
         if len(self.targets) > 1:
             router = make_router(cloud.router, seed)
             table = SessionTable(router, len(self.targets), cloud.router)
-            self.server = RoutedCloud(self.engine, self.targets, table, log)
+            self.server = RoutedCloud(
+                self.engine, self.targets, table, log, self._fanout(hosts, seed)
+            )
         self.links: list[SimLink] = []
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
         wan_up = wan_down = None
@@ -195,6 +207,7 @@ class Simulation:
             profile = profiles[group.draft]
             rng = random_stream(seed, host)  # the edge's acceptance draws and its access link
             up, down = self._link_pair(group.link, rng)
+            draws = request_draws(workload, requests, seed, host)
             edge = EdgeSim(
                 name=host,
                 engine=self.engine,
@@ -212,9 +225,15 @@ class Simulation:
                 requests=requests,
                 closed_loop=workload.arrival == "closed",
                 mode=group.mode,
+                answer_tokens=draws.answer_tokens,
+                prompt_lengths=draws.prompt_tokens,
+                think_ms=draws.think_ms,
+                fixed_rounds_gamma=self._fixed_rounds_gamma(group)
+                if options.fixed_rounds
+                else None,
             )
             self.edges.append(edge)
-            self._schedule_arrivals(edge, requests, seed)
+            self._schedule_arrivals(edge, requests, seed, draws.start_ms)
         self._couple_cpus(target_profile)
         if not workload.ignore_eos:
             self.warnings.append(
@@ -223,6 +242,17 @@ class Simulation:
             )
         for group in {group.name: group for _, group in hosts}.values():
             self._check_threads(f"edge group {group.name}", group.threads, profiles[group.draft])
+
+    def _fanout(self, hosts: list[tuple[str, EdgeGroup]], seed: int) -> dict[str, list[int]]:
+        """Per edge, the targets it may be routed to: ``fanout`` of them drawn for it (seeded
+        by its name), or all where the scenario sets no fanout."""
+        fanout, count = self.scenario.cloud.fanout, len(self.targets)
+        if fanout is None:
+            return {}
+        return {
+            host: sorted(random_stream(seed, f"{host}-fanout").sample(range(count), fanout))
+            for host, _ in hosts
+        }
 
     def _fused_draft_speed(self, hosts: list[tuple[str, EdgeGroup]]) -> float:
         """A fused session's drafts run on the cloud's CPU at the draft model's speed: the
@@ -288,24 +318,31 @@ class Simulation:
             if not watched(probes, edge.name, plan):
                 edge.beside = dict(edge.profile.interference.get("draft", {}))
 
-    def _profile(self, draft: str, acceptance: AcceptanceSpec | None) -> PairProfile:
-        """The pair's profile: the one file given, this machine's, or put together where a
-        side runs on a device or the scenario gives the acceptance (``device_profile``)."""
+    def _profile(
+        self, draft: str, acceptance: AcceptanceSpec | None, target: str | None = None
+    ) -> PairProfile:
+        """The pair's profile (the cloud's first model's, else ``target``'s): the one file
+        given, this machine's, or put together where a side runs on a device or the
+        scenario gives the acceptance (``device_profile``)."""
         if self.options.profile:
             return read_profile(self.options.profile)
         cloud = self.scenario.cloud
-        if acceptance is None and not any(map(is_device_spec, (cloud.model, draft))):
-            return machine_profile(cloud.model, draft, cloud.threads, say=_say)
+        target = target or cloud.model
+        if acceptance is None and not any(map(is_device_spec, (target, draft))):
+            return machine_profile(target, draft, cloud.threads, say=_say)
         return composed_profile(
-            cloud.model,
+            target,
             draft,
             acceptance,
             lambda target, draft: machine_profile(target, draft, cloud.threads, say=_say),
         )
 
     def calibration(self) -> dict[str, dict]:
-        """Per draft model, the profile this simulation was calibrated from (for results)."""
-        return {draft: profile.record() for draft, profile in self.profiles.items()}
+        """Per draft model, the profile this simulation was calibrated from, and per further
+        model the targets run, the profile its targets were priced from (for results)."""
+        records = {draft: profile.record() for draft, profile in self.profiles.items()}
+        extra = {f"targets {m}": p for m, p in self.pools.items() if m != self.scenario.cloud.model}
+        return records | {name: profile.record() for name, profile in extra.items()}
 
     def _check_threads(self, where: str, threads: int, profile: PairProfile) -> None:
         if threads != profile.threads:
@@ -330,10 +367,18 @@ class Simulation:
             self._schedules[key] = LinkSchedule(spec.trace, direction)
         return self._schedules[key]
 
-    def _schedule_arrivals(self, edge: EdgeSim, requests: int, seed: int) -> None:
+    def _fixed_rounds_gamma(self, group: EdgeGroup) -> int:
+        """The γ a group's requests are cut at under DSD-Sim's fixed rounds: its fixed one."""
+        policy = self.options.policy or group.policy
+        name, _, value = policy.partition(":")
+        if name != "fixed" or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"fixed rounds need a fixed window (fixed:N), not {policy}")
+        return int(value)
+
+    def _schedule_arrivals(self, edge: EdgeSim, requests: int, seed: int, start_ms: float) -> None:
         workload = self.scenario.workload
         if workload.arrival == "closed":
-            self.engine.at(0.0, edge.arrival, 0)
+            self.engine.at(start_ms, edge.arrival, 0)
             return
         offsets = poisson_offsets(workload.poisson_per_s, requests, seed, edge.name)
         for index, offset in enumerate(offsets):

@@ -21,7 +21,8 @@ from runtime.interpolation import interpolate
 
 SHARED_VIDUR = Path(__file__).resolve().parents[3] / "shared" / "vidur"
 
-# per-layer operators in mlp.csv (``emb`` is once per forward, not per layer)
+# per-layer operators in mlp.csv (``emb`` is once per forward, not per layer); a table has
+# those its model's layer runs (phi-2's parallel attention and MLP share one norm)
 LAYER_OPS = (
     "input_layernorm",
     "attn_pre_proj",
@@ -110,11 +111,16 @@ class OperatorTable:
             vocab_size=int(first["vocab_size"]),
             layers=LAYERS[model],
         )
+        columns = [
+            f"time_stats.{op}.median" for op in LAYER_OPS if f"time_stats.{op}.median" in first
+        ]
+        if "time_stats.mlp_down_proj.median" not in columns:
+            raise VidurError(f"{path}: not a VIDUR mlp.csv (no per-layer operator times)")
         layer: dict[tuple[int, int], list[float]] = defaultdict(list)
         emb: dict[tuple[int, int], list[float]] = defaultdict(list)
         for row in rows:
             key = (int(row["num_tensor_parallel_workers"]), int(row["num_tokens"]))
-            layer[key].append(sum(float(row[f"time_stats.{op}.median"]) for op in LAYER_OPS))
+            layer[key].append(sum(float(row[column]) for column in columns))
             emb[key].append(float(row["time_stats.emb.median"]))
         self._layer = _by_degree(layer)
         self._emb = _by_degree(emb)
