@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from emulator.scenario import Overrides, Slo, apply_overrides, load_scenario
+from emulator.scenario import Overrides, Slo, absolute_traces, apply_overrides, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog
 from runtime.machine import fingerprint, fingerprint_id
@@ -82,8 +82,9 @@ class Point:
     draft: str = "real"  # emu points: "real" drafters or emulated edges ("replay")
 
 
-def point_metrics(events: list[dict[str, Any]], slo: Slo) -> dict[str, Any]:
-    """A point's measures from its event log (either world's)."""
+def point_metrics(events: list[dict[str, Any]], slo: Slo, targets: int = 1) -> dict[str, Any]:
+    """A point's measures from its event log (either world's); the utilisation is the mean
+    over ``targets`` targets'."""
     summary = summarise(events)
     requests = [e for e in events if e["event"] == "request"]
     ok = [r for r in requests if not r.get("error")]
@@ -100,7 +101,7 @@ def point_metrics(events: list[dict[str, Any]], slo: Slo) -> dict[str, Any]:
         "ttft_p50_ms": summary["ttft_ms"]["p50"],
         "tpot_p50_ms": summary["tpot_ms"]["p50"],
         "tpot_p95_ms": summary["tpot_ms"]["p95"],
-        "utilisation": min(1.0, busy_s / span) if span and batches else None,
+        "utilisation": min(1.0, busy_s / span / targets) if span and batches else None,
         # emulated edges' rounds the shared real draft drafted (None: no emulated edges)
         "fallback_rounds": (summary.get("replayed_rounds") or {}).get("fallback"),
     }
@@ -225,11 +226,7 @@ class CapacitySweep:
         """The scenario of one point, kept in the results (its paths made absolute)."""
         overrides = Overrides(edges=edges, mode=mode, policy=policy, seed=self.seed, draft=draft)
         raw = apply_overrides(self.raw, overrides, self.base.parent / "capacity.yaml")
-        for group in raw["edges"]:
-            for key in ("trace", "up", "down", "rtt"):
-                spec = group["link"].get(key)
-                if spec and ":" not in spec:
-                    group["link"][key] = str((self.base.parent / spec).resolve())
+        raw = absolute_traces(raw, self.base.parent)
         path = self.out / "scenarios" / f"{label}-{edges}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")

@@ -33,7 +33,7 @@ def _tpot_ms(request: dict[str, Any]) -> float | None:
 
 def plot_run(events: list[dict[str, Any]], path: str | Path, title: str) -> Path:
     """Draw the run's figure into ``path`` (PNG) and return the path."""
-    plt = _pyplot()
+    plt = pyplot()
     rounds = _rounds_by_edge(events)
     start = _start(events)
     tpots: dict[str, list[float]] = defaultdict(list)
@@ -71,7 +71,8 @@ def plot_run(events: list[dict[str, Any]], path: str | Path, title: str) -> Path
     return path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only backend (no display on these machines)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +81,8 @@ def _pyplot():
     return plt
 
 
-def _save(plt: Any, figure: Any, path: Path) -> Path:
+def save_figure(plt: Any, figure: Any, path: Path) -> Path:
+    """Write ``figure`` as a PNG at ``path`` and free it."""
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -108,7 +110,7 @@ def plot_links(
     """Per edge: the path RTT its traces set (access + WAN delays, both ways) and its
     downlink rate over time, with the network part of every measured round trip (round trip
     minus the server's time) on top."""
-    plt = _pyplot()
+    plt = pyplot()
     rounds = _rounds_by_edge(events)
     edges = sorted(links)[:MAX_LINES]
     figure, axes = plt.subplots(len(edges), 1, figsize=(9, 2.6 * len(edges)), squeeze=False)
@@ -147,12 +149,12 @@ def plot_links(
         axis.legend(fontsize=7, loc="upper left")
         axis.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("time since the workload started (s)")
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_gamma(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     """γ chosen per round over time, one panel per world."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(len(worlds), 1, figsize=(9, 3 * len(worlds)), squeeze=False)
     for axis, (world, events) in zip(axes[:, 0], worlds.items(), strict=True):
         start = _start(events)
@@ -170,12 +172,12 @@ def plot_gamma(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
         if axis.has_data():
             axis.legend(fontsize=7, ncol=4)
     axes[-1, 0].set_xlabel("time since the first request (s)")
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_tpot_cdfs(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     """The TPOT distribution of every request, one curve per world."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     for world, events in worlds.items():
         values = np.sort(
@@ -193,7 +195,7 @@ def plot_tpot_cdfs(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     axis.grid(alpha=0.3)
     if axis.has_data():
         axis.legend()
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def acceptance_per_position(events: list[dict[str, Any]]) -> list[float | None]:
@@ -214,7 +216,7 @@ def plot_acceptance(
     worlds: dict[str, list[dict[str, Any]]], profiled: list[float], path: Path
 ) -> Path:
     """Per-position acceptance: as profiled, and as each world's rounds show it."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(range(1, len(profiled) + 1), profiled, "k--", label="profile")
     for world, events in worlds.items():
@@ -227,14 +229,14 @@ def plot_acceptance(
     axis.set_ylim(0, 1.05)
     axis.grid(alpha=0.3)
     axis.legend()
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_policy_ratios(
     results: dict[str, dict[str, dict[str, Any]]], shown: list[str], fixed: list[str], path: Path
 ) -> Path:
     """Each policy's throughput per scenario, relative to the best fixed γ in hindsight."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(results)
     figure, axis = plt.subplots(figsize=(max(8, len(names) * 1.3), 4.5))
     shown = [p for p in shown if all(p in results[name] for name in names)]
@@ -251,12 +253,12 @@ def plot_policy_ratios(
     axis.set_ylabel("throughput / best fixed γ")
     axis.legend(fontsize=7, ncol=4)
     axis.set_title("window policies")
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_gains(validation: dict[str, dict[str, float]], path: Path) -> Path:
     """Predicted (simulator) and measured (emulator) gains of AWC, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(validation)
     figure, axes = plt.subplots(1, 2, figsize=(max(8, len(names) * 2.4), 4), sharey=True)
     for axis, baseline in zip(axes, ("best_fixed", "heuristic"), strict=True):
@@ -269,12 +271,12 @@ def plot_gains(validation: dict[str, dict[str, float]], path: Path) -> Path:
         axis.set_title(f"AWC vs {baseline.replace('_', ' ')}")
     axes[0].set_ylabel("throughput gain %")
     axes[0].legend(fontsize=8)
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_cdf_grid(samples: dict[str, dict[str, list[float]]], xlabel: str, path: Path) -> Path:
     """One panel per case: the empirical CDF of a quantity in each world, overlaid."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = min(4, max(1, len(samples)))
     rows = -(-len(samples) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.8 * rows), squeeze=False)
@@ -297,7 +299,7 @@ def plot_cdf_grid(samples: dict[str, dict[str, list[float]]], xlabel: str, path:
         axis.grid(alpha=0.3)
         if axis.has_data():
             axis.legend(fontsize=7)
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_error_heatmap(
@@ -305,7 +307,7 @@ def plot_error_heatmap(
 ) -> Path:
     """Cases x metrics, coloured by the simulator's relative error (clipped at ±``limit``)
     and labelled with it; blank where a metric has no value."""
-    plt = _pyplot()
+    plt = pyplot()
     cases = list(errors)
     metrics = list(next(iter(errors.values()), {}))
     grid = np.array(
@@ -323,13 +325,13 @@ def plot_error_heatmap(
     axis.set_yticklabels(cases, fontsize=8)
     figure.colorbar(image, label="(simulated - emulated) / emulated")
     axis.set_title("simulator error per case and metric")
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_capacity(points: list[dict[str, Any]], measure: str, ylabel: str, path: Path) -> Path:
     """One measure against the edge count per mode: the simulator's points as lines, the
     emulator's as markers (their own simulations as hollow markers beside them)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     modes = sorted({p["mode"] for p in points})
     colours = dict(zip(modes, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
@@ -369,4 +371,4 @@ def plot_capacity(points: list[dict[str, Any]], measure: str, ylabel: str, path:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     axis.set_title(f"{ylabel} against edges sharing one target")
-    return _save(plt, figure, path)
+    return save_figure(plt, figure, path)

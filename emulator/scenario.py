@@ -415,6 +415,25 @@ def spread_edges(total: int, groups: int) -> list[int]:
     return [total // groups + (i < total % groups) for i in range(groups)]
 
 
+def absolute_traces(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A copy of a parsed scenario whose relative trace paths are made absolute from
+    ``folder`` (the scenario's own), so that it can be written anywhere."""
+    raw = copy.deepcopy(raw)
+    links = [group.get("link") for group in raw.get("edges", []) if isinstance(group, dict)]
+    for link in [*links, raw.get("wan")]:
+        if not isinstance(link, dict):
+            continue
+        for key in TRACE_KEYS:
+            spec = link.get(key)
+            if isinstance(spec, str):
+                fmt, sep, rest = spec.partition(":")
+                if sep and fmt in FORMATS:
+                    link[key] = f"{fmt}:{(folder / rest).resolve()}"
+                else:
+                    link[key] = str((folder / spec).resolve())
+    return raw
+
+
 def _absolute(spec: str) -> str:
     """A trace spec typed on the command line: a relative path is from the working folder."""
     fmt, sep, rest = spec.partition(":")

@@ -37,7 +37,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,7 +60,8 @@ def _held(*signals: signal.Signals) -> Iterator[None]:
 class EventLog:
     """Append-only JSONL writer; thread-safe, flushed after each event.
 
-    ``keep`` also holds the events in memory (for in-process benchmarks and tests);
+    ``keep`` also holds the events in memory (for in-process benchmarks and tests), only
+    those of ``kinds`` where given (a large simulation's requests, not its rounds);
     ``flush_each=False`` leaves flushing to the buffer, for a writer that can simply be run
     again after a crash (the simulator).
     """
@@ -71,9 +72,11 @@ class EventLog:
         process: str,
         keep: bool = False,
         flush_each: bool = True,
+        kinds: Collection[str] | None = None,
     ) -> None:
         self.process = process
         self.keep = keep
+        self.kinds = None if kinds is None else frozenset(kinds)
         self.flush_each = flush_each
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
@@ -88,7 +91,7 @@ class EventLog:
         record = {"event": event, "proc": self.process, "schema": SCHEMA_VERSION, **fields}
         with self._lock, self._signals_held():
             self.written += 1
-            if self.keep:
+            if self.keep and (self.kinds is None or event in self.kinds):
                 self.events.append(record)
             if self._file is not None:
                 self._file.write(orjson.dumps(record, option=JSON_OPTIONS))

@@ -1,6 +1,7 @@
 """Benchmark DSD-Sim: how fast it simulates many edges, on one core.
 
     python scripts/bench_sim.py --edges 1000 --tokens 128 --json
+    python scripts/bench_sim.py --edges 10000 --tokens 128 --targets 4 --json  # and a router
     python scripts/bench_sim.py --sweep --json          # 10, 100, 1,000, 10,000 edges
     python scripts/bench_sim.py --compare-simpy         # the event engine against SimPy
 
@@ -23,7 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emulator.scenario import load_scenario
+import yaml
+
+from emulator.scenario import absolute_traces, load_scenario
 from emulator.sim.engine import Engine
 from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.simulation import SimOptions, Simulation
@@ -39,10 +42,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_one(scenario_path: str, edges: int, tokens: int, policy: str | None) -> dict[str, Any]:
-    scenario = load_scenario(scenario_path)
+def bench_one(
+    scenario_path: str, edges: int, tokens: int, policy: str | None, targets: int = 1
+) -> dict[str, Any]:
     baseline = peak_rss_mb()
     with tempfile.TemporaryDirectory() as folder:
+        scenario = load_scenario(with_targets(Path(scenario_path), targets, Path(folder)))
         log = EventLog(Path(folder) / "events.jsonl", "sim", flush_each=False)
         options = SimOptions(edges=edges, policy=policy, requests_per_edge=1, max_new_tokens=tokens)
         started = time.perf_counter()
@@ -67,9 +72,23 @@ def bench_one(scenario_path: str, edges: int, tokens: int, policy: str | None) -
         "event_log_mb": log_mb,
         "simulated_s": result.simulated_s,
         "requests_done": result.requests_done,
+        "targets": targets,
         "target_wall_s": TARGETS_S.get(edges),
         "cpu": sorted(os.sched_getaffinity(0)),
     }
+
+
+def with_targets(path: Path, targets: int, folder: Path) -> Path:
+    """The scenario with ``targets`` replicas of its target behind its router (each on a
+    share of one core), written beside ``folder``; itself for one."""
+    if targets == 1:
+        return path
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cloud = raw.setdefault("cloud", {})
+    cloud["targets"], cloud["cpu"] = targets, min(1.0, float(cloud.get("cpu", 1.0)))
+    written = folder / path.name
+    written.write_text(yaml.safe_dump(absolute_traces(raw, path.parent)), encoding="utf-8")
+    return written
 
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,6 +104,8 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
             str(args.tokens),
             "--scenario",
             args.scenario,
+            "--targets",
+            str(args.targets),
             "--json",
         ]
         output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
@@ -161,19 +182,22 @@ def main(argv: list[str] | None = None) -> int:
         help="window policy of every edge (default: the scenario's)",
     )
     parser.add_argument("--scenario", default=str(ROOT / "topologies" / "default.yaml"))
+    parser.add_argument(
+        "--targets", type=int, default=1, help="target replicas behind the scenario's router"
+    )
     parser.add_argument("--sweep", action="store_true", help=f"run {SWEEP} edges")
     parser.add_argument("--compare-simpy", action="store_true", help="engine vs SimPy")
     parser.add_argument("--json", action="store_true", help="only the JSON line on stdout")
     args = parser.parse_args(argv)
-    if args.edges < 1 or args.tokens < 1:
-        parser.error("--edges and --tokens must be >= 1")
+    if args.edges < 1 or args.tokens < 1 or not 1 <= args.targets <= 64:
+        parser.error("--edges and --tokens must be >= 1, --targets in 1..64")
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # the targets are for one core
     if args.compare_simpy:
         result = compare_simpy()
     elif args.sweep:
         result = sweep(args)
     else:
-        result = bench_one(args.scenario, args.edges, args.tokens, args.policy)
+        result = bench_one(args.scenario, args.edges, args.tokens, args.policy, args.targets)
         if not args.json:
             for key, value in result.items():
                 print(f"{key:>16}: {value}")

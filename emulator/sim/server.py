@@ -98,6 +98,7 @@ class TargetSim:
     inbox: collections.deque = field(default_factory=collections.deque)
     pending: collections.deque = field(default_factory=collections.deque)
     sessions: dict = field(default_factory=dict)
+    streams: dict = field(default_factory=dict)  # the streaming sessions among them, as opened
     active: int = 0
     busy: bool = False
     timer_at: float = math.inf
@@ -136,6 +137,7 @@ class TargetSim:
                 return
             else:
                 self.sessions.pop(message.edge, None)
+                self.streams.pop(message.edge, None)
                 self.advisor.close(message.edge)
                 message.edge.downlink.send(
                     message.edge.profile.closed_bytes, message.edge.closed, None
@@ -167,8 +169,11 @@ class TargetSim:
 
     def _streaming(self) -> list[tuple[Any, Session]]:
         """The streaming sessions still decoding, the longest open first (as the real
-        server's session table keeps them)."""
-        return [(e, s) for e, s in self.sessions.items() if s.mode != "dsd" and not s.done]
+        server's session table keeps them); kept apart from the DSD sessions, so that a
+        pass of the loop does not walk every session."""
+        for edge in [e for e, s in self.streams.items() if s.done]:
+            del self.streams[edge]
+        return list(self.streams.items())
 
     def _fused_draft(self) -> PairProfile:
         if self.draft_profile is None:
@@ -238,9 +243,11 @@ class TargetSim:
         message.prefill_ms = ends[-1] - message.t_recv
         edge = message.edge
         done = message.max_tokens <= 1
-        self.sessions[edge] = Session(
+        self.sessions[edge] = session = Session(
             message.prompt_tokens + 1, message.max_tokens - 1, done, message.mode, message.gamma
         )
+        if message.mode != "dsd" and not done:
+            self.streams[edge] = session
         self.active += not done and message.mode == "dsd"
         message.t_send = self.engine.now
         edge.downlink.send(edge.profile.opened_bytes, edge.opened, message)
