@@ -31,6 +31,7 @@ from emulator.capacity import (
     MODES,
     SLO_SHARE,
     ModeSpec,
+    Point,
     capacity_edges,
     crossover_edges,
     point_metrics,
@@ -72,24 +73,12 @@ class PlanSettings:
 
 
 @dataclass
-class PlanPoint:
-    """One mode at one edge count on one network: the best of its cases."""
+class PlanPoint(Point):
+    """One mode at one edge count on one network (a simulated capacity point): the best of
+    its cases, with the goodput of each policy tried."""
 
-    network: str
-    mode: str
-    edges: int
-    policy: str
-    requests: int
-    failed: int
-    throughput_tok_s: float | None
-    goodput_tok_s: float | None
-    slo_share: float | None
-    ttft_p50_ms: float | None
-    tpot_p50_ms: float | None
-    tpot_p95_ms: float | None
-    utilisation: float | None
-    wall_s: float
-    fallback_rounds: int | None = None
+    network: str = SCENARIO_NETWORK
+    wall_s: float = 0.0
     tried: dict[str, float | None] = field(default_factory=dict)  # policy -> goodput
 
 
@@ -182,10 +171,11 @@ def best_point(results: list[tuple[PlanCase, dict[str, Any], float]]) -> PlanPoi
         results, key=lambda r: (r[1]["goodput_tok_s"] or 0.0, r[1]["throughput_tok_s"] or 0.0)
     )
     return PlanPoint(
-        case.network,
         case.mode,
         case.edges,
+        "sim",
         case.policy,
+        network=case.network,
         wall_s=sum(r[2] for r in results),
         tried={r[0].policy: r[1]["goodput_tok_s"] for r in results},
         **metrics,
@@ -385,4 +375,5 @@ class CapacityPlan:
 
 
 def _brief(point: PlanPoint) -> dict[str, Any]:
-    return {k: v for k, v in asdict(point).items() if k not in ("network", "mode")}
+    left_out = ("network", "mode", "world", "sim", "results_dir", "draft")
+    return {k: v for k, v in asdict(point).items() if k not in left_out}
