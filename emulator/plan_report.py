@@ -22,7 +22,7 @@ def plot_plan(document: dict[str, Any], measure: str, path: Path) -> Path:
     columns = min(3, len(networks))
     rows = -(-len(networks) // columns)
     figure, axes = plt.subplots(
-        rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False, sharey=True
+        rows, columns, figsize=(4.2 * columns, 3.3 * rows), squeeze=False, sharex=True, sharey=True
     )
     for axis, network in zip(axes.flat, networks, strict=False):
         for mode, result in document["networks"][network]["modes"].items():
@@ -33,6 +33,7 @@ def plot_plan(document: dict[str, Any], measure: str, path: Path) -> Path:
         if measure == "tpot_p50_ms":
             axis.axhline(document["slo"]["tpot_ms"], color="grey", ls="--", lw=0.8)
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
         axis.set_title(network, fontsize=9)
         axis.set_xlabel("edges")
         axis.grid(alpha=0.3)
@@ -90,7 +91,7 @@ def plan_markdown(document: dict[str, Any], notes: list[str]) -> str:
         "A mode's capacity is the most edges swept at which it kept the share above within "
         "the SLOs; `>N` means it still did at the largest count swept. A mode stops being "
         "swept on a network after two counts in a row outside the SLOs with its goodput "
-        "falling (`stopped after`).",
+        "not rising (`stopped after` in plan.json).",
         "",
         "![goodput](goodput.png)",
         "",

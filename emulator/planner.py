@@ -6,8 +6,8 @@ on every edge group) and each edge count, every mode runs: DSD under AWC, DSD at
 fixed γ (each of ``gammas`` tried), cloud-only decoding, and fused (draft and target in the
 cloud) at its best fixed γ. Capacity, goodput and the crossover are the capacity
 experiment's (``emulator.capacity``). A mode stops being swept on a network once it has
-missed the SLOs at two counts in a row with its goodput falling (past its capacity and its
-peak); the counts it skips are said, not guessed.
+missed the SLOs at two counts in a row with its goodput not rising (past its capacity and
+its peak); the counts it skips are said, not guessed.
 
 The points of one edge count run at once, on every local core (processes) or on a Ray
 cluster. Each point is a plain function of its case (``run_case``), so either runs it.
@@ -183,12 +183,12 @@ def best_point(results: list[tuple[PlanCase, dict[str, Any], float]]) -> PlanPoi
 
 
 def past_capacity(points: list[PlanPoint]) -> bool:
-    """Whether a mode's last two points both missed the SLOs with goodput falling."""
+    """Whether a mode's last two points both missed the SLOs, its goodput not rising."""
     if len(points) < 2:
         return False
     before, last = points[-2], points[-1]
     missed = all((p.slo_share or 0.0) < SLO_SHARE for p in (before, last))
-    return missed and (last.goodput_tok_s or 0.0) < (before.goodput_tok_s or 0.0)
+    return missed and (last.goodput_tok_s or 0.0) <= (before.goodput_tok_s or 0.0)
 
 
 Runner = Callable[[PlanSettings, list[PlanCase]], Iterator[tuple[PlanCase, dict[str, Any], float]]]
