@@ -137,17 +137,20 @@ def run_steps(
             "rounds_per_request": sum(r["rounds"] for r in requests) / max(1, len(requests)),
         }
         if rows:
-            row["change"] = {m: _change(row[m], rows[-1][m]) for m in MEASURES}
+            row["change"] = {m: _change(m, row[m], rows[-1][m]) for m in MEASURES}
         rows.append(row)
         say(f"{name}: {step.says}")
     return rows
 
 
-def _change(value: float | None, before: float | None) -> float | None:
-    """The relative change from ``before`` (None where either is missing or zero)."""
-    if value is None or not before:
+def _change(measure: str, value: float | None, before: float | None) -> float | None:
+    """The change from ``before``: relative, but for a share its difference (None where
+    either is missing, or a relative change from zero)."""
+    if value is None or before is None:
         return None
-    return value / before - 1.0
+    if measure == "slo_share":
+        return value - before
+    return value / before - 1.0 if before else None
 
 
 def corrections_markdown(
@@ -160,7 +163,8 @@ def corrections_markdown(
         + (f" at {edges} edges" if edges else "")
         + (f", acceptance a constant {alpha}" if alpha is not None else ""),
         "",
-        "Each step adds one correction to the step above (its change from it in brackets).",
+        "Each step adds one correction to the step above (its change from it in brackets; "
+        "for the share in the SLOs, in percentage points).",
         "",
         header,
         "|---" * 8 + "|",
@@ -172,7 +176,11 @@ def corrections_markdown(
             value = row[measure]
             text = "-" if value is None else format(value, spec)
             delta = change.get(measure)
-            return text if delta is None else f"{text} ({delta:+.0%})"
+            if delta is None:
+                return text
+            if measure == "slo_share":
+                return f"{text} ({100 * delta:+.0f} pt)"
+            return f"{text} ({delta:+.0%})"
 
         lines.append(
             f"| {row['says']} | {cell('throughput_tok_s', '.0f')} | "

@@ -160,6 +160,14 @@ def run_case(settings: PlanSettings, case: PlanCase) -> tuple[PlanCase, dict[str
     return case, metrics, time.perf_counter() - started
 
 
+def modes_for(fixed_rounds: bool) -> list[ModeSpec]:
+    """The modes to plan: all of them, or under DSD-Sim's fixed rounds (which cut a request
+    at its answer over a fixed γ) those with a fixed window."""
+    if not fixed_rounds:
+        return list(MODES)
+    return [spec for spec in MODES if spec.policy is None or spec.policy.startswith("fixed:")]
+
+
 def cases_of(spec: ModeSpec, network: str, edges: int, gammas: Iterable[int]) -> list[PlanCase]:
     policies = [spec.policy] if spec.policy else [f"fixed:{g}" for g in gammas]
     return [PlanCase(network, spec.name, spec.mode, policy, edges) for policy in policies]

@@ -38,7 +38,12 @@ For the simulator alone, a model may name a device this machine cannot run
 ``llama-2-7b@a40`` (VIDUR's GPU tables), or ``llama-3.2-1b@25ms`` (a device the user times).
 Such a pair was never profiled here, so its edge group gives its ``acceptance``: a constant
 ``alpha``, ``first`` and ``decay`` (position i accepted with first x decay^i, given the
-ones before were), or a ``per_position`` list; with the figure's ``source``.
+ones before were), or a ``per_position`` list; with the figure's ``source``. The simulator
+also takes pools of different target models (``cloud.targets: [{model: M, count: N}, ...]``),
+a ``cloud.fanout`` (the targets each edge may be routed to, drawn per edge), and a workload
+drawn per request: ``answer_tokens: {mean, std, min, max}`` (normal, clipped),
+``prompt_tokens: {min, max}`` (uniform) and ``arrival: {think_time_ms: {mean, cv, min}}``
+(a closed loop pausing a lognormal think time before each request).
 
 Relative paths are relative to the scenario file. Everything is validated on load, before
 any namespace exists; errors name the file and the key.
@@ -211,7 +216,8 @@ class Scenario:
 
     def simulator_only(self) -> str | None:
         """Why only the simulator can run this scenario (a model on a device this machine
-        cannot run, an acceptance given rather than measured), or None."""
+        cannot run, an acceptance given rather than measured, pools of different target
+        models, a fanout, a workload drawn per request), or None."""
         models = [*self.cloud.target_models, self.cloud.draft or ""] + [g.draft for g in self.edges]
         on_device = [m for m in models if is_device_spec(m)]
         if on_device:
@@ -714,7 +720,7 @@ def _workload(reader: _Reader, base: Path) -> Workload:
         think_reader = arrival_reader.child("think_time_ms", None)
         if think_reader is not None:
             think = ThinkTime(
-                think_reader.number("mean", ..., 0.0, 3.6e6),
+                think_reader.number("mean", ..., 1e-3, 3.6e6),
                 think_reader.number("cv", 0.0, 0.0, 10.0),
                 think_reader.number("min", 0.0, 0.0, 3.6e6),
             )

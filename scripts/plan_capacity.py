@@ -29,13 +29,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from emulator.capacity import MODES
 from emulator.plan_report import MEASURES, best_mode, plan_markdown, plot_plan
 from emulator.planner import (
     PLAN_EDGES,
     PLAN_GAMMAS,
     CapacityPlan,
     local_runner,
+    modes_for,
     plan_settings,
     ray_runner,
 )
@@ -104,7 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fixed-rounds",
         action="store_true",
-        help="DSD-Sim's semantics: requests end after ceil(answer / γ) rounds",
+        help="DSD-Sim's semantics: DSD requests end after ceil(answer / γ) rounds (the modes "
+        "with a fixed window only)",
     )
     parser.add_argument(
         "--profile", help="one profile JSON for every pair (default: as the scenario names them)"
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ScenarioError, ValueError, OSError) as exc:
         print(f"plan_capacity: error: {exc}", file=sys.stderr)
         return 2
-    plan = CapacityPlan(args.scenario.resolve(), out, settings, args.edges, args.gammas, MODES)
+    modes = modes_for(args.fixed_rounds)
+    plan = CapacityPlan(args.scenario.resolve(), out, settings, args.edges, args.gammas, modes)
     say = lambda text: print(f"plan_capacity: {text}", file=sys.stderr, flush=True)  # noqa: E731
     say(f"networks {', '.join(settings.networks)}; edges {args.edges}; results in {out}")
     status, started = 0, time.perf_counter()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli import run_script
 from test_sim import rounds_of, synthetic_profile
 
 from emulator.scenario import AcceptanceSpec, ScenarioError, load_scenario
@@ -270,3 +271,16 @@ def test_a_gpu_pair_simulates_at_its_modelled_forward_times(tmp_path: Path) -> N
     step = draft.forward([(1, 512)]).total_ms
     assert 15.0 < step < 30.0  # a 7B model's weights at the A40's bandwidth, about
     json.dumps(record)  # results can carry it
+
+
+@needs_vidur
+def test_gpu_times_prints_each_part_and_says_what_is_modelled() -> None:
+    done = run_script("gpu_times.py", "llama-2-70b@h100:tp4", "--context", "100", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    decode = next(r for r in rows if r["shape"] == "decode 1 row")
+    expected = GpuModel("llama-2-70b", "h100", 4).forward([(1, 100)])
+    assert decode["total_ms"] == pytest.approx(expected.total_ms)
+    assert "modelled, not measured" in done.stdout
+    bad = run_script("gpu_times.py", "phone@20ms")
+    assert bad.returncode == 2 and "MODEL@GPU" in bad.stderr and "Traceback" not in bad.stderr

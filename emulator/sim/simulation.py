@@ -60,7 +60,7 @@ class SimOptions:
     cpu_plan: dict[str, str] | None = None
     # the ``speed`` events of an emulated run: the profile is scaled to each host's speed
     speed_probes: list[dict] | None = None
-    # DSD-Sim's semantics, for comparison: requests end after ceil(budget / γ) rounds
+    # DSD-Sim's semantics, for comparison: DSD requests end after ceil(budget / γ) rounds
     fixed_rounds: bool = False
 
 
@@ -170,7 +170,7 @@ class Simulation:
         first_draft = hosts[0][1].draft
         self.pools = by_model = {cloud.model: target_profile} | {
             model: self._profile(first_draft, acceptance.get(first_draft), model)
-            for model in set(cloud.target_models) - {cloud.model}
+            for model in sorted(set(cloud.target_models) - {cloud.model})
         }
         self.targets = [
             TargetSim(
@@ -229,7 +229,7 @@ class Simulation:
                 prompt_lengths=draws.prompt_tokens,
                 think_ms=draws.think_ms,
                 fixed_rounds_gamma=self._fixed_rounds_gamma(group)
-                if options.fixed_rounds
+                if options.fixed_rounds and group.mode == "dsd"
                 else None,
             )
             self.edges.append(edge)
