@@ -314,6 +314,8 @@ class CapacityPlan:
         self.wall_s = 0.0
 
     def run(self, runner: Runner, say: Callable[[str], None] = print) -> None:
+        """Every edge count in turn, its cases at once on ``runner``; modes past their
+        capacity are left out of the counts after."""
         started = time.perf_counter()
         for edges in self.edge_counts:
             live = [

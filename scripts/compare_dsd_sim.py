@@ -42,6 +42,10 @@ def probability(text: str) -> float:
     return value
 
 
+def say(text: str) -> None:
+    print(f"compare_dsd_sim: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", type=Path, default=TOPOLOGIES / "dsd-paper.yaml")
@@ -54,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="last line: the steps as JSON")
     args = parser.parse_args(argv)
     out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-corrections"
-    say = lambda text: print(f"compare_dsd_sim: {text}", file=sys.stderr, flush=True)  # noqa: E731
     try:
         for path in (args.scenario, args.traces):
             if not path.is_file():

@@ -34,6 +34,7 @@ from emulator.planner import (
     PLAN_EDGES,
     PLAN_GAMMAS,
     CapacityPlan,
+    PlanSettings,
     local_runner,
     modes_for,
     plan_settings,
@@ -120,6 +121,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def say(text: str) -> None:
+    print(f"plan_capacity: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_signals()
@@ -146,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     modes = modes_for(args.fixed_rounds)
     plan = CapacityPlan(args.scenario.resolve(), out, settings, args.edges, args.gammas, modes)
-    say = lambda text: print(f"plan_capacity: {text}", file=sys.stderr, flush=True)  # noqa: E731
     say(f"networks {', '.join(settings.networks)}; edges {args.edges}; results in {out}")
     status, started = 0, time.perf_counter()
     try:
@@ -182,16 +186,19 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def notes(settings, args: argparse.Namespace) -> list[str]:
+def notes(settings: PlanSettings, args: argparse.Namespace) -> list[str]:
     """What a reader of plan.md needs beside the table: where the figures come from."""
+    requests = args.requests or settings.raw.get("workload", {}).get("requests_per_edge", 2)
     lines = [
-        "Every point is simulated (DSD-Sim calibrated from profiles); none is emulated.",
-        f"Requests per edge: {args.requests or 'the scenario s'}; the scenario's own "
-        "workload otherwise.",
+        "Every point is simulated (DSD-Sim, calibrated from profiles); none is emulated.",
+        f"Each edge is one user with {requests} request(s), under the scenario's workload.",
     ]
     if args.fixed_rounds:
-        lines.append("DSD-Sim's fixed-round semantics: requests end after ceil(answer / γ) rounds.")
-    if any("@" in str(v) for v in json.dumps(settings.raw).split('"')):
+        lines.append(
+            "DSD-Sim's fixed-round semantics: DSD requests end after ceil(answer / γ) rounds, "
+            "credited their whole answer."
+        )
+    if "@" in json.dumps(settings.raw):
         lines.append(
             "Models on GPUs are priced from VIDUR's published operator tables; attention over "
             "the KV cache and the LM head are modelled (rooflines at vendor bandwidth and "

@@ -227,7 +227,9 @@ def test_only_the_simulator_runs_a_device_scenario(tmp_path: Path) -> None:
 
 
 def test_a_pair_no_one_profiled_needs_its_acceptance() -> None:
-    local = lambda target, draft: PairProfile(synthetic_profile(), "local")  # noqa: E731
+    def local(target: str, draft: str) -> PairProfile:
+        return PairProfile(synthetic_profile(), "local")
+
     with pytest.raises(CalibrationError, match="give the edge group's acceptance"):
         composed_profile("smollm2", "phone@25ms", None, local)
     given = AcceptanceSpec((0.6,), "a guess")
@@ -284,3 +286,21 @@ def test_gpu_times_prints_each_part_and_says_what_is_modelled() -> None:
     assert "modelled, not measured" in done.stdout
     bad = run_script("gpu_times.py", "phone@20ms")
     assert bad.returncode == 2 and "MODEL@GPU" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@needs_vidur
+def test_a_draft_as_profiled_here_drafts_for_a_gpu_target() -> None:
+    """An edge group drafting on this machine (its profiled times) for a target on a GPU:
+    the draft's times are the local profile's, the verification the GPU model's."""
+
+    def local(target: str, draft: str) -> PairProfile:
+        assert (target, draft) == ("smollm2", "int8")  # the draft's own pair, run here
+        return PairProfile(synthetic_profile(step_ms=10.0), "local")
+
+    given = AcceptanceSpec((0.7,), "a guess")
+    profile = composed_profile("llama-2-70b@h100:tp4", "int8", given, local)
+    assert profile.draft_ms(4, 256) == pytest.approx(40.0)
+    expected = GpuModel("llama-2-70b", "h100", 4).forward([(5, 512)] * 4).total_ms
+    assert profile.verify_ms(4, 5, 512) == pytest.approx(expected)
+    record = profile.record()
+    assert "this machine" in record["devices"]["draft"] and record["modelled"]
