@@ -66,12 +66,10 @@ def test_a_planned_point_is_its_case_simulated(tmp_path: Path) -> None:
     settings = plan.settings
     assert settings.slo == Slo(400, 40)  # the scenario's own objectives
     for point in plan.points:
-        case = PlanCase(point.network, point.mode, "", point.policy, point.edges)
         mode = next(spec.mode for spec in MODES if spec.name == point.mode)
+        case = PlanCase(point.network, point.mode, mode, point.policy, point.edges)
         path = tmp_path / "direct.yaml"
-        path.write_text(
-            yaml.safe_dump(case_raw(settings, PlanCase(**{**asdict(case), "edge_mode": mode})))
-        )
+        path.write_text(yaml.safe_dump(case_raw(settings, case)))
         log = EventLog(None, "sim", keep=True)
         Simulation(
             load_scenario(path), log, SimOptions(edges=point.edges, profile=settings.profile)
