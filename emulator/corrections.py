@@ -127,7 +127,9 @@ def run_steps(
         objectives = slo or loaded.slo or Slo()
         log = EventLog(None, "sim", keep=True, flush_each=False, kinds=("request", "batch"))
         options = SimOptions(edges=edges, fixed_rounds=step.fixed_rounds)
-        Simulation(loaded, log, options).run()
+        simulation = Simulation(loaded, log, options)
+        simulation.run()
+        records = simulation.calibration().values()
         measures = point_metrics(log.events, objectives, targets=loaded.cloud.targets)
         requests = [e for e in log.events if e["event"] == "request" and not e.get("error")]
         row = {
@@ -135,6 +137,7 @@ def run_steps(
             "says": step.says,
             **{m: measures[m] for m in MEASURES},
             "rounds_per_request": sum(r["rounds"] for r in requests) / max(1, len(requests)),
+            "modelled": sorted({part for record in records for part in record.get("modelled", [])}),
         }
         if rows:
             row["change"] = {m: _change(m, row[m], rows[-1][m]) for m in MEASURES}
@@ -188,4 +191,7 @@ def corrections_markdown(
             f"{cell('ttft_p50_ms', '.0f')} | {cell('tpot_p50_ms', '.1f')} | "
             f"{cell('tpot_p95_ms', '.1f')} | {row['rounds_per_request']:.1f} |"
         )
+    modelled = sorted({part for row in rows for part in row["modelled"]})
+    if modelled:
+        lines += ["", "Modelled, not measured:", *[f"- {part}" for part in modelled]]
     return "\n".join(lines) + "\n"

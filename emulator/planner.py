@@ -38,6 +38,7 @@ from emulator.capacity import (
 )
 from emulator.scenario import Slo, absolute_traces, load_scenario
 from emulator.sim.device_spec import is_device_spec, parse_device_spec
+from emulator.sim.gpu_model import MODELLED
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.recorded import recorded_links
 from runtime.events import EventLog
@@ -120,6 +121,16 @@ def fused_draft(raw: dict[str, Any]) -> str:
         gpu = parse_device_spec(target).gpu
         return f"{parse_device_spec(draft).model}@{gpu}"
     return draft
+
+
+def on_gpus(raw: dict[str, Any]) -> bool:
+    """Whether a scenario names a model on a GPU (priced in part by a model, not a table)."""
+    cloud = raw.get("cloud", {})
+    pools = cloud.get("targets")
+    models = [p.get("model", "") for p in pools] if isinstance(pools, list) else []
+    models += [cloud.get("model", ""), cloud.get("draft") or ""]
+    models += [str(group.get("draft", "")) for group in raw["edges"]]
+    return any(is_device_spec(m) and parse_device_spec(m).gpu for m in models)
 
 
 def case_raw(settings: PlanSettings, case: PlanCase) -> dict[str, Any]:
@@ -379,6 +390,7 @@ class CapacityPlan:
             "gammas": self.gammas,
             "requests_per_edge": self.settings.requests_per_edge,
             "fixed_rounds": self.settings.fixed_rounds,
+            "modelled": list(MODELLED) if on_gpus(self.settings.raw) else [],
             "networks": networks,
             "wall_s": self.wall_s,
         }

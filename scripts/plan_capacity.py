@@ -37,6 +37,7 @@ from emulator.planner import (
     PlanSettings,
     local_runner,
     modes_for,
+    on_gpus,
     plan_settings,
     ray_runner,
 )
@@ -198,7 +199,7 @@ def notes(settings: PlanSettings, args: argparse.Namespace) -> list[str]:
             "DSD-Sim's fixed-round semantics: DSD requests end after ceil(answer / γ) rounds, "
             "credited their whole answer."
         )
-    if "@" in json.dumps(settings.raw):
+    if on_gpus(settings.raw):
         lines.append(
             "Models on GPUs are priced from VIDUR's published operator tables; attention over "
             "the KV cache and the LM head are modelled (rooflines at vendor bandwidth and "
@@ -213,6 +214,7 @@ def summary(document: dict, out: Path) -> dict:
         "results_dir": str(out),
         "wall_s": document["wall_s"],
         "slo": document["slo"],
+        "modelled": document["modelled"],
         "networks": {
             network: {
                 "crossover_edges": result["crossover_edges"],

@@ -79,4 +79,5 @@ def test_the_comparison_command_reports_every_step(tmp_path: Path) -> None:
     fixed, budget = steps[0], steps[1]
     assert fixed["rounds_per_request"] < 0.5 * budget["rounds_per_request"]
     assert fixed["throughput_tok_s"] > 1.5 * budget["throughput_tok_s"]
-    assert (Path(summary["results_dir"]) / "corrections.md").is_file()
+    assert all(any("attention" in part for part in s["modelled"]) for s in steps)
+    assert "Modelled, not measured" in (Path(summary["results_dir"]) / "corrections.md").read_text()

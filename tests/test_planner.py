@@ -144,6 +144,7 @@ def test_the_planner_command_end_to_end(tmp_path: Path) -> None:
     network = summary["networks"]["scenario"]
     assert set(network["modes"]) == {spec.name for spec in MODES}
     assert "crossover_edges" in network and summary["wall_s"] > 0
+    assert summary["modelled"] == []  # a profile measured (here: given), nothing modelled
     assert all("capacity_edges" in m and m["points"] for m in network["modes"].values())
     out = Path(summary["results_dir"])
     for name in ("plan.md", "plan.json", "goodput.png", "tpot.png"):
