@@ -22,11 +22,12 @@ from emulator.cleanup import cleanup, find_leftovers
 from emulator.scenario import Overrides, load_scenario
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
+from emulator.traces.recorded import SHARED_TRACES
 from runtime.events import read_events
 from runtime.machine import fingerprint
 from runtime.profile_store import cached_profile_path
 
-SHARED = ROOT.parent / "shared" / "traces"
+SHARED = SHARED_TRACES
 SCRIPT = ROOT / "scripts" / "run_topology.py"
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli import ROOT
 from cli import run_script as run
 
-SHARED = ROOT.parent / "shared" / "traces"
+from emulator.traces.recorded import SHARED_TRACES
+
+SHARED = SHARED_TRACES
 
 
 def test_generate_stats_and_plot(tmp_path) -> None:

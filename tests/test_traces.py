@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -14,9 +17,10 @@ from emulator.traces.csvio import read_trace, write_trace
 from emulator.traces.generator import PROFILES, generate
 from emulator.traces.importers import import_trace, load_trace
 from emulator.traces.linktrace import LinkTrace, TraceError, combine
+from emulator.traces.recorded import SHARED_TRACES
 from emulator.traces.stats import summarise_trace
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "traces"
+SHARED = SHARED_TRACES
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason="recorded traces (../shared/traces) are not present"
 )
@@ -236,3 +240,27 @@ def test_mecperf_rtt_is_close_to_the_samples() -> None:
     stats = summarise_trace(load_trace(str(path)))
     assert stats["rtt_ms_p50"] == pytest.approx(np.median(samples), rel=0.1)
     assert "cloud observer" in load_trace(str(path)).meta["derived"]
+
+
+def test_the_data_beside_the_project_can_lie_elsewhere(tmp_path) -> None:
+    """``DSD_EMU_TRACES`` and ``DSD_EMU_VIDUR`` move the recorded traces and VIDUR's tables:
+    an empty folder there is as good as none."""
+    code = (
+        "from emulator.traces.recorded import SHARED_TRACES, recorded_links; "
+        "from emulator.sim.vidur import SHARED_VIDUR; "
+        "print(SHARED_TRACES, SHARED_VIDUR, len(recorded_links()))"
+    )
+    env = {
+        **os.environ,
+        "DSD_EMU_TRACES": str(tmp_path / "t"),
+        "DSD_EMU_VIDUR": str(tmp_path / "v"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.stdout.split() == [str(tmp_path / "t"), str(tmp_path / "v"), "0"]

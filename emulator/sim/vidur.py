@@ -11,6 +11,7 @@ in these tables: ``emulator.sim.gpu_model`` models them.
 from __future__ import annotations
 
 import csv
+import os
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from pathlib import Path
 
 from runtime.interpolation import interpolate
 
-SHARED_VIDUR = Path(__file__).resolve().parents[3] / "shared" / "vidur"
+# ``DSD_EMU_VIDUR`` where VIDUR's profiles lie elsewhere
+SHARED_VIDUR = Path(
+    os.environ.get("DSD_EMU_VIDUR") or Path(__file__).resolve().parents[3] / "shared" / "vidur"
+)
 
 # per-layer operators in mlp.csv (``emb`` is once per forward, not per layer); a table has
 # those its model's layer runs (phi-2's parallel attention and MLP share one norm)

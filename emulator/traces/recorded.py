@@ -5,9 +5,13 @@ made of other recordings of it. Nothing here is copied into the project."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-SHARED_TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
+# ``DSD_EMU_TRACES`` where the recorded traces lie elsewhere
+SHARED_TRACES = Path(
+    os.environ.get("DSD_EMU_TRACES") or Path(__file__).resolve().parents[3] / "shared" / "traces"
+)
 
 
 def recorded_links(folder: Path = SHARED_TRACES) -> dict[str, dict[str, str]]:
