@@ -7,6 +7,7 @@ imports and calls exactly these, never a copy.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -189,7 +190,8 @@ class Oracle:
         """Nothing to learn: it is told the future."""
 
 
-LEARNED_WEIGHTS = Path(__file__).with_name("awc_learned.json")
+# package data (pyproject.toml), so that an installed runtime finds it too
+LEARNED_WEIGHTS = Path(str(importlib.resources.files("runtime") / "awc_learned.json"))
 
 
 @functools.cache
