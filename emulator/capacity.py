@@ -85,7 +85,7 @@ class Point:
 def point_metrics(events: list[dict[str, Any]], slo: Slo, targets: int = 1) -> dict[str, Any]:
     """A point's measures from its event log (either world's); the utilisation is the mean
     over ``targets`` targets'."""
-    summary = summarise(events)
+    summary = summarise(events, per_edge=False)
     requests = [e for e in events if e["event"] == "request"]
     ok = [r for r in requests if not r.get("error")]
     met = [r for r in ok if _meets(r, slo)]

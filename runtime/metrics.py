@@ -90,8 +90,9 @@ def _replayed(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def summarise(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Overall and per-edge metrics from the events of one run (any number of processes)."""
+def summarise(events: Iterable[dict[str, Any]], per_edge: bool = True) -> dict[str, Any]:
+    """Overall and (``per_edge``) per-edge metrics from the events of one run (any number of
+    processes); a sweep's point of 10,000 edges needs only the overall."""
     requests: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
     processes = []
@@ -106,8 +107,9 @@ def summarise(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     all_requests = [r for group in requests.values() for r in group]
     all_rounds = [r for group in rounds.values() for r in group]
     overall = _summarise_group(all_requests, all_rounds)
-    edges = sorted(set(requests) | set(rounds))
-    overall["per_edge"] = {e: _summarise_group(requests[e], rounds[e]) for e in edges}
+    if per_edge:
+        edges = sorted(set(requests) | set(rounds))
+        overall["per_edge"] = {e: _summarise_group(requests[e], rounds[e]) for e in edges}
     overall["processes"] = processes
     return overall
 
