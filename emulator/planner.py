@@ -83,14 +83,22 @@ class PlanPoint(Point):
     tried: dict[str, float | None] = field(default_factory=dict)  # policy -> goodput
 
 
+def target_models(raw: dict[str, Any]) -> list[str]:
+    """Each target's model in a parsed scenario: its pools', or the cloud's model replicated
+    (as ``emulator.scenario`` reads them)."""
+    cloud = raw.get("cloud", {})
+    pools = cloud.get("targets")
+    if isinstance(pools, list):
+        return [str(p.get("model", "")) for p in pools for _ in range(int(p.get("count", 1)))]
+    return [str(cloud.get("model", "smollm2"))] * int(pools or 1)
+
+
 def retargeted(raw: dict[str, Any], target: str | None, targets: int | None) -> dict[str, Any]:
     """The scenario with ``targets`` targets of model ``target`` (either kept where None)."""
     raw = copy.deepcopy(raw)
     cloud = raw.setdefault("cloud", {})
     pools = cloud.get("targets")
-    count = targets or (
-        sum(int(p.get("count", 1)) for p in pools) if isinstance(pools, list) else pools or 1
-    )
+    count = targets or len(target_models(raw))
     if target is None and targets is None:
         return raw
     if target is None:
@@ -114,9 +122,7 @@ def fused_draft(raw: dict[str, Any]) -> str:
     """The model a fused cloud drafts with: the first group's draft, on the first target's
     GPU where the targets run on GPUs (a fused draft shares its target's device)."""
     draft = str(raw["edges"][0].get("draft", "int8"))
-    cloud = raw.get("cloud", {})
-    pools = cloud.get("targets")
-    target = pools[0]["model"] if isinstance(pools, list) else cloud.get("model", "smollm2")
+    target = target_models(raw)[0]
     if is_device_spec(target) and is_device_spec(draft):
         gpu = parse_device_spec(target).gpu
         return f"{parse_device_spec(draft).model}@{gpu}"
@@ -125,10 +131,7 @@ def fused_draft(raw: dict[str, Any]) -> str:
 
 def on_gpus(raw: dict[str, Any]) -> bool:
     """Whether a scenario names a model on a GPU (priced in part by a model, not a table)."""
-    cloud = raw.get("cloud", {})
-    pools = cloud.get("targets")
-    models = [p.get("model", "") for p in pools] if isinstance(pools, list) else []
-    models += [cloud.get("model", ""), cloud.get("draft") or ""]
+    models = [*target_models(raw), raw.get("cloud", {}).get("draft") or ""]
     models += [str(group.get("draft", "")) for group in raw["edges"]]
     return any(is_device_spec(m) and parse_device_spec(m).gpu for m in models)
 
@@ -380,7 +383,7 @@ class CapacityPlan:
                     }
                     for mode, points in by_mode.items()
                 },
-                "crossover_edges": crossover_edges(by_mode),  # type: ignore[arg-type]
+                "crossover_edges": crossover_edges(by_mode),
             }
         return {
             "scenario": str(self.scenario),

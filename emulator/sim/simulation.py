@@ -38,7 +38,7 @@ from emulator.sim.server import TargetSim
 from runtime.arrivals import poisson_offsets, random_stream
 from runtime.cpuquota import PERIOD_MS, CpuQuota
 from runtime.events import EventLog
-from runtime.policies import BatchingPolicy, WindowPolicy
+from runtime.policies import BatchingPolicy, Fixed, WindowPolicy
 from runtime.routing import SessionTable, make_router
 
 PolicyFactory = Callable[[str], WindowPolicy]
@@ -93,6 +93,13 @@ def quota_phase_ms(seed: int, host: str) -> float:
     """Where a host's quota periods begin (the kernel's timer, unrelated to the run); an
     emulated edge is given the same (``runtime.replay_draft``)."""
     return random_stream(seed, f"{host}-cpu").uniform(0.0, PERIOD_MS)
+
+
+def fixed_rounds_gamma(policy: WindowPolicy, spec: str) -> int:
+    """The γ an edge's requests are cut at under DSD-Sim's fixed rounds: its fixed one."""
+    if not isinstance(policy, Fixed) or policy.gamma < 1:
+        raise ValueError(f"fixed rounds need a fixed window (fixed:N), not {spec}")
+    return policy.gamma
 
 
 def plan_edges(scenario: Scenario, total: int | None) -> list[tuple[str, EdgeGroup]]:
@@ -208,11 +215,13 @@ class Simulation:
             rng = random_stream(seed, host)  # the edge's acceptance draws and its access link
             up, down = self._link_pair(group.link, rng)
             draws = request_draws(workload, requests, seed, host)
+            spec = options.policy or group.policy
+            policy = policy_factory(spec)
             edge = EdgeSim(
                 name=host,
                 engine=self.engine,
                 profile=profile,
-                policy=policy_factory(options.policy or group.policy),
+                policy=policy,
                 cpu=self._edge_cpu(host, cpu_share(group.cpu, profile.threads), seed, profile),
                 speed=group.speed if group.replay else self.speeds.get(host, 1.0),
                 uplink=SimPath(self.engine, [up] + ([wan_up] if wan_up else [])),
@@ -228,7 +237,7 @@ class Simulation:
                 answer_tokens=draws.answer_tokens,
                 prompt_lengths=draws.prompt_tokens,
                 think_ms=draws.think_ms,
-                fixed_rounds_gamma=self._fixed_rounds_gamma(group)
+                fixed_rounds_gamma=fixed_rounds_gamma(policy, spec)
                 if options.fixed_rounds and group.mode == "dsd"
                 else None,
             )
@@ -366,14 +375,6 @@ class Simulation:
         if key not in self._schedules:
             self._schedules[key] = LinkSchedule(spec.trace, direction)
         return self._schedules[key]
-
-    def _fixed_rounds_gamma(self, group: EdgeGroup) -> int:
-        """The γ a group's requests are cut at under DSD-Sim's fixed rounds: its fixed one."""
-        policy = self.options.policy or group.policy
-        name, _, value = policy.partition(":")
-        if name != "fixed" or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"fixed rounds need a fixed window (fixed:N), not {policy}")
-        return int(value)
 
     def _schedule_arrivals(self, edge: EdgeSim, requests: int, seed: int, start_ms: float) -> None:
         workload = self.scenario.workload
