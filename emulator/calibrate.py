@@ -5,25 +5,30 @@ another CPU (other kernels, other instruction sets) does not carry over by one s
 since prefill, single-token steps and batched verification scale differently. So every
 tool that simulates a run of this machine asks here first; the first time, the pair is
 profiled (the quick grid, a few minutes) in a child process pinned as the emulator pins the
-target, and kept under ``DSD_EMU_CACHE/profiles/<fingerprint>/``. The committed
-``profiles/`` stay as the documented reference of the machine that made them.
+target, and kept under ``DSD_EMU_CACHE/profiles/<fingerprint>/``. The committed reference
+profiles (``emulator/sim/reference_profiles/``) stay as the documented reference of the
+machine that made them, used here only where no model can run (an install without the
+``models`` extra), and then said.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-from emulator.sim.calibration import CalibrationError, PairProfile, read_profile
+from emulator.sim.calibration import (
+    CalibrationError,
+    PairProfile,
+    read_profile,
+    reference_profile,
+)
 from runtime.machine import describe, fingerprint, fingerprint_id
 from runtime.profile_store import PROFILE_VERSION, cached_profile_path
 
-ROOT = Path(__file__).resolve().parents[1]
-PROFILER = ROOT / "scripts" / "profile_models.py"
 # measured: 3 min 0 s on one development machine, 6 min 45 s and 7 min 9 s on another
 QUICK_MINUTES = "5 to 15"
 
@@ -41,6 +46,19 @@ def cached_machine_profile(target: str, draft: str, threads: int = 1) -> PairPro
         return None
     current = profile.version == PROFILE_VERSION  # an older one lacks what is measured now
     return profile if current and profile.fingerprint == machine else None
+
+
+def _reference_instead(target: str, draft: str, say: Callable[[str], None]) -> PairProfile:
+    """Where this install cannot run a model, the committed reference profile, named as
+    another machine's: its times are that machine's, not this one's."""
+    profile = reference_profile(target, draft)
+    say(
+        f"no torch here to profile {target} / {draft} on this machine: using the committed "
+        f"reference profile {profile.source} (another machine's compute times, measured "
+        f"{profile.data['conditions'].get('measured', 'earlier')}); pip install "
+        "'dsd-emu[models]' to measure this one"
+    )
+    return profile
 
 
 def profile_cpu() -> str:
@@ -65,6 +83,8 @@ def machine_profile(
         found = cached_machine_profile(target, draft, threads)
         if found is not None:
             return found
+        if importlib.util.find_spec("torch") is None:
+            return _reference_instead(target, draft, say)
         say(
             f"no profile (version {PROFILE_VERSION}) of {target} / {draft} was measured on this "
             f"machine ({describe(machine)}; "
@@ -73,7 +93,9 @@ def machine_profile(
         )
         command = [
             sys.executable,
-            str(PROFILER),
+            "-m",
+            "emulator.cli.main",
+            "profile",
             "--quick",
             "--target",
             target,
@@ -86,7 +108,7 @@ def machine_profile(
             "-o",
             str(path),
         ]
-        done = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, check=False)
         if done.returncode != 0:
             raise CalibrationError(
                 f"profiling {target} / {draft} failed (exit {done.returncode}); run "

@@ -36,6 +36,7 @@ from emulator.capacity import (
     crossover_edges,
     point_metrics,
 )
+from emulator.paths import SOURCE_TREE
 from emulator.scenario import Slo, absolute_traces, load_scenario
 from emulator.sim.device_spec import is_device_spec, parse_device_spec
 from emulator.sim.gpu_model import MODELLED
@@ -237,7 +238,7 @@ def ray_runner(address: str) -> Runner:
         import ray
     except ImportError as exc:
         raise ValueError("--ray needs Ray: pip install -e '.[plan]'") from exc
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(SOURCE_TREE)
     env = {"env_vars": {"PYTHONPATH": root}}
     if not ray.is_initialized():
         if address == "local":

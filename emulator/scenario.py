@@ -287,6 +287,10 @@ class _Reader:
         value = self.get(name, dict, default)
         return None if value is None else _Reader(value, self.key(name), self.file)
 
+    def section(self, name: str) -> _Reader:
+        """An optional mapping, read as empty where it is absent."""
+        return _Reader(self.get(name, dict, {}), self.key(name), self.file)
+
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
@@ -519,7 +523,7 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
     shaper = top.get("shaper", str, None)
     if shaper not in (None, "netem", "delayline"):
         raise top.fail("shaper", "must be netem, delayline or empty (probe)")
-    cloud = _cloud(top.child("cloud", {}))
+    cloud = _cloud(top.section("cloud"))
     edges_raw = top.get("edges", list)
     if not edges_raw:
         raise top.fail("edges", "needs at least one edge group")
@@ -536,7 +540,7 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
         raise top.fail("edges", f"edge host {taken[0]} would take a cloud host's name")
     wan_reader = top.child("wan", None)
     wan = _link(wan_reader, base) if wan_reader is not None else None
-    workload = _workload(top.child("workload", {}), base)
+    workload = _workload(top.section("workload"), base)
     slo_reader = top.child("slo", None)
     slo = None
     if slo_reader is not None:
@@ -552,7 +556,7 @@ def load_scenario(path: str | Path, overrides: Overrides | None = None) -> Scena
 
 def _cloud(reader: _Reader) -> CloudSpec:
     cores = os.cpu_count() or 1
-    batching = reader.child("batching", {})
+    batching = reader.section("batching")
     model = reader.get("model", str, "smollm2")
     targets, target_models = _target_pools(reader, model)
     spec = CloudSpec(

@@ -37,11 +37,11 @@ from runtime.arrivals import poisson_offsets
 from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
 from runtime.model_names import DEFAULT_DRAFT, DEFAULT_TARGET, replayed_draft
-from runtime.observations import BATCH_REPORT_FIELDS, observation_from_round
+from runtime.observations import observation_from_round
 from runtime.policies import WindowPolicy, make_window_policy
 from runtime.process import parse_cpus, pin, resource_report, stop_on_signals
 from runtime.prompts import load_prompts
-from runtime.proposal import Drafter, Proposal
+from runtime.proposal import Drafter
 from runtime.replay_draft import (
     DraftServiceClient,
     EdgeClock,
@@ -49,6 +49,7 @@ from runtime.replay_draft import (
     ReplayError,
     ReplayTables,
 )
+from runtime.rounds import DraftedRound, RoundRecord, Verdict
 from runtime.sampling import SamplingParams, truncate_emitted
 from runtime.security import ClientSecurity, SecurityError
 from runtime.transport import wait_readable
@@ -108,6 +109,25 @@ def real_drafters(draft: LoadedModel, params: SamplingParams) -> DrafterFactory:
     return lambda prompt, session: DraftState(draft, params, params.seed + 1)
 
 
+@dataclass
+class EdgeSettings:
+    """How an edge client runs its requests: its name in the logs, its window policy and
+    sampling, where it logs, how long it waits for a reply (and for the CPU, spinning), its
+    CURVE keys, each request's deadline, and how often and how soon it re-opens a session
+    after the target was lost."""
+
+    edge: str = "edge0"
+    policy: WindowPolicy | None = None  # None: fixed:4
+    params: SamplingParams = field(default_factory=SamplingParams)
+    log: EventLog | None = None  # None: events are kept nowhere
+    timeout_s: float = 60.0
+    spin_ms: float = 0.0
+    security: ClientSecurity | None = None
+    deadline_s: float | None = None
+    retries: int = 0
+    backoff_s: float = 0.5
+
+
 class EdgeClient:
     """Runs requests one after another (closed loop) against a target server. The draft is
     a loaded model (``draft``) or, for an emulated edge, ``drafters`` and its ``eos_ids``."""
@@ -116,30 +136,23 @@ class EdgeClient:
         self,
         connect: str | None,
         draft: LoadedModel | None,
-        edge: str = "edge0",
-        policy: WindowPolicy | None = None,
-        params: SamplingParams | None = None,
-        log: EventLog | None = None,
-        timeout_s: float = 60.0,
-        context: zmq.Context | None = None,
-        spin_ms: float = 0.0,
-        security: ClientSecurity | None = None,
-        deadline_s: float | None = None,
-        retries: int = 0,
-        backoff_s: float = 0.5,
+        settings: EdgeSettings | None = None,
+        *,
         drafters: DrafterFactory | None = None,
         eos_ids: set[int] | None = None,
+        context: zmq.Context | None = None,
     ) -> None:
-        self.edge = edge
-        self.deadline_s = deadline_s
+        settings = settings or EdgeSettings()
+        self.edge = settings.edge
+        self.deadline_s = settings.deadline_s
         self._deadline = float("inf")  # the running request's, on the monotonic clock
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.policy = policy or make_window_policy("fixed:4")
-        self.params = params or SamplingParams()
-        self.log = log or EventLog(None, edge)
-        self.timeout_ms = int(timeout_s * 1000)
-        self.spin_ms = spin_ms
+        self.retries = settings.retries
+        self.backoff_s = settings.backoff_s
+        self.policy = settings.policy or make_window_policy("fixed:4")
+        self.params = settings.params
+        self.log = settings.log or EventLog(None, self.edge)
+        self.timeout_ms = int(settings.timeout_s * 1000)
+        self.spin_ms = settings.spin_ms
         self.drafters = real_drafters(draft, self.params) if draft is not None else drafters
         eos = draft.eos_ids if draft is not None else eos_ids or set()
         self.eos_ids = set() if self.params.ignore_eos else set(eos)
@@ -150,8 +163,8 @@ class EdgeClient:
             self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
             self.socket.setsockopt(zmq.LINGER, 0)
             self.socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
-            if security is not None:
-                security.apply(self.socket)
+            if settings.security is not None:
+                settings.security.apply(self.socket)
             self.socket.connect(connect)
 
     def close(self) -> None:
@@ -347,14 +360,14 @@ class EdgeClient:
             }
             if self.policy.asks_server:
                 message["draft_ms"] = proposal.draft_ms
-            if proposal.q_ids is not None:
+            if proposal.q_ids is not None and proposal.q_probs is not None:
                 message["q_ids"] = protocol.pack_ids(proposal.q_ids.flatten().tolist())
                 message["q_probs"] = protocol.pack_probs(proposal.q_probs.flatten().numpy())
             t_send = time.time()
             message["t_send"] = t_send
             bytes_up = self._send(message)
             try:
-                verdict, bytes_down = self._recv(session, ("verdict",))
+                reply, bytes_down = self._recv(session, ("verdict",))
             except ServerError as exc:
                 if exc.code not in RESUMABLE or not self.retries:
                     raise
@@ -364,76 +377,37 @@ class EdgeClient:
                 continue
             session_round += 1
             t_recv = time.time()
-            accepted = verdict["accepted"]
+            verdict = Verdict.from_wire(reply)
             emitted, done = truncate_emitted(
-                [*proposal.tokens[:accepted], verdict["token"]], remaining, self.eos_ids
+                [*proposal.tokens[: verdict.accepted], verdict.token], remaining, self.eos_ids
             )
-            done = done or verdict["done"]
+            done = done or verdict.done
             committed.extend(emitted)
             result.output_ids.extend(emitted)
-            drafter.accept(accepted)
-            self._log_round(
-                session,
-                result.rounds,
+            drafter.accept(verdict.accepted)
+            drafted = DraftedRound(
                 gamma,
-                accepted,
-                len(emitted),
-                len(committed),
-                proposal,
+                proposal.draft_ms,
                 t_send,
-                t_recv,
-                verdict,
                 bytes_up,
-                bytes_down,
+                proposal.draft_cpu_ms,
+                proposal.source,
+                proposal.fallback_ms if proposal.source else None,
             )
+            record = RoundRecord.of_verdict(
+                drafted,
+                verdict,
+                edge=self.edge,
+                index=result.rounds,
+                emitted=len(emitted),
+                context_len=len(committed),
+                t_recv=t_recv,
+                bytes_down=bytes_down,
+            )
+            self.policy.observe(observation_from_round(self.log.write("round", **record.event())))
             result.rounds += 1
         result.t_done = time.time()
         self._finish(session)
-
-    def _log_round(
-        self,
-        session: str,
-        index: int,
-        gamma: int,
-        accepted: int,
-        emitted: int,
-        context: int,
-        proposal: Proposal,
-        t_send: float,
-        t_recv: float,
-        verdict: dict[str, Any],
-        bytes_up: int,
-        bytes_down: int,
-    ) -> None:
-        record = self.log.write(
-            "round",
-            session=session,
-            edge=self.edge,
-            round=index,
-            gamma=gamma,
-            drafted=gamma,
-            accepted=accepted,
-            emitted=emitted,
-            context_len=context,
-            draft_ms=proposal.draft_ms,
-            draft_cpu_ms=proposal.draft_cpu_ms,
-            t_send=t_send,
-            t_recv=t_recv,
-            server_t_recv=verdict["t_recv"],
-            server_t_send=verdict["t_send"],
-            queue_ms=verdict["queue_ms"],
-            batch_size=verdict["batch_size"],
-            **{name: verdict[name] for name in BATCH_REPORT_FIELDS if name in verdict},
-            verify_ms=verdict["verify_ms"],
-            bytes_up=bytes_up,
-            bytes_down=bytes_down,
-            **(
-                {"proposal_source": proposal.source, "fallback_ms": proposal.fallback_ms}
-                if proposal.source
-                else {}
-            ),
-        )
-        self.policy.observe(observation_from_round(record))
 
     def _run_streaming(
         self, session: str, result: RequestResult, max_tokens: int, mode: str
@@ -451,27 +425,17 @@ class EdgeClient:
             tokens = protocol.unpack_ids(message["tokens"])
             result.output_ids.extend(tokens)
             done = message["done"]
-            self.log.write(
-                "round",
-                session=session,
-                edge=self.edge,
-                round=result.rounds,
-                gamma=message.get("drafted", 0),
-                drafted=message.get("drafted", 0),
-                accepted=message.get("accepted", 0),
+            record = RoundRecord.of_stream(
+                session,
+                self.edge,
+                result.rounds,
+                message,
                 emitted=len(tokens),
                 context_len=len(result.prompt_ids) + len(result.output_ids),
-                draft_ms=0.0,
-                t_send=None,
                 t_recv=t_recv,
-                server_t_recv=None,
-                server_t_send=message["t_send"],
-                queue_ms=0.0,
-                batch_size=message.get("batch_size", 1),
-                verify_ms=message.get("compute_ms", 0.0),
-                bytes_up=0,
                 bytes_down=size,
             )
+            self.log.write("round", **record.event())
             result.rounds += 1
         result.t_done = time.time()
         self._finish(session)
@@ -738,9 +702,7 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
         security = (
             ClientSecurity(args.curve_secret, args.curve_server_key) if args.curve_secret else None
         )
-        client = EdgeClient(
-            connect,
-            side.model,
+        settings = EdgeSettings(
             args.edge,
             policy,
             params,
@@ -751,8 +713,9 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
             deadline_s=args.deadline,
             retries=args.retries,
             backoff_s=args.backoff,
-            drafters=side.drafters,
-            eos_ids=side.eos_ids,
+        )
+        client = EdgeClient(
+            connect, side.model, settings, drafters=side.drafters, eos_ids=side.eos_ids
         )
     except SecurityError as exc:
         print(f"draft: error: {exc}", file=sys.stderr)

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         configure(args.threads, parse_cpus(args.cpus))
         base = load_model(args.base, "cpu", "float32", args.seed)
         shared = SharedDraft(make_draft(args.draft, base, "cpu", "float32", args.seed))
-        socket = zmq.Context.instance().socket(zmq.ROUTER)
+        socket: zmq.Socket = zmq.Context.instance().socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.bind(args.bind)
     except (ModelError, ValueError, OSError, zmq.ZMQError) as exc:

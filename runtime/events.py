@@ -5,14 +5,8 @@ Both worlds (the real processes and the simulator) write this schema, and one su
 wall-clock epoch in the runtime, simulated seconds in the simulator); durations are ms.
 
 Event kinds and their fields:
-- ``round`` (edge): session, edge, round, gamma, drafted, accepted, emitted, context_len,
-  draft_ms, draft_cpu_ms (the drafting thread's CPU time; in the simulator the profiled
-  compute; absent from older logs), t_send, t_recv, server_t_recv, server_t_send, queue_ms,
-  batch_size, batch_width (tokens in the batch's longest row), peer_width (in its longest
-  other row; 0 alone), batch_accepted and batch_rejected (accepted tokens, and rows ending
-  in a rejection, over the batch), utilisation (the target's busy share of its last 5 s) —
-  these five absent where the target does not report them —, verify_ms, bytes_up,
-  bytes_down.
+- ``round`` (edge): one round, its fields those of ``runtime.rounds.RoundRecord`` (the one
+  schema the client, the simulator, the policies and the metrics share).
 - ``request`` (edge): session, edge, mode, prompt_tokens, output_tokens, rounds, t_arrival,
   t_first_token, t_done, resumed (sessions re-opened after the target was lost; absent
   when none), error (absent when it succeeded); what the first token's time is made of —

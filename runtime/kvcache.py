@@ -10,6 +10,7 @@ batched with.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,11 +84,8 @@ def forward_rows(model: nn.Module, rows: list[Row]) -> list[torch.Tensor]:
         m = len(row.tokens)
         start = past - length
         layers = [
-            (
-                layer.keys[i : i + 1, :, start : past + m],
-                layer.values[i : i + 1, :, start : past + m],
-            )
-            for layer in batched.layers
+            (keys[i : i + 1, :, start : past + m], values[i : i + 1, :, start : past + m])
+            for keys, values in map(_tensors, batched.layers)
         ]
         _replace_layers(row.cache, layers)
         results.append(out.logits[i, :m].float())
@@ -100,9 +98,8 @@ def _stack_left_padded(caches: list[DynamicCache], lengths: list[int], past: int
     for layer_index in range(len(caches[0].layers)):
         keys, values = [], []
         for cache, length in zip(caches, lengths, strict=True):
-            layer = cache.layers[layer_index]
             pad = past - length
-            k, v = layer.keys, layer.values
+            k, v = _tensors(cache.layers[layer_index])
             if pad:
                 k = nn.functional.pad(k, (0, 0, pad, 0))
                 v = nn.functional.pad(v, (0, 0, pad, 0))
@@ -112,7 +109,14 @@ def _stack_left_padded(caches: list[DynamicCache], lengths: list[int], past: int
     return DynamicCache(layer_data)
 
 
+def _tensors(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cache layer's keys and values: the models here have full-attention layers alone,
+    which transformers types as one member of a union of layer kinds."""
+    return layer.keys, layer.values
+
+
 def _replace_layers(cache: DynamicCache, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    layer: Any
     for layer, (keys, values) in zip(cache.layers, layers, strict=True):
         layer.keys = keys.contiguous()
         layer.values = values.contiguous()

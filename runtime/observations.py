@@ -36,20 +36,10 @@ class RoundObservation:
         return max(0.0, self.round_trip_ms - self.server_verify_ms - self.server_queue_ms)
 
 
-# What the target reports about the batch and itself; servers that do not are read with
-# the defaults below, in this one place.
-BATCH_REPORT_FIELDS = (
-    "batch_width",
-    "peer_width",
-    "batch_accepted",
-    "batch_rejected",
-    "utilisation",
-    "gamma_hint",
-)
-
-
 def observation_from_round(record: Mapping[str, Any]) -> RoundObservation:
-    """What a policy observes, built from a ``round`` event record.
+    """What a policy observes, built from a ``round`` event record
+    (``runtime.rounds.RoundRecord``); what an older target does not report is read with
+    the defaults below, in this one place.
 
     The draft client and the simulator both feed their policies through this one function
     from the records they log, so a policy sees the same thing in both worlds.

@@ -15,7 +15,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import torch
@@ -94,6 +95,10 @@ def draft_step_ms(
     return out
 
 
+def _prefill_fresh(model: LoadedModel, ids: list[int]) -> torch.Tensor:
+    return forward_one(model.model, new_cache(), ids, 1)
+
+
 def prefill_ms(
     model: LoadedModel, lengths: Iterable[int], repeats: int, clock: Clock = time.perf_counter
 ) -> list[dict]:
@@ -101,7 +106,7 @@ def prefill_ms(
     out = []
     for length in lengths:
         ids = list(range(1, length + 1))
-        ms = _timed(lambda ids=ids: forward_one(model.model, new_cache(), ids, 1), repeats, clock)
+        ms = _timed(partial(_prefill_fresh, model, ids), repeats, clock)
         out.append({"prompt_tokens": length, "ms": ms})
     return out
 
@@ -302,6 +307,12 @@ def _hits(predicted: list[int], outputs: list[int]) -> list[bool]:
     return [False, *(guess == token for guess, token in zip(predicted, outputs[1:], strict=True))]
 
 
+def _replay_fed_two(
+    draft: LoadedModel, prompt: list[int], output: Future[list[int]], gamma: int
+) -> dict[str, Any]:
+    return draft_replay(draft, prompt, output.result(), gamma, 2)
+
+
 def draft_replay(
     draft: LoadedModel, prompt: list[int], outputs: list[int], gamma: int, feed: int
 ) -> dict[str, Any]:
@@ -391,9 +402,7 @@ def acceptance(
     with ThreadPoolExecutor(max_workers=1) as decoding, ThreadPoolExecutor(1) as after_accept:
         outputs = [decoding.submit(target_greedy, target, prompt, tokens) for prompt in prompts]
         fed_two = [
-            after_accept.submit(
-                lambda p=prompt, o=output: draft_replay(draft, p, o.result(), gamma, 2)
-            )
+            after_accept.submit(_replay_fed_two, draft, prompt, output, gamma)
             for prompt, output in zip(prompts, outputs, strict=True)
         ]
         for prompt, output, two in zip(prompts, outputs, fed_two, strict=True):

@@ -12,10 +12,13 @@ Cloud -> edge: ``opened``, ``verdict``, ``tokens`` (cloud-only / fused streaming
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, get_args, get_type_hints
 
 import msgpack
 import numpy as np
+
+from runtime.rounds import Verdict
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -97,6 +100,21 @@ def encode(message: dict[str, Any]) -> bytes:
 
 # Field specs: name -> (accepted python types, required).
 _NUM = (int, float)
+_WIRE_TYPES: dict[Any, tuple[type, ...]] = {int: (int,), float: _NUM, str: (str,), bool: (bool,)}
+
+
+def _schema_of(record: type) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """A message's field specs from its dataclass (``runtime.rounds``): a field typed
+    ``X | None`` is optional, a float accepts an int too."""
+    hints = get_type_hints(record)
+    schema = {}
+    for field in dataclasses.fields(record):
+        kinds = [kind for kind in get_args(hints[field.name]) if kind is not type(None)]
+        kind = kinds[0] if kinds else hints[field.name]
+        schema[field.name] = (_WIRE_TYPES[kind], field.default is dataclasses.MISSING)
+    return schema
+
+
 _SAMPLING_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "temperature": (_NUM, True),
     "top_k": ((int,), True),
@@ -133,24 +151,7 @@ SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "t_recv": (_NUM, True),
         "t_send": (_NUM, True),
     },
-    "verdict": {
-        "session": ((str,), True),
-        "round": ((int,), True),
-        "accepted": ((int,), True),
-        "token": ((int,), True),
-        "done": ((bool,), True),
-        "queue_ms": (_NUM, True),
-        "batch_size": ((int,), True),
-        "batch_width": ((int,), False),
-        "peer_width": ((int,), False),
-        "batch_accepted": ((int,), False),
-        "batch_rejected": ((int,), False),
-        "utilisation": (_NUM, False),
-        "gamma_hint": ((int,), False),
-        "verify_ms": (_NUM, True),
-        "t_recv": (_NUM, True),
-        "t_send": (_NUM, True),
-    },
+    "verdict": _schema_of(Verdict),
     "tokens": {
         "session": ((str,), True),
         "tokens": ((bytes,), True),

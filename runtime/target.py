@@ -34,6 +34,7 @@ from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
 from runtime.process import configure, parse_cpus, resource_report
 from runtime.profile import speed_probe
+from runtime.rounds import Verdict
 from runtime.sampling import SamplingParams, truncate_emitted
 from runtime.security import ServerSecurity
 from runtime.transport import wait_readable
@@ -284,6 +285,7 @@ class TargetServer:
         logits = forward_one(self.target.model, session.cache, prompt, 1)
         first = self._choose(session, logits)
         if mode == "fused":
+            assert self.draft is not None  # refused above without one
             session.drafter = DraftState(self.draft, params, params.seed + 1)
             session.drafter.prefill(prompt)
         prefill_ms = (time.perf_counter() - start) * 1000.0
@@ -407,11 +409,10 @@ class TargetServer:
         streaming = streaming[: self.batching.streaming_rows(len(verifies), len(streaming))]
         rows: list[Row] = []
         work: list[tuple[Session, Proposal, PendingVerify | None]] = []
-        for item in verifies:
-            rows.append(
-                Row(item.session.cache, [item.session.committed[-1], *item.proposal.tokens])
-            )
-            work.append((item.session, item.proposal, item))
+        for pending in verifies:
+            committed = pending.session.committed
+            rows.append(Row(pending.session.cache, [committed[-1], *pending.proposal.tokens]))
+            work.append((pending.session, pending.proposal, pending))
         for session in streaming:
             proposal = Proposal([], None, None, 0.0)
             if session.mode == "fused" and session.drafter is not None:
@@ -450,33 +451,29 @@ class TargetServer:
             if item is not None:
                 session.next_round += 1
                 t_send = time.time()
-                advice = {}
+                hint = None
                 if item.advised:
                     key = (session.identity, session.sid)
-                    hint = self.advisor.verdict(key, t_send * 1000.0, session.done)
-                    advice = {"gamma_hint": hint} if hint else {}
-                self._reply(
-                    session.identity,
-                    {
-                        "type": "verdict",
-                        "session": session.sid,
-                        "round": item.round,
-                        "accepted": accepted,
-                        "token": token,
-                        "done": session.done,
-                        "queue_ms": (dispatched - item.queued_at) * 1000.0,
-                        "batch_size": len(rows),
-                        "batch_width": max(widths),
-                        "peer_width": peer,
-                        "batch_accepted": batch_accepted,
-                        "batch_rejected": batch_rejected,
-                        "utilisation": utilisation,
-                        **advice,
-                        "verify_ms": verify_ms,
-                        "t_recv": item.t_recv,
-                        "t_send": t_send,
-                    },
+                    hint = self.advisor.verdict(key, t_send * 1000.0, session.done) or None
+                verdict = Verdict(
+                    session=session.sid,
+                    round=item.round,
+                    accepted=accepted,
+                    token=token,
+                    done=session.done,
+                    queue_ms=(dispatched - item.queued_at) * 1000.0,
+                    batch_size=len(rows),
+                    verify_ms=verify_ms,
+                    t_recv=item.t_recv,
+                    t_send=t_send,
+                    batch_width=max(widths),
+                    peer_width=peer,
+                    batch_accepted=batch_accepted,
+                    batch_rejected=batch_rejected,
+                    utilisation=utilisation,
+                    gamma_hint=hint,
                 )
+                self._reply(session.identity, verdict.wire())
             else:
                 self._reply(
                     session.identity,
@@ -510,6 +507,8 @@ class TargetServer:
         probs = target_probs(logits, session.params)
         if not proposal.tokens:
             return 0, int(torch.multinomial(probs[0], 1, generator=session.generator))
+        # a sampled proposal carries its draft distribution (``_verify`` refuses one without)
+        assert proposal.q_ids is not None and proposal.q_probs is not None
         return stochastic_verify(
             proposal.tokens, proposal.q_ids, proposal.q_probs, probs, session.generator
         )
@@ -653,12 +652,13 @@ def main(argv: list[str] | None = None) -> int:
         f"(threads={args.threads}, max_batch={args.max_batch})",
         flush=True,
     )
-    # a probe when the run is over too: the simulation of the run takes the mean of both
-    server.serve(
-        (lambda: log.write("speed", **speed_probe(target, "target"), at="end"))
-        if args.speed_probe
-        else lambda: None
-    )
+
+    def probe_at_end() -> None:
+        """A probe when the run is over too: the simulation of the run takes the mean of both."""
+        if args.speed_probe:
+            log.write("speed", **speed_probe(target, "target"), at="end")
+
+    server.serve(probe_at_end)
     return 0
 
 

@@ -19,7 +19,8 @@ def wait_readable(socket: zmq.Socket, timeout_ms: float, spin_ms: float = 0.0) -
     if spin_ms > 0:
         deadline = time.perf_counter() + min(spin_ms, timeout_ms) / 1000.0
         while time.perf_counter() < deadline:
-            if socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            events = socket.getsockopt(zmq.EVENTS)
+            if isinstance(events, int) and events & zmq.POLLIN:
                 return True
             os.sched_yield()  # let ZeroMQ's I/O thread run when it shares our pinned core
     return bool(socket.poll(max(0, round(timeout_ms))))

@@ -35,7 +35,7 @@ import torch
 
 from emulator.calibrate import machine_profile
 from runtime.cpuquota import CpuQuota
-from runtime.draft import DrafterFactory, EdgeClient
+from runtime.draft import DrafterFactory, EdgeClient, EdgeSettings
 from runtime.draft_service import SharedDraft
 from runtime.events import EventLog, read_events
 from runtime.machine import fingerprint
@@ -121,11 +121,7 @@ def run_edges(
         client = EdgeClient(
             endpoint,
             draft,
-            f"edge{index}",
-            Fixed(gamma),
-            log=log,
-            timeout_s=300,
-            spin_ms=spin_ms,
+            EdgeSettings(f"edge{index}", Fixed(gamma), log=log, timeout_s=300, spin_ms=spin_ms),
             drafters=drafters(index) if drafters else None,
             eos_ids=eos_ids or set(),
         )

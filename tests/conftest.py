@@ -1,8 +1,13 @@
-"""Shared fixtures: tiny and default model pairs, and a real target server on loopback."""
+"""Shared fixtures (tiny and default model pairs, a real target server on loopback) and the
+test tiers: ``root`` tests skip cleanly without root, and fail instead under
+``--require-root`` (CI runs as root: a root test skipped there is a capability lost; a
+test's own skip for a kernel feature that is truly absent, such as sch_netem, stays a skip)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 
@@ -14,6 +19,51 @@ from runtime.policies import BatchingPolicy
 from runtime.target import TargetServer
 
 torch.set_num_threads(1)
+ROOT_TOOLS = ("ip", "tc", "mnexec")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-root",
+        action="store_true",
+        help="a skipped root test fails the run (for CI, which runs as root)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes the default pair needs the bundled model: it is a ``model`` test."""
+    for item in items:
+        if "default_pair" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.model)
+
+
+def missing_root_capability() -> str | None:
+    """Why the root tests cannot run here (not root, no iproute2 or Mininet), or None."""
+    if os.geteuid() != 0:
+        return "needs root (Mininet, network namespaces, tc, cgroups)"
+    missing = [tool for tool in ROOT_TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"needs {', '.join(missing)} (bash scripts/bootstrap.sh install)"
+    return None
+
+
+ROOT_SKIPPED = pytest.StashKey[str]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") and (why := missing_root_capability()):
+        item.stash[ROOT_SKIPPED] = why
+        pytest.skip(why)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    why = item.stash.get(ROOT_SKIPPED, None)
+    if report.skipped and why and item.config.getoption("--require-root"):
+        report.outcome = "failed"
+        report.longrepr = f"a root test could not run under --require-root: {why}"
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
-import shutil
 import subprocess
 from collections.abc import Iterator
-
-import pytest
 
 
 def sh(command: str) -> str:
@@ -18,11 +14,6 @@ def sh(command: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"{command}: {result.stderr.strip()}")
     return result.stdout
-
-
-def require_root_and_iproute() -> None:
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
-        pytest.skip("needs root with iproute2 (ip, tc) to build network namespaces")
 
 
 @contextlib.contextmanager

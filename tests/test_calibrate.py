@@ -35,6 +35,7 @@ def test_the_fingerprint_names_the_cpu_its_kernel_flags_and_the_versions() -> No
     assert "Some CPU" in describe({**machine, "cpu": "Some CPU", "isa": flags})
 
 
+@pytest.mark.slow
 def test_a_pair_is_profiled_once_per_machine_and_then_taken_from_the_cache(
     tmp_path, monkeypatch
 ) -> None:
@@ -59,6 +60,7 @@ def test_a_pair_is_profiled_once_per_machine_and_then_taken_from_the_cache(
     assert len(said) == 2 and cached_machine_profile(*TINY) is not None
 
 
+@pytest.mark.slow
 def test_a_failed_profiling_is_one_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DSD_EMU_CACHE", str(tmp_path))
     with pytest.raises(CalibrationError, match="profiling tiny / disagree:7 failed"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from netns import namespaces, require_root_and_iproute, sh, veth
+from netns import namespaces, sh, veth
 
 from emulator.capture import CaptureSettings, ProbeClient, ProbeServer
 from emulator.traces.csvio import read_trace
@@ -25,7 +25,6 @@ EDGE_IP, CLOUD_IP = "10.77.0.1", "10.77.0.2"
 @pytest.fixture
 def shaped_path():
     """edge namespace --veth-- cloud namespace; htb limits each direction at its sender."""
-    require_root_and_iproute()
     edge, cloud = f"dsdcap-e{os.getpid()}", f"dsdcap-c{os.getpid()}"
     with namespaces(edge, cloud):
         veth(edge, "ve", cloud, "vc")
@@ -46,6 +45,7 @@ def shaped_path():
         yield edge, cloud
 
 
+@pytest.mark.root
 def test_capture_matches_htb_rates_and_ping_rtt(shaped_path, tmp_path) -> None:
     edge, cloud = shaped_path
     script = ROOT / "scripts" / "capture_trace.py"

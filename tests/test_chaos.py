@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli import require_mininet, run_script
+from cli import run_script
 
 from emulator.chaos.files import fuzz_scenarios, fuzz_traces
 from emulator.chaos.ledger import leaks, lost_events, runtime_processes
@@ -33,6 +33,7 @@ MININET_FAULTS = {
 }
 
 
+@pytest.mark.slow
 def test_chaos_survives_every_fault_and_says_so_in_json(tmp_path) -> None:
     result = run_script("chaos.py", "--json", "--out", str(tmp_path), timeout=900)
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -58,10 +59,10 @@ def test_chaos_survives_every_fault_and_says_so_in_json(tmp_path) -> None:
     assert ran["target_restarted"]["details"]["output_equals_greedy"] is True
 
 
+@pytest.mark.root
 def test_chaos_sweeps_up_a_killed_run_before_counting_leaks(tmp_path) -> None:
     """What an earlier killed run left (a delay line's socket folder, a dead run's manifest)
     is not the faults' leak: chaos removes it first, as the main job does, and says so."""
-    require_mininet()
     socket_folder = Path(tempfile.mkdtemp(prefix="dsdemu-killed-"))
     MANIFEST_DIR.mkdir(parents=True, exist_ok=True)
     manifest = MANIFEST_DIR / "killed-run.json"

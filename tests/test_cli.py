@@ -13,6 +13,7 @@ from runtime.metrics import summarise
 from runtime.serverproc import ServerProcess
 
 
+@pytest.mark.slow
 def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
     target_log, edge_log = tmp_path / "target.jsonl", tmp_path / "edge.jsonl"
     with ServerProcess(["--model", "tiny", "--threads", "1"], target_log) as server:
@@ -34,6 +35,7 @@ def test_target_and_draft_processes_serve_requests(tmp_path) -> None:
     assert table.stdout.splitlines()[2].split()[:3] == ["overall", "3", "36"]
 
 
+@pytest.mark.slow
 def test_draft_reports_an_unreachable_server_without_traceback(tmp_path) -> None:
     result = run(
         "-m runtime.draft --connect tcp://127.0.0.1:9 --base tiny --draft copy "
@@ -62,6 +64,7 @@ def test_bad_settings_are_one_usage_line_before_anything_loads(program, option, 
     assert complaint in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bench_runtime_tiny_prints_json_summary() -> None:
     result = run(
         f"{ROOT / 'scripts' / 'bench_runtime.py'} --tiny --json --prompts 1 --tokens 16 "

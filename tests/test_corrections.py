@@ -64,6 +64,7 @@ def test_recorded_rates_come_from_each_tiers_own_trace() -> None:
     assert rates["l2s"] != rates["l2f"]
 
 
+@pytest.mark.slow
 @needs_vidur
 @needs_traces
 def test_the_comparison_command_reports_every_step(tmp_path: Path) -> None:

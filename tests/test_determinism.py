@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli import run_script
 
 from runtime.determinism import batch_flips, fed_predictions, feed_flips, flip_rate, verified_tokens
@@ -51,6 +52,7 @@ def test_a_draft_fed_one_token_at_a_time_predicts_as_it_decodes(tiny_target) -> 
     assert counted["positions"] == 3 * 15 and 0.0 <= counted["rate"] < 0.2
 
 
+@pytest.mark.slow
 def test_the_benchmark_prints_a_table_and_json() -> None:
     result = run_script(
         "bench_batch_flips.py", "--tiny", "--tokens", "12", "--batches", "1,2", "--draft", "int8"

@@ -32,7 +32,6 @@ from emulator.traces.linktrace import LinkTrace
 from runtime.events import EventLog
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="Mininet needs root")
 
 
 def one_edge(trace: LinkTrace) -> Scenario:
@@ -112,7 +111,7 @@ ZMQ_CLIENT = textwrap.dedent("""
 """)
 
 
-@needs_root
+@pytest.mark.root
 def test_zeromq_round_trip_sees_delay_and_serialisation(tmp_path) -> None:
     client = tmp_path / "client.py"
     client.write_text(ZMQ_CLIENT)
@@ -136,7 +135,7 @@ def test_zeromq_round_trip_sees_delay_and_serialisation(tmp_path) -> None:
     assert float(times["500000"]) == pytest.approx(40.0 + serialisation, rel=0.05), out
 
 
-@needs_root
+@pytest.mark.root
 def test_replayed_trace_changes_are_observed_on_time() -> None:
     times = np.array([0.0, 1.5])
     series = {
@@ -166,7 +165,7 @@ def test_replayed_trace_changes_are_observed_on_time() -> None:
     assert np.median(after) == pytest.approx(100.0, abs=1.0)
 
 
-@needs_root
+@pytest.mark.root
 def test_default_topology_connects_every_edge() -> None:
     scenario = load_scenario(ROOT / "topologies" / "default.yaml")
     with (
@@ -181,7 +180,7 @@ def test_default_topology_connects_every_edge() -> None:
         )
 
 
-@needs_root
+@pytest.mark.root
 def test_cleanup_after_a_killed_run_leaves_nothing_and_marks_it_killed(tmp_path) -> None:
     cleanup()
     results = tmp_path / "run"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli import ROOT, require_mininet, run_script
+from cli import ROOT, run_script
 
 from emulator.cleanup import cleanup, find_leftovers
 from runtime.observations import RoundObservation
@@ -100,10 +100,10 @@ def test_train_awc_writes_weights_the_learned_policy_runs(tmp_path) -> None:
         policy.observe(RoundObservation(gamma, gamma, 1, 200.0, 60.0, 0.0, 1, 20.0, 100))
 
 
+@pytest.mark.root
 def test_evaluate_in_both_worlds_sets_predicted_and_measured_gains_side_by_side(
     tmp_path, default_pair
 ) -> None:
-    require_mininet()
     try:
         done = run_script(
             "evaluate_awc.py",

@@ -16,13 +16,14 @@ from conftest import greedy_reference
 
 from emulator.chaos.ledger import lost_events
 from emulator.chaos.runtime_faults import free_port
-from runtime.draft import DeadlineExceeded, EdgeClient, ServerError
+from runtime.draft import DeadlineExceeded, EdgeClient, EdgeSettings, ServerError
 from runtime.events import read_events
 from runtime.policies import Fixed
 from runtime.serverproc import ServerProcess
 from tests.cli import ROOT
 
 
+@pytest.mark.slow
 def test_a_drafter_killed_mid_request_is_freed_and_the_others_go_on(
     tiny_target, tiny_draft, start_server
 ) -> None:
@@ -61,7 +62,8 @@ def test_a_drafter_killed_mid_request_is_freed_and_the_others_go_on(
     results: list[int] = []
 
     def survivor() -> None:
-        client = EdgeClient(server.endpoint, tiny_draft, "survivor", Fixed(3), timeout_s=30)
+        settings = EdgeSettings("survivor", Fixed(3), timeout_s=30)
+        client = EdgeClient(server.endpoint, tiny_draft, settings)
         results.append(len(client.run(tiny_target.encode_prompt("still here"), 24).output_ids))
         client.close()
 
@@ -76,6 +78,7 @@ def test_a_drafter_killed_mid_request_is_freed_and_the_others_go_on(
     assert server.counters["expired"] >= len(orphaned)
 
 
+@pytest.mark.slow
 def test_a_drafter_stopped_by_sigterm_logs_the_request_it_cut_and_every_event(
     tiny_target, start_server, tmp_path
 ) -> None:
@@ -142,7 +145,9 @@ def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     tiny_target, tiny_draft, start_server
 ) -> None:
     server = start_server(tiny_target)
-    client = EdgeClient(server.endpoint, tiny_draft, "hurried", Fixed(2), deadline_s=0.05)
+    client = EdgeClient(
+        server.endpoint, tiny_draft, EdgeSettings("hurried", Fixed(2), deadline_s=0.05)
+    )
     prompt = tiny_target.encode_prompt("a long answer, please")
     with pytest.raises(DeadlineExceeded, match=r"deadline of 0.05 s passed after \d+ tokens"):
         client.run(prompt, 2000)
@@ -150,7 +155,9 @@ def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     while server.sessions and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not server.sessions  # closed by the client, not left to the timeout
-    patient = EdgeClient(server.endpoint, tiny_draft, "patient", Fixed(2), deadline_s=60)
+    patient = EdgeClient(
+        server.endpoint, tiny_draft, EdgeSettings("patient", Fixed(2), deadline_s=60)
+    )
     assert len(patient.run(prompt, 16).output_ids) == 16
     client.close()
     patient.close()
@@ -158,13 +165,16 @@ def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
 
 def test_a_deadline_that_expires_while_waiting_is_never_reported_as_a_timeout(tiny_draft) -> None:
     """Waits are rounded to whole milliseconds: the error must still name the deadline."""
-    client = EdgeClient("tcp://127.0.0.1:9", tiny_draft, "late", Fixed(2), deadline_s=0.03)
+    client = EdgeClient(
+        "tcp://127.0.0.1:9", tiny_draft, EdgeSettings("late", Fixed(2), deadline_s=0.03)
+    )
     for _ in range(30):
         with pytest.raises(DeadlineExceeded):
             client.run([1, 2, 3], 8)
     client.close()
 
 
+@pytest.mark.slow
 def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
     tiny_target, tiny_draft, tmp_path
 ) -> None:
@@ -177,9 +187,8 @@ def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
     tokens = 300
     outcome: dict[str, object] = {}
     with ServerProcess(args) as first:
-        client = EdgeClient(
-            first.endpoint, tiny_draft, "edge", Fixed(3), timeout_s=2, retries=8, backoff_s=0.2
-        )
+        settings = EdgeSettings("edge", Fixed(3), timeout_s=2, retries=8, backoff_s=0.2)
+        client = EdgeClient(first.endpoint, tiny_draft, settings)
 
         def request() -> None:
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import greedy_reference
 
 from emulator.chaos.fuzz import fuzz, send_oversized
-from runtime.draft import EdgeClient
+from runtime.draft import EdgeClient, EdgeSettings
 from runtime.policies import Fixed
 
 FUZZ_MESSAGES = 3000
@@ -23,6 +23,6 @@ def test_server_survives_fuzzing_and_keeps_serving(tiny_target, tiny_draft, star
     assert errors > FUZZ_MESSAGES // 2
 
     prompt = tiny_target.encode_prompt("still alive?")
-    client = EdgeClient(server.endpoint, tiny_draft, policy=Fixed(3))
+    client = EdgeClient(server.endpoint, tiny_draft, EdgeSettings(policy=Fixed(3)))
     assert client.run(prompt, 20).output_ids == greedy_reference(tiny_target, prompt, 20)
     client.close()

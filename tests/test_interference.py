@@ -25,6 +25,7 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+@pytest.mark.slow
 @needs_two_cpus
 def test_a_neighbour_computes_on_its_cpu_until_paused_and_stops_cleanly() -> None:
     neighbour = interference.Neighbour("draft", "tiny", "perturbed:0.1", OTHER)
@@ -48,6 +49,7 @@ def test_a_neighbour_computes_on_its_cpu_until_paused_and_stops_cleanly() -> Non
     assert neighbour.process.returncode is not None and not psutil.pid_exists(pid)
 
 
+@pytest.mark.slow
 @needs_two_cpus
 def test_a_neighbour_whose_parent_is_killed_stops() -> None:
     """A profiler killed outright (no chance to stop its neighbours) leaves none computing."""
@@ -73,6 +75,7 @@ def test_a_neighbour_whose_parent_is_killed_stops() -> None:
             psutil.Process(pid).kill()
 
 
+@pytest.mark.slow
 @needs_two_cpus
 def test_a_neighbour_that_cannot_load_says_why() -> None:
     with pytest.raises(

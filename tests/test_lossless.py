@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import greedy_reference
 
-from runtime.draft import EdgeClient
+from runtime.draft import EdgeClient, EdgeSettings
 from runtime.events import EventLog
 from runtime.kvcache import Row, forward_one, forward_rows, new_cache
 from runtime.policies import BatchingPolicy, Fixed
@@ -23,7 +23,9 @@ def run_concurrent(endpoint, draft, prompts, tokens, gammas, mode="dsd"):
     outputs, errors = {}, []
 
     def edge(index: int, gamma: int) -> None:
-        client = EdgeClient(endpoint, draft, f"edge{index}", Fixed(gamma), timeout_s=120)
+        client = EdgeClient(
+            endpoint, draft, EdgeSettings(f"edge{index}", Fixed(gamma), timeout_s=120)
+        )
         try:
             for number, prompt in enumerate(prompts):
                 outputs[(index, number)] = client.run(prompt, tokens, mode).output_ids
@@ -88,7 +90,9 @@ def test_stochastic_dsd_is_reproducible_for_a_seed(tiny_target, tiny_draft, star
     params = SamplingParams(temperature=0.8, top_p=0.95, draft_top_k=8, seed=3)
     runs = []
     for _ in range(2):
-        client = EdgeClient(server.endpoint, tiny_draft, policy=Fixed(4), params=params)
+        client = EdgeClient(
+            server.endpoint, tiny_draft, EdgeSettings(policy=Fixed(4), params=params)
+        )
         runs.append(client.run(prompt, 30).output_ids)
         client.close()
     assert runs[0] == runs[1] and len(runs[0]) == 30
@@ -152,7 +156,8 @@ def test_verdicts_describe_the_batch_and_the_servers_load(
     logs = {gamma: EventLog(None, f"edge-{gamma}", keep=True) for gamma in (2, 6)}
 
     def edge(gamma: int) -> None:
-        client = EdgeClient(server.endpoint, tiny_draft, f"e{gamma}", Fixed(gamma), log=logs[gamma])
+        settings = EdgeSettings(f"e{gamma}", Fixed(gamma), log=logs[gamma])
+        client = EdgeClient(server.endpoint, tiny_draft, settings)
         try:
             client.run(tiny_target.encode_prompt(f"prompt {gamma}"), TINY_TOKENS)
         finally:

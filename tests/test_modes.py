@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from cli import require_mininet, run_script
+from cli import run_script
 from test_sim import rounds_of, simulate, write_scenario
 
 from emulator.cleanup import cleanup
@@ -174,11 +174,11 @@ def test_fused_groups_give_the_cloud_its_draft_model_and_must_agree(tmp_path) ->
         load_scenario(scenario)
 
 
+@pytest.mark.root
 def test_every_mode_runs_in_the_emulator_and_the_cloud_verified_ones_agree(tmp_path) -> None:
     """One emulation, one edge per mode, the tiny pair: greedy dsd, cloud and fused all give
     the target's text (the cloud batches the streaming rows beside the verifications), and
     the edge-only edge sends nothing over its link."""
-    require_mininet()
     link = {"constant": {"delay_ms": 5, "rate_mbps": 100}}
     scenario = {
         "name": "modes",

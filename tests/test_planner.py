@@ -102,6 +102,7 @@ def test_a_mode_is_swept_until_past_its_capacity(tmp_path: Path) -> None:
     importlib.util.find_spec("ray") is None,
     reason="Ray is not installed (pip install -e '.[plan]')",
 )
+@pytest.mark.slow
 def test_local_processes_and_a_local_ray_instance_plan_alike(tmp_path: Path) -> None:
     import ray
 

@@ -148,6 +148,7 @@ def test_message_sizes_follow_the_protocol() -> None:
     assert sizes["verdict"] > 0
 
 
+@pytest.mark.slow
 def test_profile_script_writes_a_loadable_profile(tmp_path) -> None:
     out = tmp_path / "tiny.json"
     result = run_script(

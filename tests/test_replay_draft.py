@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from runtime.cpuquota import CpuQuota
-from runtime.draft import EdgeClient
+from runtime.draft import EdgeClient, EdgeSettings
 from runtime.draft_service import SharedDraft, serve
 from runtime.drafting import DraftState
 from runtime.events import EventLog
@@ -149,9 +149,8 @@ def test_replayed_proposals_are_the_real_drafts_round_by_round(
     outputs = {}
     for name, drafters in (("real", real_drafter), ("replay", replay_drafter)):
         log = EventLog(None, name, keep=True)
-        client = EdgeClient(
-            server.endpoint, None, name, Fixed(gamma), params, log, drafters=drafters
-        )
+        settings = EdgeSettings(name, Fixed(gamma), params, log)
+        client = EdgeClient(server.endpoint, None, settings, drafters=drafters)
         outputs[name] = [client.run(p, TOKENS).output_ids for p in prompts]
         client.close()
         sources = {e.get("proposal_source") for e in log.events if e["event"] == "round"}
@@ -195,7 +194,8 @@ def test_off_the_tables_the_shared_real_draft_answers(
         ),
     )
     for drafters, events in runs:
-        client = EdgeClient(server.endpoint, None, "e", Fixed(4), params, events, drafters=drafters)
+        settings = EdgeSettings("e", Fixed(4), params, events)
+        client = EdgeClient(server.endpoint, None, settings, drafters=drafters)
         client.run(prompts[0], TOKENS)
         client.close()
     rounds = [e for e in log.events if e["event"] == "round"]

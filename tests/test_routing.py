@@ -12,7 +12,7 @@ from itertools import pairwise
 
 import pytest
 import yaml
-from cli import require_mininet, run_script
+from cli import run_script
 from conftest import greedy_reference
 from test_lossless import run_concurrent
 from test_sim import simulate, write_scenario
@@ -263,11 +263,11 @@ def test_the_cpu_plan_packs_targets_onto_the_last_cpus(tmp_path) -> None:
         cpu_plan(loaded, [0, 1])
 
 
+@pytest.mark.root
 def test_the_emulator_runs_two_targets_behind_the_router(tmp_path) -> None:
     """Mininet: two half-core target hosts behind the router on the cloud host, four real
     (tiny) edges: each target serves sessions, every request completes, both targets' and
     the router's logs are kept, and nothing is left behind."""
-    require_mininet()
     scenario = {
         "name": "replicas",
         "seed": 3,

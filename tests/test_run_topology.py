@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from cli import ROOT, require_mininet, run_script
+from cli import ROOT, run_script
 
 from emulator.cleanup import cleanup, find_leftovers
+from emulator.mainjob import preflight
 from emulator.scenario import Overrides, load_scenario
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
@@ -59,8 +60,8 @@ def assert_nothing_left() -> None:
     assert not any(leftovers.values()), leftovers
 
 
+@pytest.mark.root
 def test_default_scenario_end_to_end_with_the_fidelity_report(tmp_path, default_pair) -> None:
-    require_mininet()
     result = run_script(
         "run_topology.py",
         "--edges",
@@ -118,11 +119,11 @@ def test_default_scenario_end_to_end_with_the_fidelity_report(tmp_path, default_
     assert_nothing_left()
 
 
+@pytest.mark.root
 def test_emulated_edges_replay_the_profile_and_hold_no_model(tmp_path, default_pair) -> None:
     """``--draft replay``: every edge process replays the profile's tables (no torch, under
     100 MB), the rounds say where their tokens came from, the simulator runs beside, and
     nothing is left behind."""
-    require_mininet()
     result = run_script(
         "run_topology.py",
         *("--edges", "4", "--draft", "replay", "--requests", "1", "--max-new-tokens", "16"),
@@ -148,8 +149,8 @@ def test_emulated_edges_replay_the_profile_and_hold_no_model(tmp_path, default_p
     assert_nothing_left()
 
 
+@pytest.mark.root
 def test_ctrl_c_in_the_middle_leaves_nothing_behind(tmp_path) -> None:
-    require_mininet()
     scenario = tiny_scenario(tmp_path, {"constant": {"delay_ms": 20}}, tokens=2000, requests=5)
     process = subprocess.Popen(
         [
@@ -184,10 +185,10 @@ def test_ctrl_c_in_the_middle_leaves_nothing_behind(tmp_path) -> None:
     assert_nothing_left()
 
 
+@pytest.mark.root
 def test_measured_round_trips_follow_the_trace_rtt(tmp_path) -> None:
     """The access link's one-way delay steps from 10 to 60 ms at 3 s: the network part of the
     runtime's round trips follows, from ~20 to ~120 ms."""
-    require_mininet()
     nan = np.full(2, np.nan)
     series = {
         "rate_mbps": nan,
@@ -245,6 +246,7 @@ def test_recorded_traces_combine_from_the_command_line() -> None:
     assert np.isfinite(trace.up["delay_ms"]).all()
 
 
+@pytest.mark.slow
 def test_command_line_mistakes_are_one_line_each(tmp_path) -> None:
     bad_trace = run_script("run_topology.py", "--trace", "nowhere=traces/lte-like.csv")
     assert bad_trace.returncode == 2 and "has no link 'nowhere'" in bad_trace.stderr
@@ -257,13 +259,9 @@ def test_command_line_mistakes_are_one_line_each(tmp_path) -> None:
 
 
 def test_preflight_says_sudo_is_needed_when_not_root(monkeypatch) -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import run_topology
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    problems = run_topology.preflight(load_scenario(ROOT / "topologies" / "default.yaml"), True)
+    scenario = load_scenario(ROOT / "topologies" / "default.yaml")
+    problems = preflight(scenario, True, say=print)
     assert any("sudo python scripts/run_topology.py" in p for p in problems)
 
 

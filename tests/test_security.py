@@ -8,7 +8,7 @@ import stat
 import pytest
 from cli import run_command
 
-from runtime.draft import EdgeClient, ServerError
+from runtime.draft import EdgeClient, EdgeSettings, ServerError
 from runtime.policies import Fixed
 from runtime.security import ClientSecurity, SecurityError, ServerSecurity, generate_keys
 
@@ -34,19 +34,18 @@ def test_keygen_writes_a_pair_with_a_private_secret_and_never_overwrites(tmp_pat
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_an_allowed_edge_is_served_and_others_are_not(
     keys, tiny_target, tiny_draft, start_server
 ) -> None:
     security = ServerSecurity(keys / "server" / "server.key_secret", keys / "allowed")
     server = start_server(tiny_target, security=security)
     server_key = keys / "server" / "server.key"
+    security = ClientSecurity(keys / "allowed" / "edge1.key_secret", server_key)
     allowed = EdgeClient(
         server.endpoint,
         tiny_draft,
-        "edge1",
-        Fixed(3),
-        timeout_s=30,
-        security=ClientSecurity(keys / "allowed" / "edge1.key_secret", server_key),
+        EdgeSettings("edge1", Fixed(3), timeout_s=30, security=security),
     )
     result = allowed.run(tiny_target.encode_prompt("hello"), 12)
     assert len(result.output_ids) == 12
@@ -56,9 +55,8 @@ def test_an_allowed_edge_is_served_and_others_are_not(
         None,  # no CURVE at all
     ]
     for security_of_client in strangers:
-        client = EdgeClient(
-            server.endpoint, tiny_draft, "x", Fixed(3), timeout_s=2, security=security_of_client
-        )
+        settings = EdgeSettings("x", Fixed(3), timeout_s=2, security=security_of_client)
+        client = EdgeClient(server.endpoint, tiny_draft, settings)
         with pytest.raises(ServerError, match="no reply"):
             client.run(tiny_target.encode_prompt("hello"), 4)
         client.close()

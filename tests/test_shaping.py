@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from netns import namespaces, require_root_and_iproute, sh, veth
+from netns import namespaces, sh, veth
 
 from emulator.shaping.base import ShapeParams
 from emulator.shaping.control import DelayLineShaper, ShaperError, netns_launcher
@@ -40,7 +40,6 @@ def ping(
 @pytest.fixture
 def delay_line():
     """edge --veth-- middle (delay line, no IP) --veth-- cloud, in three namespaces."""
-    require_root_and_iproute()
     tag = os.getpid()
     edge, middle, cloud = (f"dsdsh-{r}{tag}" for r in "emc")
     with namespaces(edge, middle, cloud):
@@ -55,6 +54,7 @@ def delay_line():
             shaper.close()
 
 
+@pytest.mark.root
 def test_delay_line_adds_the_set_delay(delay_line) -> None:
     shaper, edge, _ = delay_line
     base, _ = ping(edge, 10, statistic="min")
@@ -66,6 +66,7 @@ def test_delay_line_adds_the_set_delay(delay_line) -> None:
     assert abs(rtt - 40.0 - base) < 1.0, (rtt, base)
 
 
+@pytest.mark.root
 def test_live_change_settles_fast_and_outage_holds_traffic(delay_line) -> None:
     shaper, edge, _ = delay_line
     shaper.set("up", ShapeParams(delay_ms=5.0))
@@ -84,6 +85,7 @@ def test_live_change_settles_fast_and_outage_holds_traffic(delay_line) -> None:
     assert loss == 0
 
 
+@pytest.mark.root
 def test_loss_rate_matches_setting(delay_line) -> None:
     shaper, edge, _ = delay_line
     shaper.set("up", ShapeParams(loss_pct=20.0))
@@ -93,6 +95,7 @@ def test_loss_rate_matches_setting(delay_line) -> None:
     assert stats["up"]["lost"] > 0 and stats["down"].get("lost", 0) == 0
 
 
+@pytest.mark.root
 def test_rate_limit_serialises_frames(delay_line) -> None:
     shaper, edge, cloud = delay_line
     shaper.set("up", ShapeParams(rate_mbps=20.0))
@@ -111,6 +114,7 @@ def test_rate_limit_serialises_frames(delay_line) -> None:
     assert 20.0 * 1448 / 1514 * 0.9 < goodput < 20.0 * 1.02, goodput
 
 
+@pytest.mark.root
 def test_bad_settings_are_refused_and_forwarding_goes_on(delay_line) -> None:
     shaper, edge, _ = delay_line
     with pytest.raises(ShaperError, match="refused"):
@@ -120,9 +124,8 @@ def test_bad_settings_are_refused_and_forwarding_goes_on(delay_line) -> None:
     assert ping(edge, 3)[1] == 0
 
 
+@pytest.mark.root
 def test_probe_picks_a_backend_this_kernel_has() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the netem probe creates a network namespace: needs root")
     backend, why = choose_backend()
     assert backend == ("netem" if netem_available() else "delayline") and why
     with pytest.raises(ValueError, match="unknown shaper"):
@@ -157,6 +160,7 @@ def test_netem_backend_live() -> None:
         assert "netem" in sh("tc -n dsdsh-netem qdisc show dev d0")
 
 
+@pytest.mark.root
 def test_packet_exact_replay_of_delivery_opportunities(delay_line) -> None:
     """One 1504-byte opportunity every 2 ms (Mahimahi semantics) carries 6.016 Mbit/s."""
     shaper, edge, cloud = delay_line

@@ -296,11 +296,11 @@ def test_the_simulator_feeds_policies_what_the_client_feeds_them(tmp_path) -> No
 
 
 def test_the_runtime_feeds_policies_the_same_way(tiny_target, tiny_draft, start_server) -> None:
-    from runtime.draft import EdgeClient
+    from runtime.draft import EdgeClient, EdgeSettings
 
     server = start_server(tiny_target)
     log = EventLog(None, "edge0", keep=True)
-    client = EdgeClient(server.endpoint, tiny_draft, "edge0", Scripted(), log=log)
+    client = EdgeClient(server.endpoint, tiny_draft, EdgeSettings("edge0", Scripted(), log=log))
     try:
         for text in ("first prompt", "a second one"):
             client.run(tiny_draft.encode_prompt(text), 40)

@@ -38,6 +38,7 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+@pytest.mark.slow
 def test_a_watch_probes_only_in_its_cpu_s_idle_time(tmp_path: Path) -> None:
     """Beside a busy process on its CPU the watch gets (next to) no CPU time; once the CPU is
     free it probes, about ``DUTY`` of the time."""

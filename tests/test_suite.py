@@ -4,12 +4,12 @@ and ``validate_fidelity.py`` run for real (the smoke suite in Mininet, as root).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from emulator.cli import fidelity as validate_fidelity
 from emulator.fidelity import round_trips, token_intervals
 from emulator.scenario import load_scenario
 from emulator.suite import SUITES, write_suite
@@ -22,7 +22,7 @@ from emulator.suite_stats import (
     t_interval,
 )
 from emulator.traces.recorded import SHARED_TRACES
-from tests.cli import require_mininet, run_script
+from tests.cli import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -278,11 +278,6 @@ def test_validate_fidelity_profiles_every_pair_its_cases_simulate_before_any_cas
 ) -> None:
     """In view, before the first case: a case's main job would measure it silently. (The
     profiler itself is stood in for here: tests/test_profile.py runs it.)"""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import validate_fidelity
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
     asked = []
 
     def profile(target: str, draft: str, threads: int, say) -> None:
@@ -302,8 +297,8 @@ def test_validate_fidelity_profiles_every_pair_its_cases_simulate_before_any_cas
 
 
 @pytest.mark.skipif(not SHARED_TRACES.is_dir(), reason="the recorded traces are not beside us")
+@pytest.mark.root
 def test_the_smoke_suite_runs_both_worlds_and_reports_every_summary_field(tmp_path) -> None:
-    require_mininet()
     run = run_script(
         "validate_fidelity.py", "--suite", "smoke", "--json", "--out", str(tmp_path), timeout=1800
     )
@@ -330,8 +325,8 @@ def test_the_smoke_suite_runs_both_worlds_and_reports_every_summary_field(tmp_pa
     assert not (folder / "partial.json").exists()
 
 
+@pytest.mark.root
 def test_one_scenario_of_the_user_s_runs_in_both_worlds(tmp_path) -> None:
-    require_mininet()
     scenario = tmp_path / "mine.yaml"
     scenario.write_text(
         "name: mine\n"

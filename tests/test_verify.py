@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from runtime.drafting import DraftState
@@ -68,6 +69,7 @@ def test_stochastic_verify_preserves_target_distribution_synthetic() -> None:
     assert tv <= bound, f"TV {tv:.4f} exceeds sampling error {bound:.4f}"
 
 
+@pytest.mark.slow
 def test_stochastic_dsd_matches_target_on_tiny_model(tiny_target) -> None:
     """The first token DSD emits after the target's opening token follows the target's marginal."""
     params = SamplingParams(temperature=1.0, draft_top_k=8, seed=0)

@@ -13,7 +13,7 @@ import pytest
 
 from emulator.scenario import load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
-from runtime.draft import EdgeClient
+from runtime.draft import EdgeClient, EdgeSettings
 from runtime.events import EventLog
 from runtime.observations import RoundObservation
 from runtime.policies import AWC, BatchingPolicy, make_window_policy
@@ -179,7 +179,7 @@ def test_the_real_server_advises_only_the_edges_that_ask(
 
     def edge(name: str) -> None:
         policy = make_window_policy("awc:server" if name == "asks" else "awc")
-        client = EdgeClient(server.endpoint, tiny_draft, name, policy, log=logs[name])
+        client = EdgeClient(server.endpoint, tiny_draft, EdgeSettings(name, policy, log=logs[name]))
         try:
             client.run(tiny_target.encode_prompt(f"advice for {name}"), 40)
         finally:

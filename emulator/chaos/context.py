@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.draft import EdgeClient
+from emulator.paths import ROOT
+from runtime.draft import EdgeClient, EdgeSettings
 from runtime.events import read_events
 from runtime.models import LoadedModel
 from runtime.policies import Fixed
 from runtime.sampling import SamplingParams
 from runtime.serverproc import ServerProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 SESSION_TIMEOUT_S = 1.0
 GREEDY_FULL_LENGTH = SamplingParams(ignore_eos=True)
 
@@ -73,9 +73,8 @@ class Chaos:
 
     def request(self, endpoint: str, text: str, tokens: int, **client_options: Any) -> list[int]:
         """One greedy request from this process (the reference the others are held to)."""
-        client = EdgeClient(
-            endpoint, self.draft, "chaos", Fixed(3), GREEDY_FULL_LENGTH, **client_options
-        )
+        settings = EdgeSettings("chaos", Fixed(3), GREEDY_FULL_LENGTH, **client_options)
+        client = EdgeClient(endpoint, self.draft, settings)
         try:
             return client.run(self.draft.encode_prompt(text), tokens).output_ids
         finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +14,8 @@ import numpy as np
 import yaml
 
 from emulator.chaos.context import ROOT, Chaos, Outcome
+from emulator.child_runs import main_job_command
 from emulator.cleanup import find_leftovers
-from emulator.mainjob import SCRIPT
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import read_events
@@ -64,11 +63,7 @@ def tiny_scenario(
 def main_job(scenario: Path, out: Path, *extra: str) -> subprocess.Popen:
     out.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [
-            sys.executable,
-            str(SCRIPT),
-            *("--topology", str(scenario), "--out", str(out), "--no-sim", *extra),
-        ],
+        main_job_command(scenario, out, "--no-sim", *extra),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -237,22 +237,22 @@ def _refusals(folder: Path) -> dict[str, bool]:
     bad_yaml = folder / "broken.yaml"
     bad_yaml.write_text("edges: [ {name: e, link: {constant: {delay_ms: -5}}} ]\n")
     runs: dict[str, list[str]] = {
-        "import_trace.py": ["mahimahi", str(junk), "-o", str(folder / "out.csv")],
-        "trace_stats.py": [str(junk)],
-        "run_topology.py": ["--topology", str(bad_yaml), "--no-sim"],
-        "simulate.py": [str(bad_yaml), "--no-save"],
+        "trace import": ["mahimahi", str(junk), "-o", str(folder / "out.csv")],
+        "trace stats": [str(junk)],
+        "run": ["--topology", str(bad_yaml), "--no-sim"],
+        "simulate": [str(bad_yaml), "--no-save"],
     }
     results = {}
-    for script, args in runs.items():
+    for command, args in runs.items():
         done = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / script), *args],
+            [sys.executable, "-m", "emulator.cli.main", *command.split(), *args],
             capture_output=True,
             text=True,
             timeout=120,
             cwd=ROOT,
         )
         errors = [line for line in done.stderr.splitlines() if "error:" in line]
-        results[script] = (
+        results[command] = (
             done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr
         )
     return results

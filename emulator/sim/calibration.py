@@ -1,6 +1,6 @@
 """A model pair's profile as the simulator uses it: compute times, acceptance, message sizes.
 
-Everything here comes from ``profiles/<pair>.json`` (``runtime.profile``), measured by
+Everything here comes from a pair's profile JSON (``runtime.profile``), measured by
 microbenchmarks; nothing comes from an end-to-end run. Between grid points times are
 interpolated linearly (trilinearly for the verify grid), beyond them extrapolated from the
 last segment, so a batch larger than profiled costs proportionally more rather than the same.
@@ -18,7 +18,7 @@ from runtime.machine import fingerprint_id
 from runtime.profile_store import load_profile, profile_name
 
 PRIOR_ROUNDS = 10
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent / "reference_profiles"
 
 
 def sample_run(table: list[float], limit: int, rng: random.Random, start: int = 0) -> int:

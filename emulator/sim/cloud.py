@@ -30,12 +30,12 @@ class RoutedCloud:
 
     def arrive(self, message: Open | Verify | Close) -> None:
         edge = message.edge
-        key = f"{edge.name}/{edge.current.session}"
+        key = f"{edge.name}/{edge.active.session}"
         kind = KINDS[type(message)]
         index = self.table.route(key, kind, self.fanout.get(edge.name))
         if kind == "open":
             now = self.engine.now / 1000.0
-            self.log.write("route", t=now, **self.table.route_event(edge.current.session, index))
+            self.log.write("route", t=now, **self.table.route_event(edge.active.session, index))
         self.targets[index].arrive(message)
 
     @property

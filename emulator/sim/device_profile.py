@@ -74,7 +74,7 @@ def draft_part(spec: DeviceSpec, root: Path = SHARED_VIDUR) -> dict[str, Any]:
             "draft_prefill_ms": [{"prompt_tokens": n, "ms": prefill * n} for n in prompts],
         }
     model = _gpu_model(spec, root)
-    steps = {c: model.forward([(1, c)]).total_ms for c in contexts}
+    step_ms = {c: model.forward([(1, c)]).total_ms for c in contexts}
     return {
         "draft_step_ms": [
             {
@@ -83,7 +83,7 @@ def draft_part(spec: DeviceSpec, root: Path = SHARED_VIDUR) -> dict[str, Any]:
                 "first_ms": step,
                 "first_after_accept_ms": model.forward([(2, c)], 1).total_ms,
             }
-            for c, step in steps.items()
+            for c, step in step_ms.items()
         ],
         "draft_prefill_ms": [
             {"prompt_tokens": n, "ms": model.forward([(n, 0)], 1).total_ms} for n in prompts

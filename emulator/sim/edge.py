@@ -24,12 +24,13 @@ from emulator.sim.calibration import PairProfile, sample_run
 from emulator.sim.cpu import CoreShare
 from emulator.sim.engine import Engine
 from emulator.sim.links import SimPath
-from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
+from emulator.sim.messages import Close, Open, Tokens, Verify
 from runtime import protocol
 from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
 from runtime.observations import observation_from_round
 from runtime.policies import WindowPolicy
+from runtime.rounds import DraftedRound, RoundRecord, Verdict
 
 if TYPE_CHECKING:
     from emulator.sim.cloud import RoutedCloud
@@ -245,27 +246,24 @@ class EdgeSim:
         emitted = min(reply.emitted, request.max_tokens - request.output_tokens)
         request.output_tokens += emitted
         self._context += emitted
-        self.log.write(
-            "round",
-            session=request.session,
-            edge=self.name,
-            round=request.rounds,
-            gamma=reply.drafted,
-            drafted=reply.drafted,
-            accepted=reply.accepted,
+        stream = {
+            "drafted": reply.drafted,
+            "accepted": reply.accepted,
+            "batch_size": reply.batch_size,
+            "compute_ms": reply.compute_ms,
+            "t_send": reply.t_send / 1000.0,
+        }
+        record = RoundRecord.of_stream(
+            request.session,
+            self.name,
+            request.rounds,
+            stream,
             emitted=emitted,
             context_len=self._context,
-            draft_ms=0.0,
-            t_send=None,
             t_recv=self.engine.now / 1000.0,
-            server_t_recv=None,
-            server_t_send=reply.t_send / 1000.0,
-            queue_ms=0.0,
-            batch_size=reply.batch_size,
-            verify_ms=reply.compute_ms,
-            bytes_up=0,
             bytes_down=reply.bytes,
         )
+        self.log.write("round", **record.event())
         request.rounds += 1
         self.rounds += 1
         if reply.done or request.output_tokens >= request.max_tokens:
@@ -274,11 +272,16 @@ class EdgeSim:
     def cloud_acceptance_run(self, gamma: int, after_accept: bool) -> int:
         """A fused round's acceptance, drawn where the cloud drafts it for this edge's
         request, as an edge's own round is (from the next output position)."""
+        return self._acceptance_run(self.active, gamma, after_accept=after_accept)
+
+    @property
+    def active(self) -> Request:
+        """The request in flight: every round, verdict and close belongs to one."""
         assert self.current is not None
-        return self._acceptance_run(self.current, gamma, after_accept=after_accept)
+        return self.current
 
     def _draft(self) -> None:
-        request = self.current
+        request = self.active
         # The acceptance run is known before γ is chosen, and independently of it, so that
         # every policy meets the same luck (common random numbers) and a clairvoyant one can
         # be told it.
@@ -342,43 +345,28 @@ class EdgeSim:
         return run
 
     def verdict(self, verdict: Verdict) -> None:
-        request = self.current
+        request = self.active
         now = self.engine.now
         emitted = verdict.accepted + 1
         if self.fixed_rounds_gamma is None:
             emitted = min(emitted, request.max_tokens - request.output_tokens)
         request.output_tokens += emitted
         self._context += emitted
-        record = self.log.write(
-            "round",
-            session=request.session,
+        hint = verdict.gamma_hint
+        drafted = DraftedRound(
+            self._gamma, self._draft_ms, self._t_send / 1000.0, self._bytes_up, self._draft_cpu_ms
+        )
+        record = RoundRecord.of_verdict(
+            drafted,
+            verdict,
             edge=self.name,
-            round=request.rounds,
-            gamma=self._gamma,
-            drafted=self._gamma,
-            accepted=verdict.accepted,
+            index=request.rounds,
             emitted=emitted,
             context_len=self._context,
-            draft_ms=self._draft_ms,
-            draft_cpu_ms=self._draft_cpu_ms,
-            t_send=self._t_send / 1000.0,
             t_recv=now / 1000.0,
-            server_t_recv=verdict.t_recv / 1000.0,
-            server_t_send=verdict.t_send / 1000.0,
-            queue_ms=verdict.queue_ms,
-            batch_size=verdict.batch_size,
-            batch_width=verdict.batch_width,
-            peer_width=verdict.peer_width,
-            batch_accepted=verdict.batch_accepted,
-            batch_rejected=verdict.batch_rejected,
-            utilisation=verdict.utilisation,
-            **({"gamma_hint": verdict.gamma_hint} if verdict.gamma_hint else {}),
-            verify_ms=verdict.verify_ms,
-            bytes_up=self._bytes_up,
-            bytes_down=self.profile.verdict_bytes
-            + (protocol.ADVICE_REPLY_BYTES if verdict.gamma_hint else 0),
+            bytes_down=self.profile.verdict_bytes + (protocol.ADVICE_REPLY_BYTES if hint else 0),
         )
-        self.policy.observe(observation_from_round(record))
+        self.policy.observe(observation_from_round(self.log.write("round", **record.event())))
         self._all_accepted = self._gamma > 0 and verdict.accepted == self._gamma
         request.rounds += 1
         self.rounds += 1
@@ -405,7 +393,7 @@ class EdgeSim:
         self.uplink.send(self.profile.close_bytes, self.server.arrive, Close(self))
 
     def closed(self, _: None) -> None:
-        self._next_request(self.current)
+        self._next_request(self.active)
 
     def _next_request(self, request: Request) -> None:
         """``request`` is over: log it, then start the next one, if any."""

@@ -1,4 +1,5 @@
-"""The protocol's messages as the simulator carries them: only what timing and state need."""
+"""The protocol's messages as the simulator carries them: only what timing and state need.
+A verdict is the runtime's own (``runtime.rounds.Verdict``)."""
 
 from __future__ import annotations
 
@@ -33,23 +34,6 @@ class Verify:
 @dataclass(slots=True)
 class Close:
     edge: EdgeSim
-
-
-@dataclass(slots=True)
-class Verdict:
-    accepted: int
-    done: bool
-    queue_ms: float
-    batch_size: int
-    batch_width: int
-    peer_width: int
-    batch_accepted: int
-    batch_rejected: int
-    utilisation: float
-    verify_ms: float
-    t_recv: float
-    t_send: float
-    gamma_hint: int = 0  # the advised window (0: none asked for, or none yet)
 
 
 @dataclass(slots=True)

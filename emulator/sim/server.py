@@ -28,13 +28,14 @@ from typing import Any
 from emulator.sim.calibration import PairProfile
 from emulator.sim.cpu import CoreShare
 from emulator.sim.engine import Engine
-from emulator.sim.messages import Close, Open, Tokens, Verdict, Verify
+from emulator.sim.messages import Close, Open, Tokens, Verify
 from runtime import protocol
 from runtime.cpuquota import CpuQuota
 from runtime.events import EventLog
 from runtime.interpolation import interpolate_clamped
 from runtime.observations import peer_widths
 from runtime.policies import BatchingPolicy
+from runtime.rounds import Verdict
 from runtime.utilisation import BUSY_WINDOW_S, BusyMeter
 from runtime.window_advice import WindowAdvisor
 
@@ -320,19 +321,22 @@ class TargetSim:
             if item.draft_ms is not None:
                 hint = self.advisor.verdict(item.edge, now, session.done)
             verdict = Verdict(
-                accepted,
-                session.done,
-                dispatched - item.t_recv,
-                len(widths),
-                max(widths),
-                peer,
-                batch_accepted,
-                batch_rejected,
-                utilisation,
-                verify_ms,
-                item.t_recv,
-                now,
-                hint,
+                session=item.edge.active.session,
+                round=item.edge.active.rounds,
+                accepted=accepted,
+                token=0,
+                done=session.done,
+                queue_ms=dispatched - item.t_recv,
+                batch_size=len(widths),
+                verify_ms=verify_ms,
+                t_recv=item.t_recv / 1000.0,
+                t_send=now / 1000.0,
+                batch_width=max(widths),
+                peer_width=peer,
+                batch_accepted=batch_accepted,
+                batch_rejected=batch_rejected,
+                utilisation=utilisation,
+                gamma_hint=hint or None,
             )
             size = item.edge.profile.verdict_bytes + (protocol.ADVICE_REPLY_BYTES if hint else 0)
             item.edge.downlink.send(size, item.edge.verdict, verdict)

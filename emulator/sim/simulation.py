@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from emulator.calibrate import machine_profile
 from emulator.scenario import AcceptanceSpec, EdgeGroup, LinkSpec, Scenario, spread_edges
@@ -76,6 +77,10 @@ class SimResult:
     server_busy_s: float
     warnings: list[str] = field(default_factory=list)
     link_counters: dict[str, int] = field(default_factory=dict)
+
+
+def _target_busy_changed(core: SharedCore, cloud: TargetSim | RoutedCloud, _: bool) -> None:
+    core.set_target_busy(cloud.busy)
 
 
 def _say(message: str) -> None:
@@ -320,8 +325,7 @@ class Simulation:
                 server.edges_computing = lambda: any(edge.computing() for edge in computing)
                 # a shared core hears whether any target computes, not the last to change
                 server.watchers.extend(
-                    lambda _, core=core: core.set_target_busy(cloud.busy)
-                    for core in self.cores.values()
+                    partial(_target_busy_changed, core, cloud) for core in self.cores.values()
                 )
         for edge in computing:
             if not watched(probes, edge.name, plan):
@@ -363,12 +367,12 @@ class Simulation:
     def _link_pair(
         self, spec: LinkSpec, rng: random.Random, shared: bool = False
     ) -> tuple[SimLink, SimLink]:
-        pair = tuple(
+        up, down = (
             SimLink(self._schedule(spec, direction), spec.queue_packets, rng, shared)
             for direction in ("up", "down")
         )
-        self.links.extend(pair)
-        return pair
+        self.links.extend((up, down))
+        return up, down
 
     def _schedule(self, spec: LinkSpec, direction: str) -> LinkSchedule:
         key = (id(spec.trace), direction)
@@ -381,6 +385,7 @@ class Simulation:
         if workload.arrival == "closed":
             self.engine.at(start_ms, edge.arrival, 0)
             return
+        assert workload.poisson_per_s is not None  # the scenario's only other arrival
         offsets = poisson_offsets(workload.poisson_per_s, requests, seed, edge.name)
         for index, offset in enumerate(offsets):
             self.engine.at(offset * 1000.0, edge.arrival, index)

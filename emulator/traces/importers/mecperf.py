@@ -18,7 +18,8 @@ LICENCE = "see README.orig.md of the MECPerf source"
 
 
 def import_mecperf(path: str | Path, bin_s: float = 0.1) -> LinkTrace:
-    times, rtts = [], []
+    times: list[float] = []
+    rtts: list[float] = []
     for number, line in enumerate(read_text_lines(path), start=1):
         for sample in filter(None, (s.strip() for s in line.split(","))):
             stamp, sep, rtt = sample.rpartition("_")
@@ -33,7 +34,7 @@ def import_mecperf(path: str | Path, bin_s: float = 0.1) -> LinkTrace:
             value = parse_float(path, number, rtt, "RTT")
             times.append(when)
             rtts.append(value)
-    t, rtt = tidy_samples(np.asarray(times), np.asarray(rtts))
+    t, rtt_ms = tidy_samples(np.asarray(times), np.asarray(rtts))
     observer = "edge" if "_edge_" in Path(path).name else "cloud"
     meta = {
         "source": "mecperf",
@@ -41,4 +42,4 @@ def import_mecperf(path: str | Path, bin_s: float = 0.1) -> LinkTrace:
         "licence": LICENCE,
         "derived": f"RTT to the {observer} observer, median per {bin_s:g} s bin, split evenly",
     }
-    return rtt_trace(t, rtt, bin_s, meta)
+    return rtt_trace(t, rtt_ms, bin_s, meta)
