@@ -8,7 +8,7 @@ model is loaded, lowers itself to ``SCHED_IDLE`` (the kernel runs it only when t
 nothing else to run) and times the role's probe over and over, a pause between, logging
 each as a ``speed`` event ``at: "during"``. Beside other cgroups ``SCHED_IDLE`` alone still
 let it delay a waking process by up to 140 ms here, so the emulator also puts it in a cgroup
-marked idle (``emulator.idle_cgroup``). Its probes are CPU time, so being preempted does not
+marked idle (``emulator.net.idle_cgroup``). Its probes are CPU time, so being preempted does not
 count; what it costs the run is the other CPUs' share of the memory it reads while it
 computes, which ``DUTY`` bounds. Each probe records how busy the other CPUs were meanwhile
 (``others_busy``, from ``/proc/stat``).

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emulator.calibrate import machine_profile
+from emulator.sim.machine_profiles import machine_profile
 from runtime.cpuquota import CpuQuota
 from runtime.draft import DrafterFactory, EdgeClient, EdgeSettings
 from runtime.draft_service import SharedDraft

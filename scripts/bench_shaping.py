@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from mininet.log import setLogLevel
 
-from emulator.replay import TraceReplayer
+from emulator.net.replay import TraceReplayer
+from emulator.net.shaping.probe import choose_backend
+from emulator.net.topology import CLOUD, EmulatedNetwork
 from emulator.scenario import CloudSpec, EdgeGroup, LinkSpec, Scenario, Workload
-from emulator.shaping.probe import choose_backend
-from emulator.topology import CLOUD, EmulatedNetwork
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import EventLog
 

@@ -28,8 +28,8 @@ import yaml
 
 from emulator.scenario import absolute_traces, load_scenario
 from emulator.sim.engine import Engine
-from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.simulation import SimOptions, Simulation
+from emulator.sim.window_policies import simulated_window_policy
 from runtime.arguments import policy_spec_type
 from runtime.events import EventLog
 

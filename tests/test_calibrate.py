@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from emulator.calibrate import cached_machine_profile, machine_profile
 from emulator.sim.calibration import CalibrationError
+from emulator.sim.machine_profiles import cached_machine_profile, machine_profile
 from runtime.machine import _cpuinfo, describe, fingerprint, fingerprint_id
 from runtime.profile_store import cached_profile_path
 from runtime.prompts import DEFAULT_PROMPTS

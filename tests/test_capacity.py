@@ -12,7 +12,7 @@ import yaml
 from cli import run_script
 from test_sim import write_scenario
 
-from emulator.capacity import (
+from emulator.experiments.capacity import (
     MODES,
     SLO_SHARE,
     CapacitySweep,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from netns import namespaces, sh, veth
 
-from emulator.capture import CaptureSettings, ProbeClient, ProbeServer
+from emulator.traces.capture import CaptureSettings, ProbeClient, ProbeServer
 from emulator.traces.csvio import read_trace
 
 ROOT = Path(__file__).resolve().parents[1]

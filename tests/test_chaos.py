@@ -17,8 +17,8 @@ from cli import run_script
 
 from emulator.chaos.files import fuzz_scenarios, fuzz_traces
 from emulator.chaos.ledger import leaks, lost_events, runtime_processes
-from emulator.cleanup import MANIFEST_DIR
-from emulator.interrupts import shielded
+from emulator.net.cleanup import MANIFEST_DIR
+from emulator.run.interrupts import shielded
 from emulator.traces.importers import import_trace
 from emulator.traces.linktrace import TraceError
 from runtime.events import EventLog

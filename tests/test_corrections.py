@@ -10,7 +10,7 @@ import pytest
 from cli import run_script
 from test_gpu_profiles import needs_vidur
 
-from emulator.corrections import STEPS, step_scenarios, with_recorded_rates
+from emulator.experiments.corrections import STEPS, step_scenarios, with_recorded_rates
 from emulator.scenario import load_scenario
 from emulator.traces.recorded import SHARED_TRACES
 from emulator.traces.stats import summarise_trace

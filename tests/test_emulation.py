@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emulator.cleanup import cleanup, find_leftovers
-from emulator.replay import TraceReplayer
+from emulator.net.cleanup import cleanup, find_leftovers
+from emulator.net.replay import TraceReplayer
+from emulator.net.topology import CLOUD, EmulatedNetwork
 from emulator.scenario import (
     CloudSpec,
     EdgeGroup,
@@ -27,7 +28,6 @@ from emulator.scenario import (
     Workload,
     load_scenario,
 )
-from emulator.topology import CLOUD, EmulatedNetwork
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import EventLog
 
@@ -193,7 +193,7 @@ def test_cleanup_after_a_killed_run_leaves_nothing_and_marks_it_killed(tmp_path)
         from mininet.log import setLogLevel
         setLogLevel("error")
         from emulator.scenario import load_scenario
-        from emulator.topology import EmulatedNetwork
+        from emulator.net.topology import EmulatedNetwork
         from pathlib import Path
         EmulatedNetwork(load_scenario("{ROOT / "topologies" / "default.yaml"}"),
                         "delayline", results=Path("{results}")).start()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cli import ROOT, run_script
 
-from emulator.cleanup import cleanup, find_leftovers
+from emulator.net.cleanup import cleanup, find_leftovers
 from runtime.observations import RoundObservation
 from runtime.policies import make_window_policy
 

@@ -7,14 +7,14 @@ import random
 
 import pytest
 
-from emulator.attribution import (
+from emulator.report.attribution import (
     COMPONENTS,
     breakdown,
     compare_breakdowns,
     format_breakdown,
     round_components,
 )
-from emulator.fidelity import ks_distance, mape, rank_agreement
+from emulator.report.fidelity import ks_distance, mape, rank_agreement
 
 
 def test_ks_distance_is_zero_for_the_same_samples_and_one_for_disjoint_ones() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.idle_cgroup import CPU_CGROUPS, IdleCgroup
+from emulator.net.idle_cgroup import CPU_CGROUPS, IdleCgroup
 
 needs_cpu_idle = pytest.mark.skipif(
     not (CPU_CGROUPS / "cpu.idle").is_file(),

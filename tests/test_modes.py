@@ -13,7 +13,7 @@ import yaml
 from cli import run_script
 from test_sim import rounds_of, simulate, write_scenario
 
-from emulator.cleanup import cleanup
+from emulator.net.cleanup import cleanup
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace

@@ -14,8 +14,8 @@ import yaml
 from cli import run_script
 from test_sim import synthetic_profile
 
-from emulator.capacity import MODES, Slo, point_metrics
-from emulator.planner import (
+from emulator.experiments.capacity import MODES, Slo, point_metrics
+from emulator.experiments.planner import (
     CapacityPlan,
     PlanCase,
     case_raw,

@@ -286,7 +286,7 @@ def test_a_scenario_names_emulated_edges_and_refuses_what_they_cannot_be(tmp_pat
 
 
 def test_the_check_compares_medians_and_says_what_is_within_five_percent() -> None:
-    from emulator.replay_check import RunMeasures, compare_runs
+    from emulator.experiments.replay_check import RunMeasures, compare_runs
 
     def run(draft: str, draft_ms: float, tpot: float) -> RunMeasures:
         return RunMeasures(1, draft, draft_ms, 0.5, tpot, 0, "x")
@@ -306,7 +306,7 @@ def test_the_check_compares_medians_and_says_what_is_within_five_percent() -> No
 
 
 def test_emulated_edges_stand_in_at_the_speed_the_real_drafters_probed(tmp_path) -> None:
-    from emulator.replay_check import probed_draft_speed, scenario_for
+    from emulator.experiments.replay_check import probed_draft_speed, scenario_for
 
     (tmp_path / "run.json").write_text(
         json.dumps({"sim_speeds": {"cloud": 0.9, "a1": 1.1, "b1": 1.3}})

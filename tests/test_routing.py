@@ -17,8 +17,8 @@ from conftest import greedy_reference
 from test_lossless import run_concurrent
 from test_sim import simulate, write_scenario
 
-from emulator.cleanup import find_leftovers
-from emulator.orchestrate import EmulationError, cpu_plan
+from emulator.net.cleanup import find_leftovers
+from emulator.run.orchestrate import EmulationError, cpu_plan
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog, read_events

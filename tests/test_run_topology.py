@@ -18,8 +18,8 @@ import pytest
 import yaml
 from cli import ROOT, run_script
 
-from emulator.cleanup import cleanup, find_leftovers
-from emulator.mainjob import preflight
+from emulator.net.cleanup import cleanup, find_leftovers
+from emulator.run.mainjob import preflight
 from emulator.scenario import Overrides, load_scenario
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace

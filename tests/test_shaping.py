@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from netns import namespaces, sh, veth
 
-from emulator.shaping.base import ShapeParams
-from emulator.shaping.control import DelayLineShaper, ShaperError, netns_launcher
-from emulator.shaping.netem import tc_commands
-from emulator.shaping.probe import choose_backend, netem_available
+from emulator.net.shaping.base import ShapeParams
+from emulator.net.shaping.control import DelayLineShaper, ShaperError, netns_launcher
+from emulator.net.shaping.netem import tc_commands
+from emulator.net.shaping.probe import choose_backend, netem_available
 
 EDGE_IP, CLOUD_IP = "10.79.0.1", "10.79.0.2"
 

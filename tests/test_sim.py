@@ -33,9 +33,9 @@ from emulator.sim.cpu import CoreShare, SharedCore
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
 from emulator.sim.messages import Verify
-from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.server import Session
 from emulator.sim.simulation import SimOptions, Simulation
+from emulator.sim.window_policies import simulated_window_policy
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
 from runtime.cpuquota import CpuQuota

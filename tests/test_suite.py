@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 from emulator.cli import fidelity as validate_fidelity
-from emulator.fidelity import round_trips, token_intervals
-from emulator.scenario import load_scenario
-from emulator.suite import SUITES, write_suite
-from emulator.suite_results import mape_key, score_case, suite_markdown, summarise_suite
-from emulator.suite_stats import (
+from emulator.experiments.suite import SUITES, write_suite
+from emulator.experiments.suite_results import mape_key, score_case, suite_markdown, summarise_suite
+from emulator.experiments.suite_stats import (
     MIN_SAMPLES,
     interval,
     mape_with_interval,
     resolved_rank_agreement,
     t_interval,
 )
+from emulator.report.fidelity import round_trips, token_intervals
+from emulator.scenario import load_scenario
 from emulator.traces.recorded import SHARED_TRACES
 from tests.cli import run_script
 

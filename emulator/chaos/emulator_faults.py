@@ -14,8 +14,8 @@ import numpy as np
 import yaml
 
 from emulator.chaos.context import ROOT, Chaos, Outcome
-from emulator.child_runs import main_job_command
-from emulator.cleanup import find_leftovers
+from emulator.net.cleanup import find_leftovers
+from emulator.run.child_runs import main_job_command
 from emulator.traces.csvio import write_trace
 from emulator.traces.linktrace import LinkTrace
 from runtime.events import read_events

@@ -1,6 +1,6 @@
 """What a fault leaked or lost, counted from the outside.
 
-Leaks: whatever ``emulator.cleanup`` finds (namespaces, bridges, veths, cgroups, delay
+Leaks: whatever ``emulator.net.cleanup`` finds (namespaces, bridges, veths, cgroups, delay
 lines, host shells, socket folders), plus runtime processes that were not running before
 the fault and still run. Lost events: every process's ``process`` record says how many events it
 wrote (and an edge how many requests it started); the log must hold that many (and a
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from emulator.cleanup import find_leftovers
+from emulator.net.cleanup import find_leftovers
 from runtime.events import read_events
 
 RUNTIME_MODULES = ("runtime.target", "runtime.draft")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from emulator.capacity import (
+from emulator.experiments.capacity import (
     EDGE_COUNTS,
     MAX_REAL_DRAFTERS,
     MODES,
@@ -37,9 +37,9 @@ from emulator.capacity import (
     Point,
     Slo,
 )
-from emulator.child_runs import MainJobFailed, run_main_job
 from emulator.paths import ROOT
-from emulator.plots import plot_capacity
+from emulator.report.plots import plot_capacity
+from emulator.run.child_runs import MainJobFailed, run_main_job
 from emulator.scenario import ScenarioError
 from emulator.sim.calibration import CalibrationError
 from emulator.traces.recorded import recorded_links

@@ -45,9 +45,9 @@ from emulator.chaos.emulator_faults import (
 )
 from emulator.chaos.ledger import count_leaks, leaks, lost_events, runtime_processes
 from emulator.chaos.runtime_faults import RUNTIME_FAULTS
-from emulator.cleanup import cleanup, sweep_before_run
-from emulator.orchestrate import missing_tools
+from emulator.net.cleanup import cleanup, sweep_before_run
 from emulator.paths import ROOT
+from emulator.run.orchestrate import missing_tools
 from runtime.arguments import positive_int
 from runtime.models import load_model, make_draft
 from runtime.process import stop_on_signals

@@ -1,6 +1,6 @@
 """What each of our corrections to DSD-Sim's model changes on the DSD authors' setting:
 its fixed-round semantics, then our token budget, loss, bandwidth and recorded traces, one
-at a time (``emulator.corrections``).
+at a time (``emulator.experiments.corrections``).
 
     python scripts/compare_dsd_sim.py [--edges 80] [--alpha 0.414] [--json]
 
@@ -18,7 +18,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from emulator.corrections import corrections_markdown, run_steps
+from emulator.experiments.corrections import corrections_markdown, run_steps
 from emulator.paths import ROOT
 from emulator.scenario import ScenarioError
 from emulator.sim.calibration import CalibrationError

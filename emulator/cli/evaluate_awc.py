@@ -34,9 +34,9 @@ from typing import Any
 
 import yaml
 
-from emulator.child_runs import MainJobFailed, run_main_job
 from emulator.paths import ROOT
-from emulator.plots import plot_gains, plot_policy_ratios
+from emulator.report.plots import plot_gains, plot_policy_ratios
+from emulator.run.child_runs import MainJobFailed, run_main_job
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
 from emulator.sim.simulation import SimOptions, Simulation

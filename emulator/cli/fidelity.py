@@ -33,15 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from emulator.calibrate import machine_profile
-from emulator.child_runs import MainJobFailed, MainJobRun, run_main_job
-from emulator.fidelity import relative_error, round_trips, token_intervals
-from emulator.paths import ROOT
-from emulator.plots import plot_cdf_grid, plot_error_heatmap
-from emulator.scenario import ScenarioError, load_scenario
-from emulator.sim.calibration import CalibrationError
-from emulator.suite import SETS, SUITES, SuiteUnavailable, write_suite
-from emulator.suite_results import (
+from emulator.experiments.suite import SETS, SUITES, SuiteUnavailable, write_suite
+from emulator.experiments.suite_results import (
     TARGET_METRICS,
     Run,
     mape_key,
@@ -49,7 +42,14 @@ from emulator.suite_results import (
     suite_markdown,
     summarise_suite,
 )
-from emulator.suite_stats import metric_values, run_samples
+from emulator.experiments.suite_stats import metric_values, run_samples
+from emulator.paths import ROOT
+from emulator.report.fidelity import relative_error, round_trips, token_intervals
+from emulator.report.plots import plot_cdf_grid, plot_error_heatmap
+from emulator.run.child_runs import MainJobFailed, MainJobRun, run_main_job
+from emulator.scenario import ScenarioError, load_scenario
+from emulator.sim.calibration import CalibrationError
+from emulator.sim.machine_profiles import machine_profile
 from runtime.arguments import positive_int
 from runtime.process import stop_on_signals
 

@@ -8,10 +8,10 @@ simulator's capacity plan of a scenario, at cloud scale.
 
 For every network (the scenario's own links and each recorded family beside the project),
 every mode (DSD with AWC and at its best fixed γ, cloud-only, fused) and every edge count,
-the simulator runs the scenario (``emulator.planner``); the points of one count run at once
-on every local core, or as Ray tasks with ``--ray``. Results in ``results/<time>-plan/``:
-``plan.md`` (one page), ``plan.json`` (``partial.json`` while it runs), ``goodput.png`` and
-``tpot.png``; with ``--json`` the last line is the summary.
+the simulator runs the scenario (``emulator.experiments.planner``); the points of one count
+run at once on every local core, or as Ray tasks with ``--ray``. Results in
+``results/<time>-plan/``: ``plan.md`` (one page), ``plan.json`` (``partial.json`` while it
+runs), ``goodput.png`` and ``tpot.png``; with ``--json`` the last line is the summary.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from emulator.paths import ROOT
-from emulator.plan_report import MEASURES, best_mode, plan_markdown, plot_plan
-from emulator.planner import (
+from emulator.experiments.planner import (
     PLAN_EDGES,
     PLAN_GAMMAS,
     CapacityPlan,
@@ -36,6 +34,8 @@ from emulator.planner import (
     plan_settings,
     ray_runner,
 )
+from emulator.paths import ROOT
+from emulator.report.plan_report import MEASURES, best_mode, plan_markdown, plot_plan
 from emulator.scenario import ScenarioError, Slo
 from emulator.sim.calibration import CalibrationError
 from runtime.arguments import positive_float, positive_int

@@ -19,11 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-from emulator.fidelity import format_fidelity
-from emulator.mainjob import RunOptions, RunRefused, run_scenario
+from emulator.net.shaping.probe import choose_backend
 from emulator.paths import ROOT
+from emulator.report.fidelity import format_fidelity
+from emulator.run.mainjob import RunOptions, RunRefused, run_scenario
 from emulator.scenario import MODE_HELP, Overrides, ScenarioError, load_scenario
-from emulator.shaping.probe import choose_backend
 from runtime.arguments import positive_int, window_policy_spec
 from runtime.metrics import format_table
 from runtime.process import stop_on_signals

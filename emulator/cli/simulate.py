@@ -19,11 +19,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from emulator.plots import plot_run
+from emulator.report.plots import plot_run
 from emulator.scenario import MODE_HELP, Overrides, ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
-from emulator.sim.oracle import simulated_window_policy
 from emulator.sim.simulation import SimOptions, Simulation
+from emulator.sim.window_policies import simulated_window_policy
 from runtime.arguments import policy_spec_type, positive_int
 from runtime.events import EventLog
 from runtime.metrics import format_table, summarise

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import zmq
 
-from emulator.capture import CaptureSettings, ProbeClient, ProbeServer
+from emulator.traces.capture import CaptureSettings, ProbeClient, ProbeServer
 from emulator.traces.linktrace import TraceError
 
 

@@ -18,9 +18,15 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from emulator.child_runs import MainJobFailed, run_main_job
+from emulator.experiments.replay_check import (
+    MEASURES,
+    TOLERANCE,
+    RunMeasures,
+    compare_runs,
+    run_check,
+)
 from emulator.paths import ROOT
-from emulator.replay_check import MEASURES, TOLERANCE, RunMeasures, compare_runs, run_check
+from emulator.run.child_runs import MainJobFailed, run_main_job
 from runtime.arguments import positive_int
 from runtime.process import stop_on_signals
 

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from emulator.calibrate import machine_profile
 from emulator.scenario import AcceptanceSpec, EdgeGroup, LinkSpec, Scenario, spread_edges
 from emulator.sim.calibration import (
     PairProfile,
@@ -33,9 +32,10 @@ from emulator.sim.device_spec import is_device_spec
 from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
-from emulator.sim.oracle import simulated_window_policy
+from emulator.sim.machine_profiles import machine_profile
 from emulator.sim.requests import request_draws
 from emulator.sim.server import TargetSim
+from emulator.sim.window_policies import simulated_window_policy
 from runtime.arrivals import poisson_offsets, random_stream
 from runtime.cpuquota import PERIOD_MS, CpuQuota
 from runtime.events import EventLog

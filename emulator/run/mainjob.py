@@ -1,6 +1,6 @@
 """DSD-Emu's main job as a library call: a scenario in Mininet with real draft and target
 processes, its traces replayed on every link, then the simulator's prediction beside it.
-``run_scenario`` does one run in this process; ``emulator.child_runs`` runs it in a fresh
+``run_scenario`` does one run in this process; ``emulator.run.child_runs`` runs it in a fresh
 one, as the programs that need many runs do."""
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from typing import Any
 import yaml
 from mininet.log import setLogLevel
 
-from emulator.calibrate import machine_profile
-from emulator.cleanup import sweep_before_run
-from emulator.fidelity import compare, headline, headline_errors
-from emulator.interrupts import shielded
-from emulator.orchestrate import Emulation, EmulationError, describe_host, missing_tools
-from emulator.prediction import predict_run
-from emulator.progress import Progress
-from emulator.report import write_results
+from emulator.net.cleanup import sweep_before_run
+from emulator.report.fidelity import compare, headline, headline_errors
+from emulator.report.run_report import write_results
+from emulator.run.interrupts import shielded
+from emulator.run.orchestrate import Emulation, EmulationError, describe_host, missing_tools
+from emulator.run.prediction import predict_run
+from emulator.run.progress import Progress
 from emulator.scenario import Scenario
 from emulator.sim.calibration import CalibrationError
+from emulator.sim.machine_profiles import machine_profile
 from runtime.events import read_events
 from runtime.metrics import summarise
 from runtime.models import ModelError, prepare_model

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from emulator.shaping.base import ShapeParams
+from emulator.net.shaping.base import ShapeParams
 from runtime.process import stop_child
 
 Launcher = Callable[[list[str]], subprocess.Popen]
@@ -62,7 +62,7 @@ class DelayLineShaper:
             [
                 sys.executable,
                 "-m",
-                "emulator.shaping.delayline",
+                "emulator.net.shaping.delayline",
                 "--up-in",
                 up_in,
                 "--down-in",

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.fidelity import intervals_by_session, relative_error
+from emulator.report.fidelity import intervals_by_session, relative_error
 from runtime.metrics import summarise
 
 # name -> (sample kind, statistic): "mean" or a percentile

@@ -5,7 +5,7 @@ For each network (the scenario's own links, and each recorded family beside the 
 on every edge group) and each edge count, every mode runs: DSD under AWC, DSD at its best
 fixed γ (each of ``gammas`` tried), cloud-only decoding, and fused (draft and target in the
 cloud) at its best fixed γ. Capacity, goodput and the crossover are the capacity
-experiment's (``emulator.capacity``). A mode stops being swept on a network once it has
+experiment's (``emulator.experiments.capacity``). A mode stops being swept on a network once it has
 missed the SLOs at two counts in a row with its goodput not rising (past its capacity and
 its peak); the counts it skips are said, not guessed.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from emulator.capacity import (
+from emulator.experiments.capacity import (
     MODES,
     SLO_SHARE,
     ModeSpec,
@@ -159,8 +159,9 @@ def case_raw(settings: PlanSettings, case: PlanCase) -> dict[str, Any]:
 
 
 def run_case(settings: PlanSettings, case: PlanCase) -> tuple[PlanCase, dict[str, Any], float]:
-    """Simulate one case: its measures (``emulator.capacity.point_metrics``) and wall time.
-    Only requests and batches are kept in memory: 10,000 edges make millions of rounds."""
+    """Simulate one case: its measures (``emulator.experiments.capacity.point_metrics``) and
+    wall time. Only requests and batches are kept in memory: 10,000 edges make millions of
+    rounds."""
     started = time.perf_counter()
     name = f"{case.network}-{case.mode}-{case.policy.replace(':', '')}-{case.edges}.yaml"
     path = Path(settings.folder) / name

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from emulator.capacity import point_metrics
+from emulator.experiments.capacity import point_metrics
 from emulator.scenario import Slo, absolute_traces, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.stats import summarise_trace

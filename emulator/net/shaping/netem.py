@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 
-from emulator.shaping.base import ShapeParams
+from emulator.net.shaping.base import ShapeParams
 
 UNLIMITED_MBIT = 100_000  # htb needs a rate; 100 Gbit/s stands for "no limit"
 

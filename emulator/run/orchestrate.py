@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator.interrupts import shielded
-from emulator.replay import TraceReplayer
-from emulator.resources import ResourceSampler
+from emulator.net.replay import TraceReplayer
+from emulator.net.topology import CLOUD, EmulatedNetwork
+from emulator.run.interrupts import shielded
+from emulator.run.resources import ResourceSampler
 from emulator.scenario import EdgeGroup, Scenario
 from emulator.sim.simulation import cpu_share, quota_phase_ms
-from emulator.topology import CLOUD, EmulatedNetwork
 from runtime.events import EventLog
 from runtime.process import stop_child
 

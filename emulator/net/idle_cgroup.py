@@ -41,6 +41,6 @@ class IdleCgroup:
 
     def remove(self) -> None:
         """Remove it (its processes must have exited; a killed run's is swept by
-        ``emulator.cleanup``, which the run's manifest tells of it)."""
+        ``emulator.net.cleanup``, which the run's manifest tells of it)."""
         with contextlib.suppress(OSError):
             self.path.rmdir()

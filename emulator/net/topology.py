@@ -1,7 +1,7 @@
 """Scenario -> Mininet network: edge hosts, a shaping point on every link, the cloud host.
 
 Explore a scenario's network by hand, traces replaying, in Mininet's CLI (as root):
-    python -m emulator.topology topologies/default.yaml [--shaper delayline]
+    python -m emulator.net.topology topologies/default.yaml [--shaper delayline]
 
     edge host --(access link)-- shaper host --+
     edge host --(access link)-- shaper host --+-- dsdagg (LinuxBridge) -- shaper host -- cloud
@@ -31,14 +31,14 @@ from mininet.node import CPULimitedHost, Host
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
-from emulator.cleanup import MANIFEST_DIR, cleanup, live_runs, write_manifest
-from emulator.idle_cgroup import IdleCgroup
-from emulator.interrupts import shielded
-from emulator.replay import ReplayedLink
+from emulator.net.cleanup import MANIFEST_DIR, cleanup, live_runs, write_manifest
+from emulator.net.idle_cgroup import IdleCgroup
+from emulator.net.replay import ReplayedLink
+from emulator.net.shaping.base import LinkShaper
+from emulator.net.shaping.control import DelayLineShaper
+from emulator.net.shaping.netem import NetemShaper
+from emulator.run.interrupts import shielded
 from emulator.scenario import CLOUD, LinkSpec, Scenario
-from emulator.shaping.base import LinkShaper
-from emulator.shaping.control import DelayLineShaper
-from emulator.shaping.netem import NetemShaper
 
 SWITCH = "dsdagg"
 CLOUD_SWITCH = "dsdcloud"
@@ -91,7 +91,7 @@ class EmulatedNetwork:
     links: list[ReplayedLink] = field(default_factory=list)
     host_settings: dict[str, dict[str, str]] = field(default_factory=dict)
     results: Path | None = None  # the run's results folder, marked if the run is killed
-    # where the speed watches run (``emulator.idle_cgroup``); unmade where it cannot be
+    # where the speed watches run (``emulator.net.idle_cgroup``); unmade where it cannot be
     idle: IdleCgroup = field(default_factory=lambda: IdleCgroup(f"dsdidle{os.getpid()}"))
     # the CPUs the delay lines are pinned to (the edges', so that their real-time turns
     # never take the target's CPU); None: any
@@ -215,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     from mininet.cli import CLI
     from mininet.log import setLogLevel
 
-    from emulator.replay import TraceReplayer
+    from emulator.net.replay import TraceReplayer
+    from emulator.net.shaping.probe import choose_backend
     from emulator.scenario import ScenarioError, load_scenario
-    from emulator.shaping.probe import choose_backend
     from runtime.events import EventLog
 
     parser = argparse.ArgumentParser(description="Start a scenario's network in Mininet's CLI.")

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator.attribution import compare_breakdowns, format_breakdown
-from emulator.fidelity import format_fidelity
-from emulator.plots import plot_acceptance, plot_gamma, plot_links, plot_tpot_cdfs
-from emulator.resources import shaping_cost, summarise_samples
+from emulator.report.attribution import compare_breakdowns, format_breakdown
+from emulator.report.fidelity import format_fidelity
+from emulator.report.plots import plot_acceptance, plot_gamma, plot_links, plot_tpot_cdfs
+from emulator.run.resources import shaping_cost, summarise_samples
 from emulator.scenario import Scenario
 from emulator.sim.calibration import CalibrationError, read_profile
 from runtime.events import read_events

@@ -5,12 +5,12 @@ Mininet's own cleanup (``mn -c``) is not used: it deletes every ``/tmp/*.log`` a
 bridges and cgroups. Everything DSD-Emu creates can be found again, and only that is
 removed: host shells (``mininet:NAME``; their namespaces and veth ends go with them),
 bridges, namespaces and root-side veths start with ``dsd``, delay lines run as ``-m
-emulator.shaping.delayline`` and speed watches as ``-m runtime.speedwatch``, the delay
+emulator.net.shaping.delayline`` and speed watches as ``-m runtime.speedwatch``, the delay
 lines' sockets live in ``dsdemu-*`` temp folders, and each run's host cgroups (and results
 folder, whose ``run.json`` is then marked ``killed``) are listed in a manifest that the run
 deletes when it ends cleanly.
 
-    python -m emulator.cleanup        # prints what it removed
+    python -m emulator.net.cleanup        # prints what it removed
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 PREFIX = "dsd"
-DELAYLINE_MODULE = "emulator.shaping.delayline"
+DELAYLINE_MODULE = "emulator.net.shaping.delayline"
 WATCH_MODULE = "runtime.speedwatch"
 MANIFEST_DIR = Path(tempfile.gettempdir()) / "dsdemu-runs"
 CGROUP_ROOT = Path("/sys/fs/cgroup")

@@ -10,7 +10,7 @@ counters. The process asks for SCHED_FIFO so that its timers fire within microse
 (measured here: p99 lateness ~3.6 ms without it).
 
 Run (as root, inside the middle host's namespace):
-    python -m emulator.shaping.delayline --up-in IF_EDGE --down-in IF_CLOUD --control PATH
+    python -m emulator.net.shaping.delayline --up-in IF_EDGE --down-in IF_CLOUD --control PATH
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from emulator.shaping.base import ShapeParams
+from emulator.net.shaping.base import ShapeParams
 from runtime.process import parse_cpus, pin
 
 ETH_P_ALL = 0x0003

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from emulator.shaping.base import DEFAULT_QUEUE_PACKETS, LinkShaper, ShapeParams
+from emulator.net.shaping.base import DEFAULT_QUEUE_PACKETS, LinkShaper, ShapeParams
 from emulator.traces.linktrace import DIRECTIONS, QUANTITIES, LinkTrace
 from runtime.events import EventLog
 

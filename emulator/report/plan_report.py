@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emulator.plots import pyplot, save_figure
+from emulator.report.plots import pyplot, save_figure
 
 MEASURES = {
     "goodput_tok_s": "goodput (tok/s within the SLOs)",

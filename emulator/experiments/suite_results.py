@@ -18,9 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.attribution import OVERLAPPING, compare_breakdowns
-from emulator.fidelity import ks_distance, relative_error, round_trips, token_intervals
-from emulator.suite_stats import (
+from emulator.experiments.suite_stats import (
     BOOTSTRAP,
     METRICS,
     Samples,
@@ -29,6 +27,8 @@ from emulator.suite_stats import (
     resolved_rank_agreement,
     run_samples,
 )
+from emulator.report.attribution import OVERLAPPING, compare_breakdowns
+from emulator.report.fidelity import ks_distance, relative_error, round_trips, token_intervals
 from runtime.metrics import summarise
 
 TARGET_ERROR = 0.05

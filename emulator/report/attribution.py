@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from emulator.fidelity import relative_error
+from emulator.report.fidelity import relative_error
 
 COMPONENTS = ("draft", "uplink", "queue", "verify", "server", "downlink")
 FIRST_TOKEN_COMPONENTS = ("uplink", "prefill", "server", "downlink")
