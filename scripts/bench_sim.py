@@ -188,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help=f"run {SWEEP} edges")
     parser.add_argument("--compare-simpy", action="store_true", help="engine vs SimPy")
     parser.add_argument("--json", action="store_true", help="only the JSON line on stdout")
+    parser.add_argument(
+        "--target-wall-s",
+        type=float,
+        help=f"the wall time a run must stay within (default: {TARGETS_S} by edges)",
+    )
     args = parser.parse_args(argv)
     if args.edges < 1 or args.tokens < 1 or not 1 <= args.targets <= 64:
         parser.error("--edges and --tokens must be >= 1, --targets in 1..64")
@@ -198,11 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         result = sweep(args)
     else:
         result = bench_one(args.scenario, args.edges, args.tokens, args.policy, args.targets)
+        if args.target_wall_s is not None:
+            result["target_wall_s"] = args.target_wall_s
+        target = result["target_wall_s"]
+        result["targets_met"] = target is None or result["wall_s"] <= target
         if not args.json:
             for key, value in result.items():
                 print(f"{key:>16}: {value}")
     print(json.dumps(result))
-    return 0
+    return 0 if result.get("targets_met", True) else 1
 
 
 if __name__ == "__main__":

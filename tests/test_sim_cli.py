@@ -54,3 +54,14 @@ def test_bench_sim_prints_its_figures() -> None:
     for key in ("wall_s", "rounds", "rounds_per_s", "events_per_s", "peak_rss_mb"):
         assert figures[key] > 0
     assert figures["requests_done"] == 40
+    assert figures["target_wall_s"] is None and figures["targets_met"] is True
+
+
+def test_bench_sim_fails_a_run_past_its_target() -> None:
+    """The target is judged, not only printed: a run past it exits 1 and says so."""
+    loose = run(f"{SCRIPTS / 'bench_sim.py'} --edges 20 --tokens 16 --json --target-wall-s 600")
+    assert loose.returncode == 0 and json.loads(loose.stdout.splitlines()[-1])["targets_met"]
+    tight = run(f"{SCRIPTS / 'bench_sim.py'} --edges 20 --tokens 16 --json --target-wall-s 1e-6")
+    assert tight.returncode == 1, tight.stderr
+    figures = json.loads(tight.stdout.splitlines()[-1])
+    assert figures["targets_met"] is False and figures["wall_s"] > figures["target_wall_s"]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from emulator.paths import ROOT
 from runtime.draft import EdgeClient, EdgeSettings
 from runtime.events import read_events
@@ -36,11 +38,13 @@ class Outcome:
 
 @dataclass
 class Chaos:
-    """What every fault shares: a folder for its files, a seeded RNG, the tiny draft (whose
-    requests from this process are the references the others are held to)."""
+    """What every fault shares: a folder for its files, a seeded RNG, the tiny target (whose
+    greedy output by transformers is the reference lossless output is held to) and its
+    draft (which makes requests from this process)."""
 
     folder: Path
     rng: random.Random
+    target: LoadedModel
     draft: LoadedModel
     fuzz_messages: int = 10_000
 
@@ -79,6 +83,21 @@ class Chaos:
             return client.run(self.draft.encode_prompt(text), tokens).output_ids
         finally:
             client.close()
+
+    def greedy_text(self, text: str, tokens: int) -> str:
+        """The target's own greedy continuation by transformers' ``generate``: code that
+        shares nothing with the runtime's verification, to hold its output to."""
+        ids = torch.tensor([self.target.encode_prompt(text)])
+        with torch.inference_mode():
+            out = self.target.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                pad_token_id=0,
+            )
+        return self.target.decode(out[0, ids.shape[1] :].tolist())
 
     def wait_for_round(self, edge: str, process: subprocess.Popen, timeout_s: float = 120) -> int:
         """Until the edge has logged a verified round (it is mid-request); returns how many."""

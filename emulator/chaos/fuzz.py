@@ -11,6 +11,7 @@ import msgpack
 import zmq
 
 from runtime import protocol
+from runtime.rounds import Verdict
 from runtime.sampling import SamplingParams
 
 QUIET_S = 2.0
@@ -18,8 +19,13 @@ ODD_VALUES = (None, -1, 2**40, "x", b"\xff" * 7, [1], {"a": 1}, 1.5, True)
 
 
 def valid_messages(session: str) -> list[dict]:
-    """One message of each kind an edge sends, well formed."""
-    return [
+    """One well-formed message of every type in the protocol, with its optional fields: the
+    three an edge sends (a greedy open, a sampling one asking for a window, a verify with a
+    draft distribution and its timing), and the five a server sends, which a server must
+    refuse as unexpected."""
+    ids, probs = protocol.pack_ids([4, 5, 6, 7]), protocol.pack_probs([0.5, 0.5, 0.9, 0.1])
+    sampling = SamplingParams(temperature=0.8, top_k=5, draft_top_k=2, seed=3)
+    messages = [
         {
             "type": "open",
             "session": session,
@@ -28,9 +34,42 @@ def valid_messages(session: str) -> list[dict]:
             "mode": "dsd",
             "sampling": SamplingParams().to_dict(),
         },
+        {
+            "type": "open",
+            "session": f"{session}-f",
+            "prompt": protocol.pack_ids([1, 2]),
+            "max_tokens": 4,
+            "mode": "fused",
+            "sampling": sampling.to_dict(),
+            "gamma": 3,
+        },
         {"type": "verify", "session": session, "round": 0, "draft": protocol.pack_ids([4, 5])},
+        {
+            "type": "verify",
+            "session": session,
+            "round": 1,
+            "draft": protocol.pack_ids([4, 5]),
+            "q_ids": ids,
+            "q_probs": probs,
+            "t_send": 1.0,
+            "draft_ms": 3.5,
+        },
         {"type": "close", "session": session},
+        {
+            "type": "opened",
+            "session": session,
+            "token": 1,
+            "done": False,
+            "prefill_ms": 1.0,
+            "t_recv": 1.0,
+            "t_send": 1.1,
+        },
+        Verdict(session, 0, 1, 2, False, 0.5, 2, 3.0, 1.0, 1.1, 3, 2, 4, 1, 0.5, 4).wire(),
+        protocol.tokens_message(session, [7, 8], False, 2, 1, 2, 3.0, 1.2),
+        {"type": "closed", "session": session},
+        {"type": "error", "code": "bad_message", "message": "no", "session": session},
     ]
+    return messages
 
 
 def flip_bytes(rng: random.Random, data: bytes, most: int) -> bytes:

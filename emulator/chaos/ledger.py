@@ -4,7 +4,8 @@ Leaks: whatever ``emulator.net.cleanup`` finds (namespaces, bridges, veths, cgro
 lines, host shells, socket folders), plus runtime processes that were not running before
 the fault and still run. Lost events: every process's ``process`` record says how many events it
 wrote (and an edge how many requests it started); the log must hold that many (and a
-``request`` event for each).
+``request`` event for each). A process killed outright has no such record: its own log is
+checked for gaps instead.
 """
 
 from __future__ import annotations
@@ -45,16 +46,21 @@ def count_leaks(found: dict[str, list[str]]) -> int:
 
 
 def lost_events(logs: list[Path]) -> tuple[int, list[str]]:
-    """Events and requests the processes say they wrote that their logs do not hold."""
+    """Events and requests the processes say they wrote that their logs do not hold. A
+    process killed by SIGKILL wrote no ``process`` record: its log is held to itself
+    instead, each session's rounds numbered without a gap."""
     lost, notes = 0, []
     for log in logs:
         seen: collections.Counter[str] = collections.Counter()
         requests: collections.Counter[str] = collections.Counter()
+        rounds: dict[tuple[str, str], set[int]] = collections.defaultdict(set)
         for event in read_events(log):
             proc = event.get("proc", "?")
             if event.get("event") != "process":
                 seen[proc] += 1
                 requests[proc] += event.get("event") == "request"
+                if event.get("event") == "round":
+                    rounds[(proc, event.get("session", "?"))].add(event["round"])
                 continue
             missing = max(0, event.get("events", 0) - seen[proc])
             missing += max(0, event.get("requests_started", 0) - requests[proc])
@@ -62,4 +68,12 @@ def lost_events(logs: list[Path]) -> tuple[int, list[str]]:
                 notes.append(f"{log.name}: {proc} wrote more than the log holds ({missing})")
             lost += missing
             seen[proc] = requests[proc] = 0
+            rounds = collections.defaultdict(set, {k: v for k, v in rounds.items() if k[0] != proc})
+        for (proc, session), indices in rounds.items():
+            gaps = max(indices) - min(indices) + 1 - len(indices)
+            if gaps:
+                notes.append(
+                    f"{log.name}: {proc} (no process record) lacks {gaps} round(s) of {session}"
+                )
+            lost += gaps
     return lost, notes

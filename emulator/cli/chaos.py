@@ -15,7 +15,8 @@ every event log is checked against what its process says it wrote. The Mininet f
 root; elsewhere they are skipped, saying so. Everything goes to results/chaos-<time>/; with
 --json the last line is one JSON object: per fault ``survived`` and details, and the
 summary fields server_crashes, leaked_resources, lost_events, unauthenticated_accepted and
-fuzz_messages. Exit 0 when every fault that ran was survived.
+fuzz_messages. Exit 0 when every chosen fault ran and was survived: one skipped (for want
+of root) is not survived, and the summary counts it under ``skipped``.
 """
 
 from __future__ import annotations
@@ -143,14 +144,16 @@ def summary(results: dict[str, dict], skipped: dict[str, str]) -> dict:
                 name: {k: r[k] for k in ("survived", "seconds", "details")}
                 for name, r in results.items()
             },
-            **{name: {"survived": None, "skipped": why} for name, why in skipped.items()},
+            # a fault that did not run was not survived: the run says so, and fails
+            **{name: {"survived": False, "skipped": why} for name, why in skipped.items()},
         },
+        "skipped": len(skipped),
         "server_crashes": sum(r["server_crashes"] for r in ran),
         "leaked_resources": sum(r["leaked_resources"] for r in ran),
         "lost_events": sum(r["lost_events"] for r in ran),
         "unauthenticated_accepted": sum(r["unauthenticated_accepted"] for r in ran),
         "fuzz_messages": sum(r["fuzz_messages"] for r in ran),
-        "survived_all": all(r["survived"] for r in ran),
+        "survived_all": not skipped and all(r["survived"] for r in ran),
     }
 
 
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) / f"chaos-{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     print(f"chaos: {len(chosen) - len(skipped)} fault(s), seed {args.seed}; files in {out}")
-    draft = make_draft("perturbed:0.1", load_model("tiny"))
+    target = load_model("tiny")
+    draft = make_draft("perturbed:0.1", target)
     rng = random.Random(args.seed)
     running_before = runtime_processes()  # not ours: never killed, also on Ctrl-C
     results: dict[str, dict] = {}
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     to_run = [name for name in chosen if name not in skipped]
     for index, name in enumerate(to_run, start=1):
         print(f"chaos: [{index}/{len(to_run)}] {name} ...", flush=True)
-        chaos = Chaos(out / name, rng, draft, args.messages)
+        chaos = Chaos(out / name, rng, target, draft, args.messages)
         try:
             results[name] = run_fault(chosen[name], chaos)
         except KeyboardInterrupt:
