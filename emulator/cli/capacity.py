@@ -24,7 +24,9 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -37,9 +39,10 @@ from emulator.experiments.capacity import (
     Point,
     Slo,
 )
+from emulator.experiments.runner import Case, run_cases, save_atomically
 from emulator.paths import ROOT
 from emulator.report.plots import plot_capacity
-from emulator.run.child_runs import MainJobFailed, run_main_job
+from emulator.run.child_runs import run_main_job
 from emulator.scenario import ScenarioError
 from emulator.sim.calibration import CalibrationError
 from emulator.traces.recorded import recorded_links
@@ -126,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     out = sweep.out
     status = 0
     try:
-        run_sweep(sweep, args)
+        status = run_sweep(sweep, args)
     except KeyboardInterrupt:
-        print("capacity: interrupted; the finished points are kept", file=sys.stderr)
         status = 130
-    except (CalibrationError, MainJobFailed) as exc:
+    except CalibrationError as exc:
         print(f"capacity: error: {exc}; the finished points are kept", file=sys.stderr)
         status = 1
+    if status == 130:
+        print("capacity: interrupted; the finished points are kept", file=sys.stderr)
     document = finish(sweep, out, complete=status == 0)
     print(table(sweep.points))
     summary = document["summary"]
@@ -175,16 +179,16 @@ def open_sweep(args: argparse.Namespace) -> CapacitySweep:
     return sweep
 
 
-def run_sweep(sweep: CapacitySweep, args: argparse.Namespace) -> None:
-    """The simulated points first (the emulator takes their best γ), then the emulated."""
+def run_sweep(sweep: CapacitySweep, args: argparse.Namespace) -> int:
+    """The simulated points first (the emulator takes their best γ), then the emulated, each
+    a case of the experiment runner; the exit status."""
     simulated = [(spec, n) for n in sweep.edge_counts for spec in MODES]
     for spec, edges in tqdm(simulated, desc="simulated points", unit="point"):
         point = sweep.simulate(spec, edges)
         if args.world != "emu":
             sweep.keep(point)
     if args.world == "sim":
-        return
-    emulated = [(spec, n) for n in sweep.edge_counts for spec in MODES]
+        return 0
     replayed = sorted({n for n in sweep.edge_counts if n > MAX_REAL_DRAFTERS})
     if replayed:
         print(
@@ -192,14 +196,43 @@ def run_sweep(sweep: CapacitySweep, args: argparse.Namespace) -> None:
             f"(draft: replay): {replayed}",
             flush=True,
         )
-    for spec, edges in tqdm(emulated, desc="emulated points", unit="point"):
-        sweep.keep(sweep.emulate(spec, edges, lambda s, o: run_main_job(s, o, EMU_TIMEOUT_S)))
+    cases = [
+        Case(
+            f"{spec.name}/{n}", f"emulated: {spec.name} at {n} edge(s)", {"spec": spec, "edges": n}
+        )
+        for n in sweep.edge_counts
+        for spec in MODES
+    ]
+
+    def emulate(case: Case) -> dict:
+        main_job = partial(run_main_job, timeout_s=EMU_TIMEOUT_S)
+        point = sweep.emulate(case.settings["spec"], case.settings["edges"], main_job)
+        sweep.points.append(point)
+        return asdict(point)
+
+    def document(records: dict[str, dict]) -> dict:
+        sweep.failed = {key: r["error"] for key, r in records.items() if "error" in r}
+        return sweep.document()
+
+    finished = run_cases(
+        cases,
+        emulate,
+        sweep.out / "partial.json",
+        document,
+        say=lambda line: print(f"capacity: {line}", flush=True),
+    )
+    if finished.failed:
+        print(
+            f"capacity: {len(finished.failed)} emulated point(s) failed; the others are kept "
+            "(--resume runs the failed ones again)",
+            file=sys.stderr,
+        )
+    return finished.exit_code()
 
 
 def finish(sweep: CapacitySweep, out: Path, complete: bool) -> dict:
     document = sweep.document()
-    name = "capacity.json" if complete else "partial.json"
-    (out / name).write_text(json.dumps(document, indent=1))
+    save_atomically(out / ("capacity.json" if complete else "partial.json"), document)
     points = document["points"]
     if points:
         plot_capacity(points, "throughput_tok_s", "throughput (tok/s)", out / "throughput.png")

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from emulator.experiments.runner import Case, run_cases, save_atomically
 from emulator.experiments.suite import SETS, SUITES, SuiteUnavailable, write_suite
 from emulator.experiments.suite_results import (
     TARGET_METRICS,
@@ -46,7 +47,7 @@ from emulator.experiments.suite_stats import metric_values, run_samples
 from emulator.paths import ROOT
 from emulator.report.fidelity import relative_error, round_trips, token_intervals
 from emulator.report.plots import plot_cdf_grid, plot_error_heatmap
-from emulator.run.child_runs import MainJobFailed, MainJobRun, run_main_job
+from emulator.run.child_runs import MainJobRun, run_main_job
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.calibration import CalibrationError
 from emulator.sim.machine_profiles import machine_profile
@@ -132,12 +133,6 @@ def say(line: str) -> None:
     print(f"validate_fidelity: {line}", flush=True)
 
 
-def save(path: Path, document: dict[str, Any]) -> None:
-    """Written aside, then renamed: an interrupted write leaves the last complete one."""
-    path.with_suffix(".tmp").write_text(json.dumps(document, indent=1))
-    path.with_suffix(".tmp").replace(path)
-
-
 def report(out: Path, document: dict[str, Any], runs: dict[str, dict[int, Run]]) -> None:
     cases = document["cases"]
     (out / "fidelity.md").write_text(suite_markdown(cases, document["summary"]))
@@ -165,39 +160,44 @@ def report(out: Path, document: dict[str, Any], runs: dict[str, dict[int, Run]])
     plot_cdf_grid(rtt, "round trip (ms)", out / "cdf-round-trip.png")
 
 
-def run_once(case: dict[str, Any], seed: int, out: Path) -> tuple[dict[str, Any], Run | None]:
-    """One repeat of a case: its record (results folder, speeds, wall time, or the error)
-    and both worlds' events."""
+def run_once(case: dict[str, Any], seed: int, out: Path) -> tuple[dict[str, Any], Run]:
+    """One repeat of a case: its record (results folder, speeds, errors, wall time) and both
+    worlds' events; ``MainJobFailed`` where the run did not finish."""
     started = time.monotonic()
-    record: dict[str, Any] = {}
-    events: Run | None = None
-    try:
-        run: MainJobRun = run_main_job(
-            case["path"], out / "runs", RUN_TIMEOUT_S, "--seed", str(seed)
-        )
-    except MainJobFailed as exc:
-        record["error"] = str(exc)
-    else:
-        events = (run.emulated_events(), run.simulated_events())
-        run_info = json.loads((run.results / "run.json").read_text())
-        record["results_dir"] = str(run.results)
-        record["sim_speeds"] = run_info.get("sim_speeds", {})
-        emu, sim = (metric_values([run_samples(world)]) for world in events)
-        record["errors"] = {m: relative_error(emu[m], sim[m]) for m in TARGET_METRICS}
-    record["wall_s"] = time.monotonic() - started
+    run: MainJobRun = run_main_job(case["path"], out / "runs", RUN_TIMEOUT_S, "--seed", str(seed))
+    events = (run.emulated_events(), run.simulated_events())
+    run_info = json.loads((run.results / "run.json").read_text())
+    emu, sim = (metric_values([run_samples(world)]) for world in events)
+    record = {
+        "results_dir": str(run.results),
+        "sim_speeds": run_info.get("sim_speeds", {}),
+        "errors": {m: relative_error(emu[m], sim[m]) for m in TARGET_METRICS},
+        "wall_s": time.monotonic() - started,
+    }
     return record, events
 
 
-def print_run(step: int, total: int, label: str, record: dict[str, Any]) -> None:
-    if "error" in record:
-        print(f"[{step}/{total}] {label}: failed: {record['error']}", flush=True)
-        return
+def print_run(label: str, record: dict[str, Any]) -> None:
     errors = "  ".join(
         f"{metric} {error * 100:+.1f}%"
         for metric, error in record["errors"].items()
         if error is not None
     )
-    print(f"[{step}/{total}] {label}: {errors}  ({record['wall_s']:.0f} s)", flush=True)
+    print(f"  {label}: {errors}  ({record['wall_s']:.0f} s)", flush=True)
+
+
+def repeats_in_turn(cases: list[dict[str, Any]], repeats: int) -> list[Case]:
+    """Every case once per repeat, the repeats going round the cases in turn (so that the
+    machine's drift spreads over all of them), each repeat with its own seed."""
+    return [
+        Case(
+            f"{case['name']}/{case['seed'] + repeat}",
+            f"{case['name']} (seed {case['seed'] + repeat}): emulating, simulating",
+            {"case": case, "seed": case["seed"] + repeat},
+        )
+        for repeat in range(repeats)
+        for case in cases
+    ]
 
 
 def print_summary(summaries: dict[str, dict[str, Any]]) -> None:
@@ -249,26 +249,25 @@ def main(argv: list[str] | None = None) -> int:
                 for case in cases
             },
         }
-        total = len(cases) * args.repeats
         print(
             f"validate_fidelity: {len(cases)} case(s) x {args.repeats} repeat(s); results in {out}",
             flush=True,
         )
-        step = 0
-        try:
-            for repeat in range(args.repeats):  # round the cases in turn
-                for case in cases:
-                    step += 1
-                    seed = case["seed"] + repeat
-                    name = f"{case['name']} (seed {seed})"
-                    print(f"[{step}/{total}] {name}: emulating, simulating", flush=True)
-                    record, events = run_once(case, seed, out)
-                    document["cases"][case["name"]]["runs"][str(seed)] = record
-                    if events is not None:
-                        runs.setdefault(case["name"], {})[seed] = events
-                    save(partial, document)
-                    print_run(step, total, name, record)
-        except KeyboardInterrupt:
+
+        def run(case: Case) -> dict[str, Any]:
+            record, events = run_once(case.settings["case"], case.settings["seed"], out)
+            runs.setdefault(case.settings["case"]["name"], {})[case.settings["seed"]] = events
+            print_run(case.label.split(":")[0], record)
+            return record
+
+        def with_runs(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+            for key, record in records.items():
+                name, seed = key.rsplit("/", 1)
+                document["cases"][name]["runs"][seed] = record
+            return document
+
+        finished = run_cases(repeats_in_turn(cases, args.repeats), run, partial, with_runs, say)
+        if finished.interrupted:
             print(
                 f"validate_fidelity: interrupted; the runs done so far are in {partial}",
                 file=sys.stderr,
@@ -284,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     failed_runs = sum(
         "error" in r for case in document["cases"].values() for r in case["runs"].values()
     )
-    save(out / "fidelity.json", document)
+    save_atomically(out / "fidelity.json", document)
     partial.unlink()
     report(out, document, runs)
     print("\n" + (out / "fidelity.md").read_text())

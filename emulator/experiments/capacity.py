@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from emulator.experiments.runner import save_atomically
 from emulator.scenario import Overrides, Slo, absolute_traces, apply_overrides, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog
@@ -187,6 +188,7 @@ class CapacitySweep:
         self.points: list[Point] = []
         self.best_gamma: dict[tuple[str, int], str] = {}
         self.carried: dict[tuple[str, int], Point] = {}  # an earlier run's emulated points
+        self.failed: dict[str, str] = {}  # emulated points whose runs failed: mode/edges -> why
         load_scenario(self._write("check", 1, "dsd", "awc"))  # a bad base fails before any run
 
     @classmethod
@@ -273,7 +275,7 @@ class CapacitySweep:
 
     def keep(self, point: Point) -> None:
         self.points.append(point)
-        (self.out / "partial.json").write_text(json.dumps(self.document(), indent=1))
+        save_atomically(self.out / "partial.json", self.document())
 
     def document(self) -> dict[str, Any]:
         """Everything so far: the points, and per mode and world its capacity."""
@@ -307,6 +309,7 @@ class CapacitySweep:
             "link": self.raw["edges"][0]["link"],
             "summary": summary,
             "points": [asdict(p) for p in self.points + self._not_yet_kept()],
+            "failed_points": self.failed,
         }
 
     def _not_yet_kept(self) -> list[Point]:
