@@ -62,10 +62,10 @@ import numpy as np
 import yaml
 
 from emulator.sim.device_spec import is_device_spec, parse_device_spec
+from emulator.sim.window_policies import ORACLE, simulated_window_policy
 from emulator.traces.importers import FORMATS, load_trace
 from emulator.traces.linktrace import LinkTrace, TraceError, combine
 from runtime.model_names import DEFAULT_DRAFT, REPLAY, replayed_draft
-from runtime.policies import make_window_policy
 from runtime.prompts import load_prompts
 from runtime.protocol import EDGE_MODES
 from runtime.routing import make_router
@@ -217,7 +217,7 @@ class Scenario:
     def simulator_only(self) -> str | None:
         """Why only the simulator can run this scenario (a model on a device this machine
         cannot run, an acceptance given rather than measured, pools of different target
-        models, a fanout, a workload drawn per request), or None."""
+        models, a fanout, a workload drawn per request, the clairvoyant policy), or None."""
         models = [*self.cloud.target_models, self.cloud.draft or ""] + [g.draft for g in self.edges]
         on_device = [m for m in models if is_device_spec(m)]
         if on_device:
@@ -231,6 +231,14 @@ class Scenario:
             return "each edge is routed among a fanout of the targets"
         if self.workload.drawn():
             return "its workload draws answer lengths, prompt lengths or think times"
+        crowded = [g for g in self.edges if g.count > MAX_EMULATED_EDGES]
+        if crowded:
+            return (
+                f"edge group {crowded[0].name} has {crowded[0].count} edges; the emulator "
+                f"places at most {MAX_EMULATED_EDGES} per group"
+            )
+        if any(group.policy == ORACLE for group in self.edges):
+            return "the oracle window policy knows each round's acceptance before it is drawn"
         return None
 
 
@@ -417,6 +425,8 @@ class Overrides:
 
 
 TRACE_KEYS = ("trace", "up", "down", "rtt")
+MAX_EMULATED_EDGES = 64  # per group: Mininet hosts on this machine
+MAX_SIMULATED_EDGES = 100_000
 
 
 def spread_edges(total: int, groups: int) -> list[int]:
@@ -672,7 +682,7 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
         raise reader.fail("name", "must be 1-8 letters/digits, starting with a letter")
     policy = reader.get("policy", str, "fixed:4")
     try:
-        make_window_policy(policy)
+        simulated_window_policy(policy)
     except ValueError as exc:
         raise reader.fail("policy", str(exc)) from exc
     mode = reader.get("mode", str, "dsd")
@@ -700,7 +710,7 @@ def _edge(reader: _Reader, base: Path) -> EdgeGroup:
     assert link_reader is not None
     group = EdgeGroup(
         name=name,
-        count=reader.number("count", 1, 1, 64, integer=True),
+        count=reader.number("count", 1, 1, MAX_SIMULATED_EDGES, integer=True),
         draft=replayed or draft,
         cpu=reader.number("cpu", 1.0, 0.01, 1.0),
         threads=reader.number("threads", 1, 1, 64, integer=True),

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from emulator.scenario import absolute_traces, load_scenario
+from emulator.scenario import Overrides, absolute_traces, load_scenario
 from emulator.sim.engine import Engine
-from emulator.sim.simulation import SimOptions, Simulation
+from emulator.sim.simulation import Simulation
 from emulator.sim.window_policies import simulated_window_policy
 from runtime.arguments import policy_spec_type
 from runtime.events import EventLog
@@ -47,11 +47,14 @@ def bench_one(
 ) -> dict[str, Any]:
     baseline = peak_rss_mb()
     with tempfile.TemporaryDirectory() as folder:
-        scenario = load_scenario(with_targets(Path(scenario_path), targets, Path(folder)))
+        overrides = Overrides(
+            edges=edges, policy=policy, requests_per_edge=1, max_new_tokens=tokens
+        )
+        path = with_targets(Path(scenario_path), targets, Path(folder))
+        scenario = load_scenario(path, overrides)
         log = EventLog(Path(folder) / "events.jsonl", "sim", flush_each=False)
-        options = SimOptions(edges=edges, policy=policy, requests_per_edge=1, max_new_tokens=tokens)
         started = time.perf_counter()
-        simulation = Simulation(scenario, log, options)
+        simulation = Simulation(scenario, log)
         built = time.perf_counter()
         result = simulation.run()
         finished = time.perf_counter()

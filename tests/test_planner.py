@@ -25,7 +25,7 @@ from emulator.experiments.planner import (
     plan_settings,
     ray_runner,
 )
-from emulator.scenario import load_scenario
+from emulator.scenario import Overrides, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog
 
@@ -71,9 +71,8 @@ def test_a_planned_point_is_its_case_simulated(tmp_path: Path) -> None:
         path = tmp_path / "direct.yaml"
         path.write_text(yaml.safe_dump(case_raw(settings, case)))
         log = EventLog(None, "sim", keep=True)
-        Simulation(
-            load_scenario(path), log, SimOptions(edges=point.edges, profile=settings.profile)
-        ).run()
+        scenario = load_scenario(path, Overrides(edges=point.edges))
+        Simulation(scenario, log, SimOptions(profile=settings.profile)).run()
         direct = point_metrics(log.events, settings.slo)
         assert point.goodput_tok_s == pytest.approx(direct["goodput_tok_s"]), point
         assert point.tpot_p50_ms == pytest.approx(direct["tpot_p50_ms"]), point

@@ -7,6 +7,7 @@ make the expected results exact or known in closed form.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from emulator.scenario import load_scenario
+from emulator.scenario import Overrides, load_scenario
 from emulator.sim.calibration import (
     CalibrationError,
     PairProfile,
@@ -115,9 +116,17 @@ def write_scenario(
     return path, profile
 
 
+OVERRIDES = {f.name for f in dataclasses.fields(Overrides)}
+
+
 def simulate(scenario: Path, profile: Path, **options: Any) -> list[dict[str, Any]]:
+    """The scenario simulated, with changes to it (``Overrides``' fields) and options."""
+    changes = Overrides(**{k: v for k, v in options.items() if k in OVERRIDES})
+    rest = {k: v for k, v in options.items() if k not in OVERRIDES}
     log = EventLog(None, "sim", keep=True)
-    Simulation(load_scenario(scenario), log, SimOptions(profile=str(profile), **options)).run()
+    Simulation(
+        load_scenario(scenario, changes), log, SimOptions(profile=str(profile), **rest)
+    ).run()
     return log.events
 
 
@@ -289,8 +298,8 @@ def test_the_simulator_feeds_policies_what_the_client_feeds_them(tmp_path) -> No
         tmp_path, {"trace": str(ROOT / "traces" / "wifi-like.csv")}, edges=2, tokens=50
     )
     log = EventLog(None, "sim", keep=True)
-    options = SimOptions(profile=str(profile), requests_per_edge=2)
-    Simulation(load_scenario(scenario), log, options, lambda _: Scripted()).run()
+    scripted = load_scenario(scenario, Overrides(requests_per_edge=2))
+    Simulation(scripted, log, SimOptions(profile=str(profile)), lambda _: Scripted()).run()
     assert assert_policy_replays(log.events, 50) > 20
     assert len({r["gamma"] for r in rounds_of(log.events)}) > 3
 

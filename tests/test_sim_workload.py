@@ -15,7 +15,7 @@ import yaml
 from test_gpu_profiles import needs_vidur
 from test_sim import rounds_of, simulate, synthetic_profile
 
-from emulator.scenario import ScenarioError, ThinkTime, load_scenario
+from emulator.scenario import Overrides, ScenarioError, ThinkTime, load_scenario
 from emulator.sim.gpu_model import GpuModel
 from emulator.sim.requests import think_draw
 from emulator.sim.simulation import SimOptions, Simulation
@@ -167,3 +167,21 @@ def test_fixed_rounds_end_requests_at_budget_over_gamma_whatever_was_accepted(
         assert rounds > math.ceil(41 / 4)
     with pytest.raises(ValueError, match="fixed window"):
         simulate(path, profile, fixed_rounds=True, policy="awc")
+
+
+def test_changes_to_a_scenario_are_one_kind_for_both_worlds(tmp_path: Path) -> None:
+    """Edges, policy, seed and workload change through ``Overrides`` alone, in the simulator
+    as in the emulator; what only the simulator can run (the oracle, thousands of edges in a
+    group) loads, and the emulator is told why it cannot run it."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nedges:\n  - {name: e, draft: int8, link: {constant: {delay_ms: 5}}}\n"
+    )
+    many = load_scenario(path, Overrides(edges=5000, policy="oracle", seed=9))
+    assert len(many.edge_hosts()) == 5000 and many.seed == 9
+    assert "at most 64 per group" in (many.simulator_only() or "")
+    oracle = load_scenario(path, Overrides(policy="oracle"))
+    assert "oracle" in (oracle.simulator_only() or "")
+    assert load_scenario(path, Overrides(policy="awc")).simulator_only() is None
+    with pytest.raises(ScenarioError, match="policy"):
+        load_scenario(path, Overrides(policy="clairvoyant"))

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import pytest
 
-from emulator.scenario import load_scenario
-from emulator.sim.simulation import SimOptions, Simulation
+from emulator.scenario import Overrides, load_scenario
+from emulator.sim.simulation import Simulation
 from runtime.draft import EdgeClient, EdgeSettings
 from runtime.events import EventLog
 from runtime.observations import RoundObservation
@@ -208,7 +208,7 @@ def test_simulated_edges_draft_their_servers_advice(tmp_path) -> None:
         "workload: {requests_per_edge: 2, max_new_tokens: 48}\n"
     )
     log = EventLog(None, "sim", keep=True)
-    Simulation(load_scenario(path), log, SimOptions(policy="awc:server")).run()
+    Simulation(load_scenario(path, Overrides(policy="awc:server")), log).run()
     by_session = defaultdict(list)
     for e in log.events:
         if e["event"] == "round":

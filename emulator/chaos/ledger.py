@@ -59,7 +59,7 @@ def lost_events(logs: list[Path]) -> tuple[int, list[str]]:
             if event.get("event") != "process":
                 seen[proc] += 1
                 requests[proc] += event.get("event") == "request"
-                if event.get("event") == "round":
+                if event.get("event") == "round" and isinstance(event.get("round"), int):
                     rounds[(proc, event.get("session", "?"))].add(event["round"])
                 continue
             missing = max(0, event.get("events", 0) - seen[proc])

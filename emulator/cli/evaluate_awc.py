@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     results = results_by_world(finished.records)
     for world in worlds:
         for name, row in results[world].items():
-            print_row(world, name, row)
+            if all(p in row and "error" not in row[p] for p in policies):  # complete rows
+                print_row(world, name, row)
     if finished.exit_code():
         why = "interrupted" if finished.interrupted else f"{len(finished.failed)} run(s) failed"
         print(f"evaluate_awc: {why}; the runs done so far are in {partial}", file=sys.stderr)

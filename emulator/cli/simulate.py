@@ -54,7 +54,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        scenario = load_scenario(args.scenario, Overrides(mode=args.mode))
+        overrides = Overrides(
+            edges=args.edges,
+            policy=args.policy,
+            mode=args.mode,
+            requests_per_edge=args.requests,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )
+        scenario = load_scenario(args.scenario, overrides)
     except ScenarioError as exc:
         print(f"simulate: error: {exc}", file=sys.stderr)
         return 2
@@ -62,15 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_save:
         out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-sim-{scenario.name}"
     log = EventLog(out / "events.jsonl" if out else None, "sim", keep=True, flush_each=False)
-    options = SimOptions(
-        edges=args.edges,
-        policy=args.policy,
-        seed=args.seed,
-        requests_per_edge=args.requests,
-        max_new_tokens=args.max_new_tokens,
-        profile=args.profile,
-        until_s=args.until,
-    )
+    options = SimOptions(profile=args.profile, until_s=args.until)
     started = time.perf_counter()
     try:
         simulation = Simulation(scenario, log, options)

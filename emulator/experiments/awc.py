@@ -15,8 +15,8 @@ import yaml
 
 from emulator.experiments.runner import Case
 from emulator.run.child_runs import MainJobFailed, run_main_job
-from emulator.scenario import load_scenario
-from emulator.sim.simulation import SimOptions, Simulation
+from emulator.scenario import Overrides, load_scenario
+from emulator.sim.simulation import Simulation
 from emulator.traces.recorded import recorded_links
 from runtime.events import EventLog
 from runtime.metrics import summarise
@@ -111,7 +111,7 @@ def policy_metrics(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def simulate(path: Path, policy: str) -> dict[str, Any]:
     log = EventLog(None, "sim", keep=True)
-    Simulation(load_scenario(path), log, SimOptions(policy=policy)).run()
+    Simulation(load_scenario(path, Overrides(policy=policy)), log).run()
     return policy_metrics(log.events)
 
 

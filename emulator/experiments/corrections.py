@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from emulator.experiments.capacity import point_metrics
-from emulator.scenario import Slo, absolute_traces, load_scenario
+from emulator.scenario import Overrides, Slo, absolute_traces, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.traces.stats import summarise_trace
 from runtime.events import EventLog
@@ -123,10 +123,10 @@ def run_steps(
     for step, (name, raw) in zip(STEPS, steps.items(), strict=True):
         path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        loaded = load_scenario(path)
+        loaded = load_scenario(path, Overrides(edges=edges))
         objectives = slo or loaded.slo or Slo()
         log = EventLog(None, "sim", keep=True, flush_each=False, kinds=("request", "batch"))
-        options = SimOptions(edges=edges, fixed_rounds=step.fixed_rounds)
+        options = SimOptions(fixed_rounds=step.fixed_rounds)
         simulation = Simulation(loaded, log, options)
         simulation.run()
         records = simulation.calibration().values()

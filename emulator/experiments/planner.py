@@ -37,7 +37,7 @@ from emulator.experiments.capacity import (
     point_metrics,
 )
 from emulator.paths import SOURCE_TREE
-from emulator.scenario import Slo, absolute_traces, load_scenario
+from emulator.scenario import Overrides, Slo, absolute_traces, load_scenario
 from emulator.sim.device_spec import is_device_spec, parse_device_spec
 from emulator.sim.gpu_model import MODELLED
 from emulator.sim.simulation import SimOptions, Simulation
@@ -166,11 +166,9 @@ def run_case(settings: PlanSettings, case: PlanCase) -> tuple[PlanCase, dict[str
     name = f"{case.network}-{case.mode}-{case.policy.replace(':', '')}-{case.edges}.yaml"
     path = Path(settings.folder) / name
     path.write_text(yaml.safe_dump(case_raw(settings, case), sort_keys=False), encoding="utf-8")
-    scenario = load_scenario(path)
+    scenario = load_scenario(path, Overrides(edges=case.edges))
     log = EventLog(None, "sim", keep=True, flush_each=False, kinds=("request", "batch"))
-    options = SimOptions(
-        edges=case.edges, fixed_rounds=settings.fixed_rounds, profile=settings.profile
-    )
+    options = SimOptions(fixed_rounds=settings.fixed_rounds, profile=settings.profile)
     Simulation(scenario, log, options).run()
     metrics = point_metrics(log.events, settings.slo, targets=scenario.cloud.targets)
     return case, metrics, time.perf_counter() - started

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from emulator.scenario import AcceptanceSpec, EdgeGroup, LinkSpec, Scenario, spread_edges
+from emulator.scenario import AcceptanceSpec, EdgeGroup, LinkSpec, Scenario
 from emulator.sim.calibration import (
     PairProfile,
     probed_prefill_speed,
@@ -48,13 +48,11 @@ PROGRESS_EVENTS = 100_000
 
 @dataclass
 class SimOptions:
-    """Overrides of the scenario, as ``simulate.py``'s options give them."""
+    """How to simulate a scenario beyond what it says: its calibration, where to stop, what
+    the emulated run it predicts measured. Changes to the scenario itself (edges, policy,
+    seed, workload) are ``emulator.scenario.Overrides``, applied as it is loaded, as the
+    emulator applies them."""
 
-    edges: int | None = None  # total edge hosts, spread over the scenario's groups in turn
-    policy: str | None = None  # window policy of every edge
-    seed: int | None = None
-    requests_per_edge: int | None = None
-    max_new_tokens: int | None = None
     profile: str | None = None  # one profile file for every pair (default: this machine's)
     until_s: float = math.inf  # stop the simulated clock here
     # host -> the CPUs an emulation pinned it to: edges pinned to one core share it
@@ -107,18 +105,6 @@ def fixed_rounds_gamma(policy: WindowPolicy, spec: str) -> int:
     return policy.gamma
 
 
-def plan_edges(scenario: Scenario, total: int | None) -> list[tuple[str, EdgeGroup]]:
-    """Edge hosts and their groups: the scenario's, or ``total`` spread over its groups."""
-    if total is None:
-        return scenario.edge_hosts()
-    counts = spread_edges(total, len(scenario.edges))
-    return [
-        (f"{group.name}{index + 1}", group)
-        for group, count in zip(scenario.edges, counts, strict=True)
-        for index in range(count)
-    ]
-
-
 class Simulation:
     """One simulated run of a scenario; ``run`` writes the events to ``log``."""
 
@@ -136,12 +122,12 @@ class Simulation:
         self.engine = Engine()
         self.cores: dict[str, SharedCore] = {}  # the edges' shared cores, by CPU
         self.target_cores: dict[str, SharedCore] = {}  # the replicas' shared cores, by CPU
-        seed = scenario.seed if options.seed is None else options.seed
+        seed = scenario.seed
         workload = scenario.workload
         cloud = scenario.cloud
-        self.requests_per_edge = requests = options.requests_per_edge or workload.requests_per_edge
-        max_tokens = options.max_new_tokens or workload.max_new_tokens
-        hosts = plan_edges(scenario, options.edges)
+        self.requests_per_edge = requests = workload.requests_per_edge
+        max_tokens = workload.max_new_tokens
+        hosts = scenario.edge_hosts()
         # emulated edges compute nothing: they share no core and nothing slows them
         self._replayed = {host for host, group in hosts if group.replay}
         self._edge_names = [host for host, _ in hosts if host not in self._replayed]
@@ -220,8 +206,7 @@ class Simulation:
             rng = random_stream(seed, host)  # the edge's acceptance draws and its access link
             up, down = self._link_pair(group.link, rng)
             draws = request_draws(workload, requests, seed, host)
-            spec = options.policy or group.policy
-            policy = policy_factory(spec)
+            policy = policy_factory(group.policy)
             edge = EdgeSim(
                 name=host,
                 engine=self.engine,
@@ -242,7 +227,7 @@ class Simulation:
                 answer_tokens=draws.answer_tokens,
                 prompt_lengths=draws.prompt_tokens,
                 think_ms=draws.think_ms,
-                fixed_rounds_gamma=fixed_rounds_gamma(policy, spec)
+                fixed_rounds_gamma=fixed_rounds_gamma(policy, group.policy)
                 if options.fixed_rounds and group.mode == "dsd"
                 else None,
             )

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from runtime.policies import Oracle, WindowPolicy, make_window_policy
 
+ORACLE = "oracle"
+
 
 def simulated_window_policy(spec: str) -> WindowPolicy:
     """The runtime's policies by their specs, plus ``oracle``."""
-    if spec == "oracle":
+    if spec == ORACLE:
         return Oracle()
     return make_window_policy(spec)
