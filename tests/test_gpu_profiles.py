@@ -308,7 +308,7 @@ def test_a_draft_as_profiled_here_drafts_for_a_gpu_target() -> None:
 
 def test_the_emulator_refuses_a_device_scenario_in_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, {"model": "llama-2-70b@h100:tp4"}, {"draft": "phone@25ms"})
-    done = run_script("run_topology.py", "--topology", str(path), "--out", str(tmp_path))
+    done = run_script("run_topology.py", "--scenario", str(path), "--out", str(tmp_path))
     assert done.returncode == 2
     assert "only the simulator runs it" in done.stderr and "Traceback" not in done.stderr
     assert not any(tmp_path.glob("*-gpu"))  # no results folder for a refused run

@@ -194,7 +194,7 @@ def test_every_mode_runs_in_the_emulator_and_the_cloud_verified_ones_agree(tmp_p
     path.write_text(yaml.safe_dump(scenario))
     try:
         result = run_script(
-            "run_topology.py", "--topology", str(path), "--out", str(tmp_path), "--no-sim"
+            "run_topology.py", "--scenario", str(path), "--out", str(tmp_path), "--no-sim"
         )
     finally:
         cleanup()

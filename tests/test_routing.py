@@ -286,7 +286,7 @@ def test_the_emulator_runs_two_targets_behind_the_router(tmp_path) -> None:
     path = tmp_path / "replicas.yaml"
     path.write_text(yaml.safe_dump(scenario))
     result = run_script(
-        "run_topology.py", "--topology", str(path), "--out", str(tmp_path), "--no-sim", timeout=600
+        "run_topology.py", "--scenario", str(path), "--out", str(tmp_path), "--no-sim", timeout=600
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (out,) = [p for p in tmp_path.iterdir() if p.is_dir()]

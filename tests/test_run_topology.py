@@ -156,7 +156,7 @@ def test_ctrl_c_in_the_middle_leaves_nothing_behind(tmp_path) -> None:
         [
             sys.executable,
             str(SCRIPT),
-            "--topology",
+            "--scenario",
             str(scenario),
             "--out",
             str(tmp_path),
@@ -201,7 +201,7 @@ def test_measured_round_trips_follow_the_trace_rtt(tmp_path) -> None:
     scenario = tiny_scenario(tmp_path, {"trace": str(trace)}, tokens=800)
     result = run_script(
         "run_topology.py",
-        "--topology",
+        "--scenario",
         str(scenario),
         "--out",
         str(tmp_path),
@@ -252,9 +252,11 @@ def test_command_line_mistakes_are_one_line_each(tmp_path) -> None:
     assert bad_trace.returncode == 2 and "has no link 'nowhere'" in bad_trace.stderr
     bad_form = run_script("run_topology.py", "--trace", "lte")
     assert bad_form.returncode == 2 and "LINK=TRACE" in bad_form.stderr
-    missing = run_script("run_topology.py", "--topology", str(tmp_path / "none.yaml"))
+    missing = run_script("run_topology.py", "--scenario", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "no such scenario file" in missing.stderr
-    for result in (bad_trace, bad_form, missing):
+    older = run_script("run_topology.py", "--topology", str(tmp_path / "none.yaml"))  # its old name
+    assert older.returncode == 2 and "no such scenario file" in older.stderr
+    for result in (bad_trace, bad_form, missing, older):
         assert "Traceback" not in result.stderr
 
 

@@ -240,7 +240,7 @@ def _refusals(folder: Path) -> dict[str, bool]:
     runs: dict[str, list[str]] = {
         "trace import": ["mahimahi", str(junk), "-o", str(folder / "out.csv")],
         "trace stats": [str(junk)],
-        "run": ["--topology", str(bad_yaml), "--no-sim"],
+        "run": ["--scenario", str(bad_yaml), "--no-sim"],
         "simulate": [str(bad_yaml), "--no-save"],
     }
     results = {}
