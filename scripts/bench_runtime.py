@@ -44,6 +44,7 @@ from runtime.policies import Fixed
 from runtime.process import configure
 from runtime.profile_store import cached_profile_path
 from runtime.prompts import DEFAULT_PROMPTS
+from runtime.reference import generate_greedy
 from runtime.replay_draft import EdgeClock, ReplayDraft, ReplayTables
 from runtime.serverproc import ServerProcess
 
@@ -53,24 +54,6 @@ SATURATED_BATCH = 8
 
 def pair(tiny: bool) -> tuple[str, str]:
     return ("tiny", "perturbed:0.3") if tiny else ("smollm2", "int8")
-
-
-def reference_greedy(target: LoadedModel, prompt: list[int], tokens: int) -> list[int]:
-    """The target's own greedy decode, by transformers' generate (independent of our code)."""
-    ids = torch.tensor([prompt])
-    out = target.model.generate(
-        ids,
-        attention_mask=torch.ones_like(ids),
-        do_sample=False,
-        max_new_tokens=tokens,
-        min_new_tokens=tokens if not target.eos_ids else 0,
-        pad_token_id=0,
-    )
-    result = out[0, len(prompt) :].tolist()
-    for index, token in enumerate(result):
-        if token in target.eos_ids:
-            return result[: index + 1]
-    return result
 
 
 def hf_assisted(
@@ -319,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pair {target.name} / {draft.name}, γ={args.gamma}, "
         f"{tokens} tokens, {len(prompts)} prompts"
     )
-    references = [reference_greedy(target, p, tokens) for p in prompts]
+    references = [generate_greedy(target, p, tokens) for p in prompts]
     tmp = Path(tempfile.mkdtemp(prefix="bench-runtime-"))
 
     say(f"1 edge over loopback and transformers' assisted generation, {args.repeats} times ...")

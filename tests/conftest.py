@@ -105,21 +105,3 @@ def start_server() -> Iterator[ServerFactory]:
     for server, thread in running:
         server.stop()
         thread.join(timeout=10)
-
-
-def greedy_reference(target: LoadedModel, prompt: list[int], tokens: int) -> list[int]:
-    """The target's own greedy continuation, by transformers' generate (independent code)."""
-    ids = torch.tensor([prompt])
-    out = target.model.generate(
-        ids,
-        attention_mask=torch.ones_like(ids),
-        do_sample=False,
-        max_new_tokens=tokens,
-        min_new_tokens=0 if target.eos_ids else tokens,
-        pad_token_id=0,
-    )
-    result = out[0, len(prompt) :].tolist()
-    for index, token in enumerate(result):
-        if token in target.eos_ids:
-            return result[: index + 1]
-    return result

@@ -12,13 +12,13 @@ import threading
 import time
 
 import pytest
-from conftest import greedy_reference
 
 from emulator.chaos.ledger import lost_events
 from emulator.chaos.runtime_faults import free_port
 from runtime.draft import DeadlineExceeded, EdgeClient, EdgeSettings, ServerError
 from runtime.events import read_events
 from runtime.policies import Fixed
+from runtime.reference import generate_greedy
 from runtime.serverproc import ServerProcess
 from tests.cli import ROOT
 
@@ -207,4 +207,4 @@ def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
     assert result.resumed >= 1
-    assert result.output_ids == greedy_reference(tiny_target, prompt, tokens)
+    assert result.output_ids == generate_greedy(tiny_target, prompt, tokens)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import random
 
-from conftest import greedy_reference
-
 from emulator.chaos.fuzz import fuzz, mutate, send_oversized, valid_messages
 from runtime import protocol
 from runtime.draft import EdgeClient, EdgeSettings
 from runtime.policies import Fixed
+from runtime.reference import generate_greedy
 
 FUZZ_MESSAGES = 3000
 
@@ -27,7 +26,7 @@ def test_server_survives_fuzzing_and_keeps_serving(tiny_target, tiny_draft, star
 
     prompt = tiny_target.encode_prompt("still alive?")
     client = EdgeClient(server.endpoint, tiny_draft, EdgeSettings(policy=Fixed(3)))
-    assert client.run(prompt, 20).output_ids == greedy_reference(tiny_target, prompt, 20)
+    assert client.run(prompt, 20).output_ids == generate_greedy(tiny_target, prompt, 20)
     client.close()
 
 

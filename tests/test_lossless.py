@@ -6,12 +6,12 @@ import threading
 
 import pytest
 import torch
-from conftest import greedy_reference
 
 from runtime.draft import EdgeClient, EdgeSettings
 from runtime.events import EventLog
 from runtime.kvcache import Row, forward_one, forward_rows, new_cache
 from runtime.policies import BatchingPolicy, Fixed
+from runtime.reference import generate_greedy
 from runtime.sampling import SamplingParams
 
 TINY_TOKENS = 40
@@ -47,7 +47,7 @@ def run_concurrent(endpoint, draft, prompts, tokens, gammas, mode="dsd"):
 def test_tiny_pair_single_edge(tiny_target, tiny_draft, start_server, gamma) -> None:
     server = start_server(tiny_target)
     prompt = tiny_target.encode_prompt("lossless check")
-    expected = greedy_reference(tiny_target, prompt, TINY_TOKENS)
+    expected = generate_greedy(tiny_target, prompt, TINY_TOKENS)
     outputs = run_concurrent(server.endpoint, tiny_draft, [prompt], TINY_TOKENS, [gamma])
     assert outputs[(0, 0)] == expected
 
@@ -58,7 +58,7 @@ def test_tiny_pair_concurrent_edges_are_batched(tiny_target, tiny_draft, start_s
         tiny_target, batching=BatchingPolicy(max_batch=8, max_wait_ms=50.0), log=log
     )
     prompts = [tiny_target.encode_prompt(t) for t in ("short", "a longer prompt than that")]
-    expected = [greedy_reference(tiny_target, p, TINY_TOKENS) for p in prompts]
+    expected = [generate_greedy(tiny_target, p, TINY_TOKENS) for p in prompts]
     gammas = [1, 2, 3, 4, 5, 6, 7, 8]
     outputs = run_concurrent(server.endpoint, tiny_draft, prompts, TINY_TOKENS, gammas)
     for (edge, number), output in outputs.items():
@@ -71,7 +71,7 @@ def test_tiny_pair_concurrent_edges_are_batched(tiny_target, tiny_draft, start_s
 def test_tiny_pair_cloud_and_fused_modes(tiny_target, tiny_draft, start_server, mode) -> None:
     server = start_server(tiny_target, draft=tiny_draft)
     prompt = tiny_target.encode_prompt("stream me")
-    expected = greedy_reference(tiny_target, prompt, TINY_TOKENS)
+    expected = generate_greedy(tiny_target, prompt, TINY_TOKENS)
     outputs = run_concurrent(server.endpoint, tiny_draft, [prompt], TINY_TOKENS, [3, 5], mode)
     assert outputs[(0, 0)] == expected and outputs[(1, 0)] == expected
 
@@ -79,9 +79,7 @@ def test_tiny_pair_cloud_and_fused_modes(tiny_target, tiny_draft, start_server, 
 def test_edge_only_is_the_drafts_own_greedy(tiny_draft) -> None:
     prompt = tiny_draft.encode_prompt("edge only")
     client = EdgeClient(None, tiny_draft)
-    assert client.run(prompt, 20, "edge-only").output_ids == greedy_reference(
-        tiny_draft, prompt, 20
-    )
+    assert client.run(prompt, 20, "edge-only").output_ids == generate_greedy(tiny_draft, prompt, 20)
 
 
 def test_stochastic_dsd_is_reproducible_for_a_seed(tiny_target, tiny_draft, start_server) -> None:
@@ -129,7 +127,7 @@ def test_default_pair_single_edge(default_pair, start_server, gamma) -> None:
     target, draft = default_pair
     server = start_server(target)
     prompt = target.encode_prompt("What is the capital of France?")
-    expected = greedy_reference(target, prompt, DEFAULT_TOKENS)
+    expected = generate_greedy(target, prompt, DEFAULT_TOKENS)
     outputs = run_concurrent(server.endpoint, draft, [prompt], DEFAULT_TOKENS, [gamma])
     assert outputs[(0, 0)] == expected
 
@@ -140,7 +138,7 @@ def test_default_pair_concurrent_edges(default_pair, start_server) -> None:
     log = EventLog(None, "target", keep=True)
     server = start_server(target, batching=BatchingPolicy(max_batch=4, max_wait_ms=100.0), log=log)
     prompts = [target.encode_prompt(t) for t in ("Why do cats purr?", "How do I boil an egg?")]
-    expected = [greedy_reference(target, p, DEFAULT_TOKENS) for p in prompts]
+    expected = [generate_greedy(target, p, DEFAULT_TOKENS) for p in prompts]
     outputs = run_concurrent(server.endpoint, draft, prompts, DEFAULT_TOKENS, [2, 4, 6])
     for (edge, number), output in outputs.items():
         assert output == expected[number], f"edge {edge} prompt {number}"

@@ -13,7 +13,6 @@ from itertools import pairwise
 import pytest
 import yaml
 from cli import run_script
-from conftest import greedy_reference
 from test_lossless import run_concurrent
 from test_sim import simulate, write_scenario
 
@@ -22,6 +21,7 @@ from emulator.run.orchestrate import EmulationError, cpu_plan
 from emulator.scenario import ScenarioError, load_scenario
 from emulator.sim.simulation import SimOptions, Simulation
 from runtime.events import EventLog, read_events
+from runtime.reference import generate_greedy
 from runtime.router import CloudRouter
 from runtime.routing import (
     JoinShortestQueue,
@@ -101,7 +101,7 @@ def test_the_router_spreads_sessions_over_two_real_targets_losslessly(
     thread.start()
     try:
         prompts = [tiny_target.encode_prompt(t) for t in ("first prompt", "another one")]
-        expected = [greedy_reference(tiny_target, p, 24) for p in prompts]
+        expected = [generate_greedy(tiny_target, p, 24) for p in prompts]
         outputs = run_concurrent(router.endpoint, tiny_draft, prompts, 24, [1, 2, 3, 4])
     finally:
         router.stop()

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from emulator.paths import ROOT
 from runtime.draft import EdgeClient, EdgeSettings
 from runtime.events import read_events
 from runtime.models import LoadedModel
 from runtime.policies import Fixed
+from runtime.reference import generate_greedy
 from runtime.sampling import SamplingParams
 from runtime.serverproc import ServerProcess
 
@@ -87,17 +86,8 @@ class Chaos:
     def greedy_text(self, text: str, tokens: int) -> str:
         """The target's own greedy continuation by transformers' ``generate``: code that
         shares nothing with the runtime's verification, to hold its output to."""
-        ids = torch.tensor([self.target.encode_prompt(text)])
-        with torch.inference_mode():
-            out = self.target.model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                do_sample=False,
-                max_new_tokens=tokens,
-                min_new_tokens=tokens,
-                pad_token_id=0,
-            )
-        return self.target.decode(out[0, ids.shape[1] :].tolist())
+        prompt = self.target.encode_prompt(text)
+        return self.target.decode(generate_greedy(self.target, prompt, tokens, ignore_eos=True))
 
     def wait_for_round(self, edge: str, process: subprocess.Popen, timeout_s: float = 120) -> int:
         """Until the edge has logged a verified round (it is mid-request); returns how many."""
