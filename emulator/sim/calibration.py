@@ -8,6 +8,7 @@ last segment, so a batch larger than profiled costs proportionally more rather t
 
 from __future__ import annotations
 
+import importlib.resources
 import random
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from runtime.machine import fingerprint_id
 from runtime.profile_store import load_profile, profile_name
 
 PRIOR_ROUNDS = 10
-PROFILES_DIR = Path(__file__).resolve().parent / "reference_profiles"
+# package data: the committed reference profiles, wherever the package is installed
+PROFILES_DIR = Path(str(importlib.resources.files("emulator.sim") / "reference_profiles"))
 
 
 def sample_run(table: list[float], limit: int, rng: random.Random, start: int = 0) -> int:
