@@ -1,10 +1,10 @@
 """Loopback DSD demo: a real target server and real edge processes over ZeroMQ on this machine.
 
-This is the main job on the embedded defaults until the Mininet emulator takes it over:
-one target process (pinned to the last CPU) and N edge processes (pinned to the first),
-each edge running closed-loop requests; then the metrics table, read from the event logs.
+DSD without Mininet or root: one target process (pinned to the last CPU) and N edge
+processes (pinned to the first), each edge running closed-loop requests; then the metrics
+table, read from the event logs.
 
-    python scripts/demo.py [--edges 2] [--requests 2] [--max-new-tokens 48] [--policy fixed:4]
+    dsd-emu demo [--edges 2] [--requests 2] [--max-new-tokens 48] [--policy fixed:4]
 """
 
 from __future__ import annotations
