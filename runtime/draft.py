@@ -207,7 +207,7 @@ class EdgeClient:
                 return message, len(frame)
 
     # -- requests ------------------------------------------------------------------------
-    def run(
+    def request(
         self,
         prompt_ids: list[int],
         max_tokens: int,
@@ -740,7 +740,7 @@ def serve_requests(args: argparse.Namespace, log: EventLog, clients: list[EdgeCl
             arrival = started + offsets[index]
             time.sleep(max(0.0, arrival - time.time()))
         try:
-            result = client.run(side.encode(text), args.max_new_tokens, args.mode, arrival)
+            result = client.request(side.encode(text), args.max_new_tokens, args.mode, arrival)
         except ServerError as exc:
             print(f"draft: request {index} failed: {exc}", file=sys.stderr)
             status = 1

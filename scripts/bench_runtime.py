@@ -110,7 +110,7 @@ def run_edges(
         )
         try:
             for number, prompt in enumerate(prompts):
-                outputs[(index, number)] = client.run(prompt, tokens).output_ids
+                outputs[(index, number)] = client.request(prompt, tokens).output_ids
         except BaseException as exc:
             errors.append(exc)
         finally:

@@ -64,7 +64,7 @@ def test_a_drafter_killed_mid_request_is_freed_and_the_others_go_on(
     def survivor() -> None:
         settings = EdgeSettings("survivor", Fixed(3), timeout_s=30)
         client = EdgeClient(server.endpoint, tiny_draft, settings)
-        results.append(len(client.run(tiny_target.encode_prompt("still here"), 24).output_ids))
+        results.append(len(client.request(tiny_target.encode_prompt("still here"), 24).output_ids))
         client.close()
 
     thread = threading.Thread(target=survivor)
@@ -150,7 +150,7 @@ def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     )
     prompt = tiny_target.encode_prompt("a long answer, please")
     with pytest.raises(DeadlineExceeded, match=r"deadline of 0.05 s passed after \d+ tokens"):
-        client.run(prompt, 2000)
+        client.request(prompt, 2000)
     deadline = time.monotonic() + 10
     while server.sessions and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -158,7 +158,7 @@ def test_a_request_past_its_deadline_fails_plainly_and_frees_its_session(
     patient = EdgeClient(
         server.endpoint, tiny_draft, EdgeSettings("patient", Fixed(2), deadline_s=60)
     )
-    assert len(patient.run(prompt, 16).output_ids) == 16
+    assert len(patient.request(prompt, 16).output_ids) == 16
     client.close()
     patient.close()
 
@@ -170,7 +170,7 @@ def test_a_deadline_that_expires_while_waiting_is_never_reported_as_a_timeout(ti
     )
     for _ in range(30):
         with pytest.raises(DeadlineExceeded):
-            client.run([1, 2, 3], 8)
+            client.request([1, 2, 3], 8)
     client.close()
 
 
@@ -192,7 +192,7 @@ def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
 
         def request() -> None:
             try:
-                outcome["result"] = client.run(prompt, tokens)
+                outcome["result"] = client.request(prompt, tokens)
             except ServerError as exc:
                 outcome["error"] = str(exc)
 

@@ -26,7 +26,7 @@ def test_server_survives_fuzzing_and_keeps_serving(tiny_target, tiny_draft, star
 
     prompt = tiny_target.encode_prompt("still alive?")
     client = EdgeClient(server.endpoint, tiny_draft, EdgeSettings(policy=Fixed(3)))
-    assert client.run(prompt, 20).output_ids == generate_greedy(tiny_target, prompt, 20)
+    assert client.request(prompt, 20).output_ids == generate_greedy(tiny_target, prompt, 20)
     client.close()
 
 

@@ -28,7 +28,7 @@ def run_concurrent(endpoint, draft, prompts, tokens, gammas, mode="dsd"):
         )
         try:
             for number, prompt in enumerate(prompts):
-                outputs[(index, number)] = client.run(prompt, tokens, mode).output_ids
+                outputs[(index, number)] = client.request(prompt, tokens, mode).output_ids
         except Exception as exc:  # surfaced below with the edge's number
             errors.append((index, exc))
         finally:
@@ -79,7 +79,9 @@ def test_tiny_pair_cloud_and_fused_modes(tiny_target, tiny_draft, start_server, 
 def test_edge_only_is_the_drafts_own_greedy(tiny_draft) -> None:
     prompt = tiny_draft.encode_prompt("edge only")
     client = EdgeClient(None, tiny_draft)
-    assert client.run(prompt, 20, "edge-only").output_ids == generate_greedy(tiny_draft, prompt, 20)
+    assert client.request(prompt, 20, "edge-only").output_ids == generate_greedy(
+        tiny_draft, prompt, 20
+    )
 
 
 def test_stochastic_dsd_is_reproducible_for_a_seed(tiny_target, tiny_draft, start_server) -> None:
@@ -91,7 +93,7 @@ def test_stochastic_dsd_is_reproducible_for_a_seed(tiny_target, tiny_draft, star
         client = EdgeClient(
             server.endpoint, tiny_draft, EdgeSettings(policy=Fixed(4), params=params)
         )
-        runs.append(client.run(prompt, 30).output_ids)
+        runs.append(client.request(prompt, 30).output_ids)
         client.close()
     assert runs[0] == runs[1] and len(runs[0]) == 30
 
@@ -157,7 +159,7 @@ def test_verdicts_describe_the_batch_and_the_servers_load(
         settings = EdgeSettings(f"e{gamma}", Fixed(gamma), log=logs[gamma])
         client = EdgeClient(server.endpoint, tiny_draft, settings)
         try:
-            client.run(tiny_target.encode_prompt(f"prompt {gamma}"), TINY_TOKENS)
+            client.request(tiny_target.encode_prompt(f"prompt {gamma}"), TINY_TOKENS)
         finally:
             client.close()
 

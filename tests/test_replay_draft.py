@@ -151,7 +151,7 @@ def test_replayed_proposals_are_the_real_drafts_round_by_round(
         log = EventLog(None, name, keep=True)
         settings = EdgeSettings(name, Fixed(gamma), params, log)
         client = EdgeClient(server.endpoint, None, settings, drafters=drafters)
-        outputs[name] = [client.run(p, TOKENS).output_ids for p in prompts]
+        outputs[name] = [client.request(p, TOKENS).output_ids for p in prompts]
         client.close()
         sources = {e.get("proposal_source") for e in log.events if e["event"] == "round"}
         assert sources == ({None} if name == "real" else {"table"})
@@ -196,7 +196,7 @@ def test_off_the_tables_the_shared_real_draft_answers(
     for drafters, events in runs:
         settings = EdgeSettings("e", Fixed(4), params, events)
         client = EdgeClient(server.endpoint, None, settings, drafters=drafters)
-        client.run(prompts[0], TOKENS)
+        client.request(prompts[0], TOKENS)
         client.close()
     rounds = [e for e in log.events if e["event"] == "round"]
     assert rounds[0]["proposal_source"] == "table"

@@ -47,7 +47,7 @@ def test_an_allowed_edge_is_served_and_others_are_not(
         tiny_draft,
         EdgeSettings("edge1", Fixed(3), timeout_s=30, security=security),
     )
-    result = allowed.run(tiny_target.encode_prompt("hello"), 12)
+    result = allowed.request(tiny_target.encode_prompt("hello"), 12)
     assert len(result.output_ids) == 12
     allowed.close()
     strangers = [
@@ -58,7 +58,7 @@ def test_an_allowed_edge_is_served_and_others_are_not(
         settings = EdgeSettings("x", Fixed(3), timeout_s=2, security=security_of_client)
         client = EdgeClient(server.endpoint, tiny_draft, settings)
         with pytest.raises(ServerError, match="no reply"):
-            client.run(tiny_target.encode_prompt("hello"), 4)
+            client.request(tiny_target.encode_prompt("hello"), 4)
         client.close()
     assert server.counters["opened"] == 1
 

@@ -312,7 +312,7 @@ def test_the_runtime_feeds_policies_the_same_way(tiny_target, tiny_draft, start_
     client = EdgeClient(server.endpoint, tiny_draft, EdgeSettings("edge0", Scripted(), log=log))
     try:
         for text in ("first prompt", "a second one"):
-            client.run(tiny_draft.encode_prompt(text), 40)
+            client.request(tiny_draft.encode_prompt(text), 40)
     finally:
         client.close()
     assert assert_policy_replays(log.events, 40) > 10

@@ -58,7 +58,7 @@ def sampled_answers(
         settings = EdgeSettings("e2e", Fixed(2), params, log, timeout_s=30)
         client = EdgeClient(endpoint, draft, settings)
         try:
-            counts[tuple(client.run(PROMPT, TOKENS).output_ids)] += 1
+            counts[tuple(client.request(PROMPT, TOKENS).output_ids)] += 1
         finally:
             client.close()
     return counts

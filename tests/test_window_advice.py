@@ -181,7 +181,7 @@ def test_the_real_server_advises_only_the_edges_that_ask(
         policy = make_window_policy("awc:server" if name == "asks" else "awc")
         client = EdgeClient(server.endpoint, tiny_draft, EdgeSettings(name, policy, log=logs[name]))
         try:
-            client.run(tiny_target.encode_prompt(f"advice for {name}"), 40)
+            client.request(tiny_target.encode_prompt(f"advice for {name}"), 40)
         finally:
             client.close()
 

@@ -79,7 +79,7 @@ class Chaos:
         settings = EdgeSettings("chaos", Fixed(3), GREEDY_FULL_LENGTH, **client_options)
         client = EdgeClient(endpoint, self.draft, settings)
         try:
-            return client.run(self.draft.encode_prompt(text), tokens).output_ids
+            return client.request(self.draft.encode_prompt(text), tokens).output_ids
         finally:
             client.close()
 
