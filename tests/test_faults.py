@@ -16,7 +16,7 @@ import pytest
 from emulator.chaos.ledger import lost_events
 from emulator.chaos.runtime_faults import free_port
 from runtime.draft import DeadlineExceeded, EdgeClient, EdgeSettings, ServerError
-from runtime.events import read_events
+from runtime.events import EventLog, read_events
 from runtime.policies import Fixed
 from runtime.reference import generate_greedy
 from runtime.serverproc import ServerProcess
@@ -184,10 +184,11 @@ def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
     port = free_port()
     args = ["--model", "tiny", "--threads", "1", "--bind", f"tcp://127.0.0.1:{port}"]
     prompt = tiny_target.encode_prompt("across a restart")
-    tokens = 300
+    tokens = 600
     outcome: dict[str, object] = {}
+    log = EventLog(None, "edge", keep=True)
     with ServerProcess(args) as first:
-        settings = EdgeSettings("edge", Fixed(3), timeout_s=2, retries=8, backoff_s=0.2)
+        settings = EdgeSettings("edge", Fixed(3), log=log, timeout_s=2, retries=8, backoff_s=0.2)
         client = EdgeClient(first.endpoint, tiny_draft, settings)
 
         def request() -> None:
@@ -198,7 +199,10 @@ def test_a_restarted_target_is_found_again_and_the_request_resumes_losslessly(
 
         thread = threading.Thread(target=request)
         thread.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while sum(e["event"] == "round" for e in log.events) < 5:  # mid-request, on any CPU
+            assert time.monotonic() < deadline and thread.is_alive(), "no round was verified"
+            time.sleep(0.002)
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait(timeout=10)
     with ServerProcess(args):
