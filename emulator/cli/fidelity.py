@@ -192,7 +192,7 @@ def repeats_in_turn(cases: list[dict[str, Any]], repeats: int) -> list[Case]:
     return [
         Case(
             f"{case['name']}/{case['seed'] + repeat}",
-            f"{case['name']} (seed {case['seed'] + repeat}): emulating, simulating",
+            f"{case['name']} (seed {case['seed'] + repeat})",
             {"case": case, "seed": case["seed"] + repeat},
         )
         for repeat in range(repeats)
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         def run(case: Case) -> dict[str, Any]:
             record, events = run_once(case.settings["case"], case.settings["seed"], out)
             runs.setdefault(case.settings["case"]["name"], {})[case.settings["seed"]] = events
-            print_run(case.label.split(":")[0], record)
+            print_run(case.label, record)
             return record
 
         def with_runs(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -280,9 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             case["error"] = "; ".join(r["error"] for r in case["runs"].values() if "error" in r)
     document["summary"] = summaries = summarise_suite(document["cases"])
-    failed_runs = sum(
-        "error" in r for case in document["cases"].values() for r in case["runs"].values()
-    )
+    failed_runs = len(finished.failed)
     save_atomically(out / "fidelity.json", document)
     partial.unlink()
     report(out, document, runs)
