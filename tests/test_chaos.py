@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import signal
 import subprocess
 import sys
@@ -12,11 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from cli import run_script
 
+from emulator.chaos.context import Chaos, Outcome
 from emulator.chaos.files import fuzz_scenarios, fuzz_traces
 from emulator.chaos.ledger import leaks, lost_events, runtime_processes
+from emulator.cli.chaos import run_fault
 from emulator.net.cleanup import MANIFEST_DIR
 from emulator.run.interrupts import shielded
 from emulator.traces.importers import import_trace
@@ -35,7 +40,9 @@ MININET_FAULTS = {
 
 @pytest.mark.slow
 def test_chaos_survives_every_fault_and_says_so_in_json(tmp_path) -> None:
-    result = run_script("chaos.py", "--json", "--out", str(tmp_path), timeout=900)
+    result = run_script(
+        "chaos.py", "--json", "--fault-limit", "200", "--out", str(tmp_path), timeout=900
+    )
     report = json.loads(result.stdout.strip().splitlines()[-1])
     faults = report["faults"]
     assert {"drafter_killed", "target_restarted", "deadline", "protocol_fuzz"} <= set(faults)
@@ -59,6 +66,24 @@ def test_chaos_survives_every_fault_and_says_so_in_json(tmp_path) -> None:
     assert report["unauthenticated_accepted"] == 0
     assert report["fuzz_messages"] >= 10_000
     assert ran["target_restarted"]["details"]["output_equals_greedy"] is True
+
+
+def test_a_fault_that_hangs_is_stopped_named_and_not_survived(tmp_path) -> None:
+    """A hung fault must not hang chaos: past its limit it is stopped (its blocking wait
+    interrupted, its process killed), reported with the line it hung on, and not survived."""
+
+    def hangs(chaos: Chaos) -> Outcome:
+        subprocess.run(["sleep", "60"])
+        return Outcome(True)
+
+    started = time.monotonic()
+    result = run_fault(hangs, Chaos(tmp_path / "hang", random.Random(0), None, None), 0.5)
+    assert time.monotonic() - started < 30
+    assert not result["survived"]
+    error = result["details"]["error"]
+    hung_here = r"the fault did not finish within 0.5 s: at .+, in tests/test_chaos.py:\d+ hangs"
+    assert re.match(hung_here, error), error
+    assert not [p for p in psutil.Process().children(recursive=True) if p.name() == "sleep"]
 
 
 @pytest.mark.root

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emulator.chaos.time_limit import time_limit
 from emulator.net.cleanup import cleanup, find_leftovers
 from emulator.net.replay import TraceReplayer
 from emulator.net.topology import CLOUD, EmulatedNetwork
@@ -218,6 +219,21 @@ def test_cleanup_after_a_killed_run_leaves_nothing_and_marks_it_killed(tmp_path)
         theirs.unlink(missing_ok=True)
     assert not any(find_leftovers().values()), find_leftovers()
     assert json.loads((results / "run.json").read_text())["status"] == "killed"
+
+
+@pytest.mark.root
+def test_a_network_whose_shells_were_killed_is_still_torn_down() -> None:
+    """Mininet sends every teardown command to a node's shell and waits forever for the
+    reply of a dead one; a network whose shells were killed from outside is removed by
+    name instead, leaving nothing."""
+    net = EmulatedNetwork(one_edge(constant(10.0, 20.0)), "delayline").start()
+    assert net.net is not None
+    for node in net.net.values():
+        node.shell.kill()
+        node.shell.wait()
+    with time_limit(60, "the teardown"):
+        net.stop()
+    assert not any(find_leftovers().values()), find_leftovers()
 
 
 def test_packet_exact_links_need_delivery_opportunities(tmp_path) -> None:

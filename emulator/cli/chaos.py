@@ -12,11 +12,13 @@ left is swept up first (as the main job does), and chaos refuses to start beside
 emulation, whose resources would read as leaks. After each fault the machine
 is searched for leftovers (namespaces, bridges, veths, cgroups, delay lines, processes) and
 every event log is checked against what its process says it wrote. The Mininet faults need
-root; elsewhere they are skipped, saying so. Everything goes to results/chaos-<time>/; with
---json the last line is one JSON object: per fault ``survived`` and details, and the
-summary fields server_crashes, leaked_resources, lost_events, unauthenticated_accepted and
-fuzz_messages. Exit 0 when every chosen fault ran and was survived: one skipped (for want
-of root) is not survived, and the summary counts it under ``skipped``.
+root; elsewhere they are skipped, saying so. A fault still running after --fault-limit
+seconds is stopped and not survived; its details name the line it hung on. Everything goes
+to results/chaos-<time>/; with --json the last line is one JSON object: per fault
+``survived`` and details, and the summary fields server_crashes, leaked_resources,
+lost_events, unauthenticated_accepted and fuzz_messages. Exit 0 when every chosen fault
+ran and was survived: one skipped (for want of root) is not survived, and the summary
+counts it under ``skipped``.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ from emulator.chaos.emulator_faults import (
 )
 from emulator.chaos.ledger import count_leaks, leaks, lost_events, runtime_processes
 from emulator.chaos.runtime_faults import RUNTIME_FAULTS
+from emulator.chaos.time_limit import TimeLimitExceeded, time_limit
 from emulator.net.cleanup import cleanup, sweep_before_run
 from emulator.paths import ROOT
 from emulator.run.orchestrate import missing_tools
-from runtime.arguments import positive_int
+from runtime.arguments import positive_float, positive_int
 from runtime.models import load_model, make_draft
 from runtime.process import stop_on_signals
 
@@ -61,6 +64,7 @@ MININET_FAULTS: dict[str, Fault] = {
     "child_failed": child_failed,
 }
 FAULTS: dict[str, Fault] = {**RUNTIME_FAULTS, **MININET_FAULTS}
+CLEAN_UP_LIMIT_S = 120.0
 SUMMED = ("server_crashes", "unauthenticated_accepted", "fuzz_messages")
 
 
@@ -83,6 +87,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=10_000,
         help="protocol messages to fuzz (default %(default)s)",
     )
+    parser.add_argument(
+        "--fault-limit",
+        type=positive_float,
+        default=300.0,
+        metavar="S",
+        help="a fault still running after S seconds is stopped and not survived "
+        "(default %(default)s)",
+    )
     parser.add_argument("--out", default=str(ROOT / "results"), help="parent of the results")
     return parser.parse_args(argv)
 
@@ -94,20 +106,28 @@ def mininet_missing() -> str | None:
     return f"missing programs: {', '.join(tools)}" if tools else None
 
 
-def run_fault(fault: Fault, chaos: Chaos) -> dict:
-    """Run one fault, then look for what it leaked or lost; clean up so the next starts
-    from a clean machine whatever happened."""
+def run_fault(fault: Fault, chaos: Chaos, limit_s: float) -> dict:
+    """Run one fault (one that runs past ``limit_s`` is not survived), then look for what it
+    leaked or lost; clean up so the next starts from a clean machine whatever happened."""
     chaos.folder.mkdir(parents=True, exist_ok=True)
     before = runtime_processes()
     started = time.monotonic()
     try:
-        outcome = fault(chaos)
+        with time_limit(limit_s, "the fault"):
+            outcome = fault(chaos)
+    except TimeLimitExceeded as exc:
+        outcome = Outcome(False, {"error": str(exc)})
     except Exception as exc:  # a fault that could not even be made is not survived
         outcome = Outcome(False, {"error": f"{type(exc).__name__}: {exc}"})
     seconds = time.monotonic() - started
-    found = leaks(before, root=os.geteuid() == 0)
-    lost, notes = lost_events(sorted(chaos.folder.rglob("*.jsonl")))
-    _clean_up(before)
+    try:
+        with time_limit(CLEAN_UP_LIMIT_S, "the check and clean-up after it"):
+            found = leaks(before, root=os.geteuid() == 0)
+            lost, notes = lost_events(sorted(chaos.folder.rglob("*.jsonl")))
+            _clean_up(before)
+    except TimeLimitExceeded as exc:
+        outcome = Outcome(False, {**outcome.details, "clean_up_error": str(exc)})
+        found, lost, notes = {}, 0, []
     details = dict(outcome.details)
     if found:
         details["leaked"] = found
@@ -192,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: [{index}/{len(to_run)}] {name} ...", flush=True)
         chaos = Chaos(out / name, rng, target, draft, args.messages)
         try:
-            results[name] = run_fault(chosen[name], chaos)
+            results[name] = run_fault(chosen[name], chaos, args.fault_limit)
         except KeyboardInterrupt:
             interrupted = True
             _clean_up(running_before)

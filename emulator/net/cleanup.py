@@ -88,18 +88,20 @@ def leftover_cgroups() -> list[str]:
     )
 
 
-def _remove_cgroup(name: str) -> None:
-    """Kill what still runs in the cgroup (a process started in a host), then remove it."""
-    for controller in CGROUP_CONTROLLERS:
-        tasks = CGROUP_ROOT / controller / name / "tasks"
-        if tasks.is_file():
-            for pid in tasks.read_text().split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+def remove_cgroups(names: list[str]) -> None:
+    """Kill what still runs in the cgroups (processes started in a host), then remove them."""
+    for name in names:
+        for controller in CGROUP_CONTROLLERS:
+            tasks = CGROUP_ROOT / controller / name / "tasks"
+            if tasks.is_file():
+                for pid in tasks.read_text().split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
     time.sleep(0.2)
-    for controller in CGROUP_CONTROLLERS:
-        with contextlib.suppress(OSError):
-            (CGROUP_ROOT / controller / name).rmdir()
+    for name in names:
+        for controller in CGROUP_CONTROLLERS:
+            with contextlib.suppress(OSError):
+                (CGROUP_ROOT / controller / name).rmdir()
 
 
 def _run(*command: str) -> str:
@@ -187,8 +189,7 @@ def cleanup() -> dict[str, list[str]]:
         _run("ip", "link", "del", interface)
     for folder in found["sockets"]:
         shutil.rmtree(folder, ignore_errors=True)
-    for name in leftover_cgroups():
-        _remove_cgroup(name)
+    remove_cgroups(leftover_cgroups())
     for path, manifest in _stale_manifests():
         if manifest.get("results"):
             mark_killed(manifest["results"])

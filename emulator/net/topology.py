@@ -27,11 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mininet.net import Mininet
-from mininet.node import CPULimitedHost, Host
+from mininet.node import CPULimitedHost, Host, Node
 from mininet.nodelib import LinuxBridge
 from mininet.topo import Topo
 
-from emulator.net.cleanup import MANIFEST_DIR, cleanup, live_runs, write_manifest
+from emulator.net.cleanup import (
+    MANIFEST_DIR,
+    cleanup,
+    live_runs,
+    remove_cgroups,
+    write_manifest,
+)
 from emulator.net.idle_cgroup import IdleCgroup
 from emulator.net.replay import ReplayedLink
 from emulator.net.shaping.base import LinkShaper
@@ -197,7 +203,13 @@ class EmulatedNetwork:
                 print(f"emulator: closing the {link.name} shaper failed: {exc}")
         self.links.clear()
         if self.net is not None:
-            self.net.stop()
+            dead = [node.name for node in self.net.values() if _shell_gone(node)]
+            if dead:  # Mininet would wait forever on a dead shell's reply: remove by name
+                print(f"emulator: the shells of {', '.join(dead)} were killed; removing by name")
+                remove_cgroups(self._cgroup_names())
+                cleanup()
+            else:
+                self.net.stop()
             self.net = None
         self.idle.remove()
         self._manifest_path().unlink(missing_ok=True)
@@ -207,6 +219,11 @@ class EmulatedNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _shell_gone(node: Node) -> bool:
+    """Whether the node's shell, which Mininet sends every command to, has exited."""
+    return node.shell is None or node.shell.poll() is not None
 
 
 def main(argv: list[str] | None = None) -> int:
