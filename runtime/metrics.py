@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.rounds import RoundRecord
+
 PERCENTILES = (50, 95, 99)
 
 
@@ -37,19 +39,17 @@ def _request_times(req: dict[str, Any]) -> tuple[float | None, float | None, flo
     return ttft, tpot, e2e
 
 
-def _summarise_group(
-    requests: list[dict[str, Any]], rounds: list[dict[str, Any]]
-) -> dict[str, Any]:
+def _summarise_group(requests: list[dict[str, Any]], rounds: list[RoundRecord]) -> dict[str, Any]:
     ok = [r for r in requests if not r.get("error")]
     times = [_request_times(r) for r in ok]
     tokens = sum(r["output_tokens"] for r in ok)
     start = min((r["t_arrival"] for r in ok), default=None)
     end = max((r["t_done"] for r in ok), default=None)
     span = (end - start) if start is not None and end is not None else 0.0
-    drafted = sum(r["drafted"] for r in rounds)
-    accepted = sum(r["accepted"] for r in rounds)
-    emitted = sum(r["emitted"] for r in rounds)
-    round_ms = [(r["t_recv"] - r["t_send"]) * 1000.0 for r in rounds if r.get("t_send") is not None]
+    drafted = sum(r.drafted for r in rounds)
+    accepted = sum(r.accepted for r in rounds)
+    emitted = sum(r.emitted for r in rounds)
+    round_ms = [(r.t_recv - r.t_send) * 1000.0 for r in rounds if r.t_send is not None]
     return {
         "requests": len(ok),
         "failed_requests": len(requests) - len(ok),
@@ -62,30 +62,30 @@ def _summarise_group(
         "rounds": len(rounds),
         "acceptance_rate": accepted / drafted if drafted else None,
         "tokens_per_round": emitted / len(rounds) if rounds else None,
-        "gamma": distribution(r["gamma"] for r in rounds),
+        "gamma": distribution(r.gamma for r in rounds),
         "round_trip_ms": distribution(round_ms),
-        "draft_ms": distribution(r["draft_ms"] for r in rounds),
-        "verify_ms": distribution(r["verify_ms"] for r in rounds),
-        "queue_ms": distribution(r["queue_ms"] for r in rounds),
-        "batch_size": distribution(r["batch_size"] for r in rounds),
-        "bytes_up": sum(r.get("bytes_up", 0) for r in rounds),
-        "bytes_down": sum(r.get("bytes_down", 0) for r in rounds),
+        "draft_ms": distribution(r.draft_ms for r in rounds),
+        "verify_ms": distribution(r.verify_ms for r in rounds),
+        "queue_ms": distribution(r.queue_ms for r in rounds),
+        "batch_size": distribution(r.batch_size for r in rounds),
+        "bytes_up": sum(r.bytes_up for r in rounds),
+        "bytes_down": sum(r.bytes_down for r in rounds),
         **_replayed(rounds),
     }
 
 
-def _replayed(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def _replayed(rounds: list[RoundRecord]) -> dict[str, Any]:
     """Emulated edges' rounds (``runtime.replay_draft``): how many took their tokens from the
     recorded tables and how many from the shared real draft, and how long those waited."""
-    replayed = [r for r in rounds if r.get("proposal_source")]
+    replayed = [r for r in rounds if r.proposal_source]
     if not replayed:
         return {}
-    fallbacks = [r for r in replayed if r["proposal_source"] == "fallback"]
+    fallbacks = [r for r in replayed if r.proposal_source == "fallback"]
     return {
         "replayed_rounds": {
             "table": len(replayed) - len(fallbacks),
             "fallback": len(fallbacks),
-            "fallback_ms": distribution(r.get("fallback_ms") for r in fallbacks),
+            "fallback_ms": distribution(r.fallback_ms for r in fallbacks),
         }
     }
 
@@ -94,14 +94,15 @@ def summarise(events: Iterable[dict[str, Any]], per_edge: bool = True) -> dict[s
     """Overall and (``per_edge``) per-edge metrics from the events of one run (any number of
     processes); a sweep's point of 10,000 edges needs only the overall."""
     requests: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rounds: dict[str, list[RoundRecord]] = defaultdict(list)
     processes = []
     for event in events:
         kind = event.get("event")
         if kind == "request":
             requests[str(event["edge"])].append(event)
         elif kind == "round":
-            rounds[str(event["edge"])].append(event)
+            record = RoundRecord.of_event(event)
+            rounds[record.edge].append(record)
         elif kind == "process":
             processes.append(event)
     all_requests = [r for group in requests.values() for r in group]

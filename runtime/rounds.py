@@ -4,13 +4,14 @@
 The protocol validates a verdict against ``Verdict``'s fields (``runtime.protocol``); the
 server and the simulated server build one; the edge client and the simulated edge log a
 round as a ``RoundRecord`` built from one; window policies observe the logged record
-(``runtime.observations``), and ``runtime.metrics`` summarises it. A field added here
+(``runtime.observations``), and ``runtime.metrics`` and the reports read it back
+(``RoundRecord.of_event``, ``rounds_of``). A field added here
 reaches all of them. Times (``t_*``) are seconds on the writer's clock, durations ms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, fields
 from operator import attrgetter
 from typing import Any
@@ -206,3 +207,19 @@ class RoundRecord:
     def event(self) -> dict[str, Any]:
         """The ``round`` event's fields (``EventLog.write("round", **record.event())``)."""
         return _as_dict(self)
+
+    @classmethod
+    def of_event(cls, event: Mapping[str, Any]) -> RoundRecord:
+        """A logged ``round`` event read back (its log's envelope left out); one without a
+        field this schema requires is refused, naming the field."""
+        required, _, optional, _ = _fields_of(cls)
+        try:
+            values = [event[name] for name in required]
+        except KeyError as exc:
+            raise ValueError(f"a round event without {exc.args[0]!r}: {dict(event)}") from None
+        return cls(*values, *[event.get(name) for name in optional])
+
+
+def rounds_of(events: Iterable[Mapping[str, Any]]) -> Iterator[RoundRecord]:
+    """The ``round`` events of a log (any other event passed over), as records."""
+    return (RoundRecord.of_event(e) for e in events if e.get("event") == "round")

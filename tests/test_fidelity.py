@@ -15,6 +15,7 @@ from emulator.report.attribution import (
     round_components,
 )
 from emulator.report.fidelity import ks_distance, mape, rank_agreement
+from runtime.rounds import RoundRecord
 
 
 def test_ks_distance_is_zero_for_the_same_samples_and_one_for_disjoint_ones() -> None:
@@ -43,16 +44,27 @@ def round_record(
     """A round whose components are known (ms), as both worlds log it (times in s)."""
     server_recv = t_send + up / 1000
     server_send = server_recv + (queue + verify + 0.5) / 1000
-    return {
-        "event": "round",
-        "draft_ms": draft,
-        "t_send": t_send,
-        "server_t_recv": server_recv,
-        "server_t_send": server_send,
-        "t_recv": server_send + down / 1000,
-        "queue_ms": queue,
-        "verify_ms": verify,
-    }
+    record = RoundRecord(
+        session="s",
+        edge="e",
+        round=0,
+        gamma=4,
+        drafted=4,
+        accepted=2,
+        emitted=3,
+        context_len=40,
+        draft_ms=draft,
+        t_send=t_send,
+        t_recv=server_send + down / 1000,
+        server_t_recv=server_recv,
+        server_t_send=server_send,
+        queue_ms=queue,
+        verify_ms=verify,
+        batch_size=1,
+        bytes_up=100,
+        bytes_down=50,
+    )
+    return {"event": "round", **record.event()}
 
 
 def test_a_round_splits_into_its_components_and_worlds_are_compared_by_them() -> None:

@@ -6,29 +6,31 @@ import pytest
 
 from runtime.events import EventLog, read_events
 from runtime.metrics import format_table, summarise
+from runtime.rounds import RoundRecord
 
 
 def round_event(edge: str, gamma: int, accepted: int, t_send: float) -> dict:
-    return {
-        "edge": edge,
-        "session": "s",
-        "round": 0,
-        "gamma": gamma,
-        "drafted": gamma,
-        "accepted": accepted,
-        "emitted": accepted + 1,
-        "context_len": 10,
-        "draft_ms": 4.0,
-        "t_send": t_send,
-        "t_recv": t_send + 0.010,
-        "server_t_recv": None,
-        "server_t_send": None,
-        "queue_ms": 1.0,
-        "batch_size": 2,
-        "verify_ms": 5.0,
-        "bytes_up": 100,
-        "bytes_down": 50,
-    }
+    record = RoundRecord(
+        session="s",
+        edge=edge,
+        round=0,
+        gamma=gamma,
+        drafted=gamma,
+        accepted=accepted,
+        emitted=accepted + 1,
+        context_len=10,
+        draft_ms=4.0,
+        t_send=t_send,
+        t_recv=t_send + 0.010,
+        server_t_recv=None,
+        server_t_send=t_send + 0.008,
+        queue_ms=1.0,
+        batch_size=2,
+        verify_ms=5.0,
+        bytes_up=100,
+        bytes_down=50,
+    )
+    return record.event()
 
 
 def test_summary_of_a_known_log(tmp_path) -> None:

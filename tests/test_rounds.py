@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from runtime import protocol
+from runtime.events import EventLog, read_events
 from runtime.observations import observation_from_round
-from runtime.rounds import DraftedRound, RoundRecord, Verdict
+from runtime.rounds import DraftedRound, RoundRecord, Verdict, rounds_of
 
 VERDICT = Verdict("s1", 3, 2, 17, False, 1.5, 4, 30.0, 10.0, 10.05, batch_width=5, peer_width=3)
 
@@ -58,3 +59,20 @@ def test_a_streaming_round_keeps_its_missing_times_as_none() -> None:
     ).event()
     assert event["t_send"] is None and event["server_t_recv"] is None
     assert (event["drafted"], event["verify_ms"], event["batch_size"]) == (3, 8.0, 2)
+
+
+def test_a_logged_round_reads_back_as_the_record_that_wrote_it(tmp_path) -> None:
+    """Through a real log (its envelope and JSON): the metrics and reports read rounds back
+    as records, other events passed over; a round without a required field is refused."""
+    drafted = DraftedRound(4, 12.0, 9.99, 120, proposal_source="table")
+    record = RoundRecord.of_verdict(
+        drafted, VERDICT, edge="e", index=1, emitted=3, context_len=40, t_recv=10.1, bytes_down=90
+    )
+    log = EventLog(tmp_path / "e.jsonl", "e")
+    log.write("request", edge="e", output_tokens=3)
+    log.write("round", **record.event())
+    log.close()
+    assert list(rounds_of(read_events(tmp_path / "e.jsonl"))) == [record]
+    broken = {k: v for k, v in record.event().items() if k != "bytes_up"}
+    with pytest.raises(ValueError, match="a round event without 'bytes_up'"):
+        RoundRecord.of_event(broken)

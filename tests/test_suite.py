@@ -22,6 +22,7 @@ from emulator.experiments.suite_stats import (
 from emulator.report.fidelity import round_trips, token_intervals
 from emulator.scenario import load_scenario
 from emulator.traces.recorded import SHARED_TRACES
+from runtime.rounds import RoundRecord
 from tests.cli import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,27 +40,27 @@ def session_events(
         server_recv = t_send + 0.02 * world_scale
         server_send = server_recv + 0.1 * world_scale
         t = server_send + 0.02 * world_scale
-        events.append(
-            {
-                "event": "round",
-                "session": "e1-0",
-                "edge": "e1",
-                "round": index,
-                "gamma": 2,
-                "drafted": 2,
-                "accepted": 1,
-                "emitted": 2,
-                "context_len": 40,
-                "draft_ms": draft_ms * world_scale,
-                "t_send": t_send,
-                "t_recv": t,
-                "server_t_recv": server_recv,
-                "server_t_send": server_send,
-                "queue_ms": 0.0,
-                "verify_ms": 100.0 * world_scale,
-                "batch_size": 1,
-            }
+        record = RoundRecord(
+            session="e1-0",
+            edge="e1",
+            round=index,
+            gamma=2,
+            drafted=2,
+            accepted=1,
+            emitted=2,
+            context_len=40,
+            draft_ms=draft_ms * world_scale,
+            t_send=t_send,
+            t_recv=t,
+            server_t_recv=server_recv,
+            server_t_send=server_send,
+            queue_ms=0.0,
+            verify_ms=100.0 * world_scale,
+            batch_size=1,
+            bytes_up=100,
+            bytes_down=50,
         )
+        events.append({"event": "round", **record.event()})
     events.append(
         {
             "event": "request",

@@ -30,6 +30,7 @@ from emulator.experiments.suite_stats import (
 from emulator.report.attribution import OVERLAPPING, compare_breakdowns
 from emulator.report.fidelity import ks_distance, relative_error, round_trips, token_intervals
 from runtime.metrics import summarise
+from runtime.rounds import rounds_of
 
 TARGET_ERROR = 0.05
 TARGET_METRICS = (
@@ -114,7 +115,7 @@ def score_case(
 def mean_draft_cpu_ms(events: list[dict[str, Any]]) -> float | None:
     """The drafting CPU time of a round, on average: what ``draft`` would be without waits
     for a CPU quota or a shared core (None for logs without it)."""
-    values = [e["draft_cpu_ms"] for e in events if e["event"] == "round" and "draft_cpu_ms" in e]
+    values = [r.draft_cpu_ms for r in rounds_of(events) if r.draft_cpu_ms is not None]
     return sum(values) / len(values) if values else None
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from emulator.report.fidelity import intervals_by_session, relative_error
 from runtime.metrics import summarise
+from runtime.rounds import rounds_of
 
 # name -> (sample kind, statistic): "mean" or a percentile
 METRICS: dict[str, tuple[str, str | int]] = {
@@ -74,9 +75,8 @@ def run_samples(events: list[dict[str, Any]]) -> Samples:
     )
     intervals = intervals_by_session(events)
     emitted: dict[str, list[float]] = {}
-    for event in events:
-        if event["event"] == "round":
-            emitted.setdefault(event["session"], []).append(float(event["emitted"]))
+    for record in rounds_of(events):
+        emitted.setdefault(record.session, []).append(float(record.emitted))
     requests, order = {}, Counter()
     for request in done:
         edge = str(request["edge"])

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from emulator.report.fidelity import relative_error
+from runtime.rounds import RoundRecord
 
 COMPONENTS = ("draft", "uplink", "queue", "verify", "server", "downlink")
 FIRST_TOKEN_COMPONENTS = ("uplink", "prefill", "server", "downlink")
@@ -27,18 +28,20 @@ OVERLAPPING = ("draft_prefill",)  # runs beside the first token's path, not with
 Components = Callable[[dict[str, Any]], dict[str, float] | None]
 
 
-def round_components(record: dict[str, Any]) -> dict[str, float] | None:
-    """One round's time per component (ms); None for a round without server times."""
-    if record.get("t_send") is None or record.get("server_t_recv") is None:
+def round_components(event: dict[str, Any]) -> dict[str, float] | None:
+    """One round's time per component (ms); None for a round without server times (a
+    streaming session's)."""
+    r = RoundRecord.of_event(event)
+    if r.t_send is None or r.server_t_recv is None:
         return None
-    in_server = (record["server_t_send"] - record["server_t_recv"]) * 1000.0
+    in_server = (r.server_t_send - r.server_t_recv) * 1000.0
     return {
-        "draft": record["draft_ms"],
-        "uplink": (record["server_t_recv"] - record["t_send"]) * 1000.0,
-        "queue": record["queue_ms"],
-        "verify": record["verify_ms"],
-        "server": in_server - record["queue_ms"] - record["verify_ms"],
-        "downlink": (record["t_recv"] - record["server_t_send"]) * 1000.0,
+        "draft": r.draft_ms,
+        "uplink": (r.server_t_recv - r.t_send) * 1000.0,
+        "queue": r.queue_ms,
+        "verify": r.verify_ms,
+        "server": in_server - r.queue_ms - r.verify_ms,
+        "downlink": (r.t_recv - r.server_t_send) * 1000.0,
     }
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.rounds import rounds_of
+
 METRICS = (
     ("ttft_p50_ms", ("ttft_ms", "p50")),
     ("tpot_mean_ms", ("tpot_ms", "mean")),
@@ -130,18 +132,15 @@ def intervals_by_session(events: list[dict[str, Any]]) -> dict[str, list[float]]
         if e["event"] == "request" and e.get("t_first_token") is not None
     }
     rounds = sorted(
-        (e for e in events if e["event"] == "round" and e["session"] in first),
-        key=lambda e: (e["session"], e["round"]),
+        (r for r in rounds_of(events) if r.session in first), key=lambda r: (r.session, r.round)
     )
     intervals: dict[str, list[float]] = {session: [] for session in first}
     last = dict(first)
     for record in rounds:
-        session = record["session"]
-        if record["emitted"] > 0:
-            intervals[session].append(
-                (record["t_recv"] - last[session]) * 1000.0 / record["emitted"]
-            )
-        last[session] = record["t_recv"]
+        if record.emitted > 0:
+            interval = (record.t_recv - last[record.session]) * 1000.0 / record.emitted
+            intervals[record.session].append(interval)
+        last[record.session] = record.t_recv
     return intervals
 
 
@@ -154,8 +153,4 @@ def token_intervals(events: list[dict[str, Any]]) -> list[float]:
 
 def round_trips(events: list[dict[str, Any]]) -> list[float]:
     """Each round's wait at the edge, from sending the draft to the verdict (ms)."""
-    return [
-        (e["t_recv"] - e["t_send"]) * 1000.0
-        for e in events
-        if e["event"] == "round" and e.get("t_send") is not None
-    ]
+    return [(r.t_recv - r.t_send) * 1000.0 for r in rounds_of(events) if r.t_send is not None]

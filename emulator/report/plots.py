@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.rounds import RoundRecord, rounds_of
+
 MAX_LINES = 8
 
 
@@ -50,9 +52,9 @@ def plot_run(events: list[dict[str, Any]], path: str | Path, title: str) -> Path
     shown = sorted(rounds)[:MAX_LINES]
     for edge in shown:
         data = rounds[edge]
-        times = [r["t_recv"] - start for r in data]
-        rtt.plot(times, [(r["t_recv"] - r["t_send"]) * 1000.0 for r in data], ".", ms=3, label=edge)
-        window.plot(times, [r["gamma"] for r in data], ".", ms=3, label=edge)
+        times = [r.t_recv - start for r in data]
+        rtt.plot(times, [(r.t_recv - r.t_send) * 1000.0 for r in data], ".", ms=3, label=edge)
+        window.plot(times, [r.gamma for r in data], ".", ms=3, label=edge)
     rtt.set_ylabel("round trip (ms)")
     rtt.set_title("verify round trip per round (send to verdict)")
     window.set_ylabel("γ")
@@ -89,11 +91,12 @@ def save_figure(plt: Any, figure: Any, path: Path) -> Path:
     return path
 
 
-def _rounds_by_edge(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    rounds: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for event in events:
-        if event.get("event") == "round" and event.get("t_send") is not None:
-            rounds[event["edge"]].append(event)
+def _rounds_by_edge(events: list[dict[str, Any]]) -> dict[str, list[RoundRecord]]:
+    """Each edge's DSD rounds (those with a send time: a streaming session's have none)."""
+    rounds: dict[str, list[RoundRecord]] = defaultdict(list)
+    for record in rounds_of(events):
+        if record.t_send is not None:
+            rounds[record.edge].append(record)
     return rounds
 
 
@@ -114,7 +117,7 @@ def plot_links(
     rounds = _rounds_by_edge(events)
     edges = sorted(links)[:MAX_LINES]
     figure, axes = plt.subplots(len(edges), 1, figsize=(9, 2.6 * len(edges)), squeeze=False)
-    end = max((r["t_recv"] - t_start for rs in rounds.values() for r in rs), default=60.0)
+    end = max((r.t_recv - t_start for rs in rounds.values() for r in rs), default=60.0)
     times = np.linspace(0.0, max(end, 1.0), 600)
     for axis, edge in zip(axes[:, 0], edges, strict=True):
         access, wan = links[edge]
@@ -132,8 +135,8 @@ def plot_links(
         axis.step(times, [path_rtt(t) for t in times], where="post", label="trace RTT")
         measured = [
             (
-                r["t_send"] - t_start,
-                (r["t_recv"] - r["t_send"] - (r["server_t_send"] - r["server_t_recv"])) * 1000,
+                r.t_send - t_start,
+                (r.t_recv - r.t_send - (r.server_t_send - r.server_t_recv)) * 1000,
             )
             for r in rounds.get(edge, [])
         ]
@@ -160,8 +163,8 @@ def plot_gamma(worlds: dict[str, list[dict[str, Any]]], path: Path) -> Path:
         start = _start(events)
         for edge, data in sorted(_rounds_by_edge(events).items())[:MAX_LINES]:
             axis.plot(
-                [r["t_send"] - start for r in data],
-                [r["gamma"] for r in data],
+                [r.t_send - start for r in data],
+                [r.gamma for r in data],
                 ".",
                 ms=3,
                 label=edge,

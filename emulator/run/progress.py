@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from emulator.scenario import Scenario
+from runtime.rounds import RoundRecord
 
 STATUS_EVERY_S = 30.0
 
@@ -59,10 +60,11 @@ class EdgeState:
     def update(self) -> None:
         for event in self.follower.new_events():
             if event["event"] == "round":
-                self.tokens += event["emitted"]
-                self.gamma = event["gamma"]
-                if event.get("t_send") is not None:
-                    self.round_trip_ms = (event["t_recv"] - event["t_send"]) * 1000.0
+                record = RoundRecord.of_event(event)
+                self.tokens += record.emitted
+                self.gamma = record.gamma
+                if record.t_send is not None:
+                    self.round_trip_ms = (record.t_recv - record.t_send) * 1000.0
             elif event["event"] == "request":
                 self.done += 1
                 self.failed += bool(event.get("error"))
