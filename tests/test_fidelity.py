@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from records import round_event
 
 from emulator.report.attribution import (
     COMPONENTS,
@@ -15,7 +16,6 @@ from emulator.report.attribution import (
     round_components,
 )
 from emulator.report.fidelity import ks_distance, mape, rank_agreement
-from runtime.rounds import RoundRecord
 
 
 def test_ks_distance_is_zero_for_the_same_samples_and_one_for_disjoint_ones() -> None:
@@ -44,15 +44,7 @@ def round_record(
     """A round whose components are known (ms), as both worlds log it (times in s)."""
     server_recv = t_send + up / 1000
     server_send = server_recv + (queue + verify + 0.5) / 1000
-    record = RoundRecord(
-        session="s",
-        edge="e",
-        round=0,
-        gamma=4,
-        drafted=4,
-        accepted=2,
-        emitted=3,
-        context_len=40,
+    return round_event(
         draft_ms=draft,
         t_send=t_send,
         t_recv=server_send + down / 1000,
@@ -60,11 +52,7 @@ def round_record(
         server_t_send=server_send,
         queue_ms=queue,
         verify_ms=verify,
-        batch_size=1,
-        bytes_up=100,
-        bytes_down=50,
     )
-    return {"event": "round", **record.event()}
 
 
 def test_a_round_splits_into_its_components_and_worlds_are_compared_by_them() -> None:

@@ -3,34 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from records import round_event
 
 from runtime.events import EventLog, read_events
 from runtime.metrics import format_table, summarise
-from runtime.rounds import RoundRecord
-
-
-def round_event(edge: str, gamma: int, accepted: int, t_send: float) -> dict:
-    record = RoundRecord(
-        session="s",
-        edge=edge,
-        round=0,
-        gamma=gamma,
-        drafted=gamma,
-        accepted=accepted,
-        emitted=accepted + 1,
-        context_len=10,
-        draft_ms=4.0,
-        t_send=t_send,
-        t_recv=t_send + 0.010,
-        server_t_recv=None,
-        server_t_send=t_send + 0.008,
-        queue_ms=1.0,
-        batch_size=2,
-        verify_ms=5.0,
-        bytes_up=100,
-        bytes_down=50,
-    )
-    return record.event()
 
 
 def test_summary_of_a_known_log(tmp_path) -> None:
@@ -64,7 +40,19 @@ def test_summary_of_a_known_log(tmp_path) -> None:
         ("a", 4, 0, 100.4),
         ("b", 2, 1, 100.7),
     ):
-        log.write("round", **round_event(edge, gamma, accepted, t_send))
+        event = round_event(
+            edge=edge,
+            gamma=gamma,
+            drafted=gamma,
+            accepted=accepted,
+            emitted=accepted + 1,
+            context_len=10,
+            t_send=t_send,
+            t_recv=t_send + 0.010,
+            queue_ms=1.0,
+            batch_size=2,
+        )
+        log.write("round", **{k: v for k, v in event.items() if k != "event"})
     log.close()
     (tmp_path / "log.jsonl").open("a").write('{"event": "round", "torn')  # a crash mid-line
     summary = summarise(read_events(tmp_path / "log.jsonl"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from records import round_event
 
 from emulator.cli import fidelity as validate_fidelity
 from emulator.experiments.suite import SUITES, write_suite
@@ -22,7 +23,6 @@ from emulator.experiments.suite_stats import (
 from emulator.report.fidelity import round_trips, token_intervals
 from emulator.scenario import load_scenario
 from emulator.traces.recorded import SHARED_TRACES
-from runtime.rounds import RoundRecord
 from tests.cli import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,27 +40,23 @@ def session_events(
         server_recv = t_send + 0.02 * world_scale
         server_send = server_recv + 0.1 * world_scale
         t = server_send + 0.02 * world_scale
-        record = RoundRecord(
-            session="e1-0",
-            edge="e1",
-            round=index,
-            gamma=2,
-            drafted=2,
-            accepted=1,
-            emitted=2,
-            context_len=40,
-            draft_ms=draft_ms * world_scale,
-            t_send=t_send,
-            t_recv=t,
-            server_t_recv=server_recv,
-            server_t_send=server_send,
-            queue_ms=0.0,
-            verify_ms=100.0 * world_scale,
-            batch_size=1,
-            bytes_up=100,
-            bytes_down=50,
+        events.append(
+            round_event(
+                session="e1-0",
+                edge="e1",
+                round=index,
+                gamma=2,
+                drafted=2,
+                accepted=1,
+                emitted=2,
+                draft_ms=draft_ms * world_scale,
+                t_send=t_send,
+                t_recv=t,
+                server_t_recv=server_recv,
+                server_t_send=server_send,
+                verify_ms=100.0 * world_scale,
+            )
         )
-        events.append({"event": "round", **record.event()})
     events.append(
         {
             "event": "request",
