@@ -319,3 +319,50 @@ def test_emulated_edges_stand_in_at_the_speed_the_real_drafters_probed(tmp_path)
     assert [g["draft"] for g in raw["edges"]] == ["replay:int8", "replay:int8"]
     assert {g["speed"] for g in raw["edges"]} == {1.2}
     assert all(Path(g["link"]["trace"]).is_absolute() for g in raw["edges"])
+
+
+def test_the_check_runs_under_the_experiments_rule(tmp_path) -> None:
+    """A failed real run is recorded and the check goes on; the emulated run it would have
+    set the speed of fails saying why; the finished pair is compared; exit 1. The main job
+    is stood in for by a function writing what a finished run leaves (a run.json with its
+    probes' speeds, an edge's log): the check's bookkeeping is what is tested here."""
+    from records import round_event
+
+    from emulator.experiments.replay_check import replay_cases, run_check
+    from emulator.run.child_runs import MainJobFailed, MainJobRun
+    from runtime.events import EventLog
+
+    speeds_seen = []
+
+    def main_job(scenario: Path, out: Path) -> MainJobRun:
+        import yaml
+
+        raw = yaml.safe_load(scenario.read_text())
+        if sum(group.get("count", 1) for group in raw["edges"]) == 3:
+            raise MainJobFailed("the target did not start")
+        speeds_seen.append(raw["edges"][0].get("speed"))
+        results = out / scenario.stem
+        results.mkdir(parents=True)
+        (results / "run.json").write_text(json.dumps({"sim_speeds": {"cloud": 1.0, "e1": 1.25}}))
+        log = EventLog(results / "e1.jsonl", "e1")
+        log.write("round", **{k: v for k, v in round_event(draft_ms=300.0).items() if k != "event"})
+        log.close()
+        return MainJobRun(results)
+
+    said: list[str] = []
+    finished = run_check(
+        ROOT / "topologies" / "default.yaml",
+        tmp_path,
+        replay_cases([1, 3], 1),
+        main_job,
+        said.append,
+    )
+    assert finished.exit_code() == 1
+    assert set(finished.failed) == {"3-0-real", "3-0-replay"}
+    assert "no probed speed" in finished.records["3-0-replay"]["error"]
+    assert speeds_seen == [None, 1.25]  # the emulated run at what the real one probed
+    assert finished.records["1-0-replay"]["speed"] == 1.25
+    kept = json.loads((tmp_path / "partial.json").read_text())
+    assert set(kept["runs"]) == {"1-0-real", "1-0-replay", "3-0-real", "3-0-replay"}
+    assert kept["comparison"]["1"]["draft_ms"]["error"] == 0 and "3" not in kept["comparison"]
+    assert any("1 edge(s), replay drafters (repeat 1): draft 300 ms" in line for line in said)

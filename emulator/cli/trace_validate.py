@@ -3,9 +3,11 @@ per-round draft time, acceptance and TPOT, real and replayed runs alternating.
 
     sudo python scripts/validate_replay.py [--scenario S] [--edges 1,3] [--repeats 2] [--json]
 
-Each run is the main job (``run_topology.py``) in a fresh process. Results: ``replay.json``
-(``partial.json`` while it runs: finished runs survive a failure or Ctrl-C) and the runs'
-folders in ``results/<time>-replay-check/``; with ``--json`` the last line is the comparison.
+Each run is the main job (``run_topology.py``) in a fresh process, under the experiments'
+rule (a failed run is recorded with its error and the others go on, exit 1; Ctrl-C keeps
+the finished ones, exit 130). Results: ``replay.json`` (``partial.json`` while it runs) and
+the runs' folders in ``results/<time>-replay-check/``; with ``--json`` the last line is the
+comparison.
 """
 
 from __future__ import annotations
@@ -14,19 +16,13 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from emulator.experiments.replay_check import (
-    MEASURES,
-    TOLERANCE,
-    RunMeasures,
-    compare_runs,
-    run_check,
-)
+from emulator.experiments.replay_check import MEASURES, check_document, replay_cases, run_check
+from emulator.experiments.runner import save_atomically
 from emulator.paths import ROOT
-from emulator.run.child_runs import MainJobFailed, run_main_job
+from emulator.run.child_runs import run_main_job
 from runtime.arguments import positive_int
 from runtime.process import stop_on_signals
 
@@ -86,46 +82,26 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_signals()
     out = Path(args.out) / f"{datetime.now():%Y%m%d-%H%M%S}-replay-check"
     out.mkdir(parents=True, exist_ok=True)
-    total = len(args.edges) * args.repeats * 2
-    runs: list[RunMeasures] = []
-
-    def done(run: RunMeasures) -> None:
-        runs.append(run)
-        print(
-            f"validate_replay: run {len(runs)}/{total}: {run.edges} edge(s), {run.draft}: "
-            f"draft {run.draft_ms or 0:.0f} ms, acceptance {run.acceptance or 0:.3f}, "
-            f"TPOT {run.tpot_ms or 0:.0f} ms"
-            + (f" (draft speed x{run.speed:.3f})" if run.speed else ""),
-            flush=True,
-        )
-
-    status = 0
-    try:
-        run_check(
-            scenario,
-            out,
-            args.edges,
-            args.repeats,
-            lambda s, o: run_main_job(s, o, RUN_TIMEOUT_S),
-            done,
-            args.as_profiled,
-        )
-    except KeyboardInterrupt:
-        print("validate_replay: interrupted; the finished runs are kept", file=sys.stderr)
-        status = 130
-    except MainJobFailed as exc:
-        print(f"validate_replay: error: {exc}; the finished runs are kept", file=sys.stderr)
-        status = 1
-    comparison = compare_runs(runs)
-    document = {"tolerance": TOLERANCE, "comparison": comparison, "runs": [asdict(r) for r in runs]}
-    (out / ("replay.json" if status == 0 else "partial.json")).write_text(
-        json.dumps(document, indent=1)
+    finished = run_check(
+        scenario,
+        out,
+        replay_cases(args.edges, args.repeats),
+        lambda s, o: run_main_job(s, o, RUN_TIMEOUT_S),
+        lambda message: print(f"validate_replay: {message}", flush=True),
+        args.as_profiled,
     )
-    print(table(comparison))
+    document = check_document(finished.records)
+    if finished.interrupted:
+        print("validate_replay: interrupted; the finished runs are kept", file=sys.stderr)
+    else:
+        save_atomically(out / "replay.json", document)
+    for key, error in finished.failed.items():
+        print(f"validate_replay: run {key} failed: {error}", file=sys.stderr)
+    print(table(document["comparison"]))
     print(f"results in {out}")
     if args.json:
-        print(json.dumps({"results_dir": str(out), "comparison": comparison}))
-    return status
+        print(json.dumps({"results_dir": str(out), "comparison": document["comparison"]}))
+    return finished.exit_code()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from emulator.experiments.runner import Case, Finished, Record, run_cases
+from emulator.run.child_runs import MainJobFailed
 from emulator.scenario import Overrides, apply_overrides
 from runtime.metrics import summarise
 from runtime.model_names import REPLAY
@@ -112,39 +114,75 @@ def probed_draft_speed(results: Path) -> float | None:
     return sum(edges) / len(edges) if edges else None
 
 
+class NoProbedSpeed(Exception):
+    """An emulated run whose real run before it failed: there is no speed to run it at."""
+
+
+def replay_cases(edge_counts: list[int], repeats: int) -> list[Case]:
+    """Per edge count and repeat, the real run, then the emulated one it sets the speed of."""
+    return [
+        Case(
+            f"{edges}-{repeat}-{kind}",
+            f"{edges} edge(s), {kind} drafters (repeat {repeat + 1})",
+            {"edges": edges, "repeat": repeat, "replay": kind == "replay"},
+        )
+        for edges in edge_counts
+        for repeat in range(repeats)
+        for kind in ("real", "replay")
+    ]
+
+
+def check_document(records: dict[str, Record]) -> dict[str, Any]:
+    """The comparison over the runs that finished, and every run's record (a failed one's
+    holds its error)."""
+    runs = [RunMeasures(**r) for r in records.values() if "error" not in r]
+    return {"tolerance": TOLERANCE, "comparison": compare_runs(runs), "runs": records}
+
+
 def run_check(
     base: Path,
     out: Path,
-    edge_counts: list[int],
-    repeats: int,
+    cases: list[Case],
     run: Callable[[Path, Path], Any],
-    done: Callable[[RunMeasures], None] = lambda _: None,
+    say: Callable[[str], None],
     as_profiled: bool = False,
-) -> list[RunMeasures]:
-    """Real and replayed runs in turn (real first, then replayed, ``repeats`` times per edge
-    count), each through ``run(scenario, out)`` (the main job), the replayed one at the
-    speed the real one's probes read (1 ``as_profiled``); ``done`` after each, and
-    ``out/partial.json`` kept up to date."""
-    runs: list[RunMeasures] = []
-    for edges in edge_counts:
-        for _ in range(repeats):
-            speed = None
-            for replay in (False, True):
-                path = scenario_for(base, out, edges, replay, None if as_profiled else speed)
-                finished = run(path, out / "runs")
-                found = measures(finished.emulated_events())
-                if not replay:
-                    speed = probed_draft_speed(finished.results)
-                measured = RunMeasures(
-                    edges,
-                    "replay" if replay else "real",
-                    **found,
-                    results_dir=str(finished.results),
-                    speed=(1.0 if as_profiled else speed) if replay else None,
-                )
-                runs.append(measured)
-                (out / "partial.json").write_text(
-                    json.dumps({"runs": [asdict(r) for r in runs]}, indent=1)
-                )
-                done(measured)
-    return runs
+) -> Finished:
+    """The cases in order under the experiments' runner (``out/partial.json`` its
+    checkpoint), each through ``run(scenario, out)`` (the main job); an emulated run at the
+    speed its real run's probes read (1 ``as_profiled``)."""
+    speeds: dict[tuple[int, int], float | None] = {}
+
+    def run_case(case: Case) -> Record:
+        edges, repeat, replay = (case.settings[k] for k in ("edges", "repeat", "replay"))
+        speed = None
+        if replay and not as_profiled:
+            if (edges, repeat) not in speeds:
+                raise NoProbedSpeed("its real run failed: no probed speed to run it at")
+            speed = speeds[(edges, repeat)]
+        path = scenario_for(base, out, edges, replay, speed)
+        finished = run(path, out / "runs")
+        found = measures(finished.emulated_events())
+        if not replay:
+            speeds[(edges, repeat)] = probed_draft_speed(finished.results)
+        measured = RunMeasures(
+            edges,
+            "replay" if replay else "real",
+            **found,
+            results_dir=str(finished.results),
+            speed=(1.0 if as_profiled else speed) if replay else None,
+        )
+        say(
+            f"{case.label}: draft {measured.draft_ms or 0:.0f} ms, acceptance "
+            f"{measured.acceptance or 0:.3f}, TPOT {measured.tpot_ms or 0:.0f} ms"
+            + (f" (draft speed x{measured.speed:.3f})" if measured.speed else "")
+        )
+        return asdict(measured)
+
+    return run_cases(
+        cases,
+        run_case,
+        out / "partial.json",
+        check_document,
+        say,
+        failures=(MainJobFailed, NoProbedSpeed),
+    )

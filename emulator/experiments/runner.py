@@ -1,5 +1,6 @@
 """One way to run an experiment's cases, whatever the experiment (the fidelity suite, the
-window-policy evaluation, the capacity sweep's emulated points): in order, each case's
+window-policy evaluation, the capacity sweep's emulated points, the emulated edges' check
+against real drafters): in order, each case's
 record kept at once in a checkpoint written atomically, so that a crash, a failure or
 Ctrl-C loses no finished case.
 
