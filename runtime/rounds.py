@@ -5,8 +5,8 @@ The protocol validates a verdict against ``Verdict``'s fields (``runtime.protoco
 server and the simulated server build one; the edge client and the simulated edge log a
 round as a ``RoundRecord`` built from one; window policies observe the logged record
 (``runtime.observations``), and ``runtime.metrics`` and the reports read it back
-(``RoundRecord.of_event``, ``rounds_of``). A field added here
-reaches all of them. Times (``t_*``) are seconds on the writer's clock, durations ms.
+(``RoundRecord.of_event``, ``rounds_of``). A field added here reaches all of them. Times
+(``t_*``) are seconds on the writer's clock, durations ms.
 """
 
 from __future__ import annotations
