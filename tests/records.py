@@ -29,6 +29,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def round_record(**fields: Any) -> RoundRecord:
+    """A round: the defaults, with ``fields`` over them (``log.write("round", **r.event())``)."""
+    return RoundRecord(**{**DEFAULTS, **fields})
+
+
 def round_event(**fields: Any) -> dict[str, Any]:
-    """A ``round`` event as a log holds it: the defaults, with ``fields`` over them."""
-    return {"event": "round", **RoundRecord(**{**DEFAULTS, **fields}).event()}
+    """A ``round`` event as a log holds it, for readers given events rather than a log."""
+    return {"event": "round", **round_record(**fields).event()}

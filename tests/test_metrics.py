@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from records import round_event
+from records import round_record
 
 from runtime.events import EventLog, read_events
 from runtime.metrics import format_table, summarise
@@ -40,7 +40,7 @@ def test_summary_of_a_known_log(tmp_path) -> None:
         ("a", 4, 0, 100.4),
         ("b", 2, 1, 100.7),
     ):
-        event = round_event(
+        record = round_record(
             edge=edge,
             gamma=gamma,
             drafted=gamma,
@@ -52,7 +52,7 @@ def test_summary_of_a_known_log(tmp_path) -> None:
             queue_ms=1.0,
             batch_size=2,
         )
-        log.write("round", **{k: v for k, v in event.items() if k != "event"})
+        log.write("round", **record.event())
     log.close()
     (tmp_path / "log.jsonl").open("a").write('{"event": "round", "torn')  # a crash mid-line
     summary = summarise(read_events(tmp_path / "log.jsonl"))

@@ -326,7 +326,7 @@ def test_the_check_runs_under_the_experiments_rule(tmp_path) -> None:
     set the speed of fails saying why; the finished pair is compared; exit 1. The main job
     is stood in for by a function writing what a finished run leaves (a run.json with its
     probes' speeds, an edge's log): the check's bookkeeping is what is tested here."""
-    from records import round_event
+    from records import round_record
 
     from emulator.experiments.replay_check import replay_cases, run_check
     from emulator.run.child_runs import MainJobFailed, MainJobRun
@@ -345,7 +345,7 @@ def test_the_check_runs_under_the_experiments_rule(tmp_path) -> None:
         results.mkdir(parents=True)
         (results / "run.json").write_text(json.dumps({"sim_speeds": {"cloud": 1.0, "e1": 1.25}}))
         log = EventLog(results / "e1.jsonl", "e1")
-        log.write("round", **{k: v for k, v in round_event(draft_ms=300.0).items() if k != "event"})
+        log.write("round", **round_record(draft_ms=300.0).event())
         log.close()
         return MainJobRun(results)
 
