@@ -10,7 +10,7 @@ demo:
 test:
 	bash scripts/bootstrap.sh test
 
-# the fast tier (under 2 minutes): lint, types of runtime/ and emulator/sim/, and the tests
+# the fast tier (under 2 minutes): lint, types of runtime/, emulator/sim/ and emulator/link/, and the tests
 # that need no root, no bundled model and no more than a few seconds each
 check:
 	bash scripts/bootstrap.sh check

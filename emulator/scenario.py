@@ -20,8 +20,15 @@
           trace: ../traces/lte-like.csv          # canonical CSV or FORMAT:PATH
           # or up: FORMAT:PATH and down: FORMAT:PATH (rates), rtt: FORMAT:PATH (delays)
           # or constant: {rate_mbps: 20, delay_ms: 10, jitter_ms: 0, loss_pct: 0}
-          queue_packets: 100
+          queue_packets: 100         # a drop-tail queue of 100 packets, or Mahimahi's queues:
+          # queue: {kind: codel, target_ms: 5, interval_ms: 100, packets: 1000}  (infinite,
+          #        droptail, drophead, codel, pie; or {up: {...}, down: {...}})
           packet_exact: false        # mahimahi traces: replay each delivery opportunity
+          once: false                # play the trace once, then deliver nothing
+          log: false                 # Mahimahi-format packet logs in the results folder
+          # or a Mahimahi command line as run: mahimahi: "mm-delay 20 mm-link UP DOWN ...",
+          # or its parts: mm_link: "UP DOWN [options]", mm_delay: MS,
+          #               mm_loss: {uplink: RATE, downlink: RATE}
     wan: {constant: {rate_mbps: 1000, delay_ms: 2}}   # optional, shared by all edges
     workload: {requests_per_edge: 2, max_new_tokens: 48, arrival: closed, prompts: default,
                ignore_eos: true}   # every request runs to max_new_tokens, as the simulator
@@ -61,10 +68,14 @@ from typing import Any
 import numpy as np
 import yaml
 
+from emulator.link.mahimahi_cli import MahimahiCommandError, parse_command, split_form
+from emulator.link.pipe import PipeLayout
+from emulator.link.queues import QueueSpec, QueueSpecError
 from emulator.sim.device_spec import is_device_spec, parse_device_spec
 from emulator.sim.window_policies import ORACLE, simulated_window_policy
 from emulator.traces.importers import FORMATS, load_trace
-from emulator.traces.linktrace import LinkTrace, TraceError, combine
+from emulator.traces.importers.mahimahi import mahimahi_link
+from emulator.traces.linktrace import DIRECTIONS, LinkTrace, TraceError, combine
 from runtime.model_names import DEFAULT_DRAFT, REPLAY, replayed_draft
 from runtime.prompts import load_prompts
 from runtime.protocol import EDGE_MODES
@@ -85,10 +96,29 @@ class ScenarioError(ValueError):
 
 @dataclass
 class LinkSpec:
+    """One link: its trace and, per direction, how it is built (stages, queue, once), the
+    Mahimahi-format packet logs asked for, and the Mahimahi command it came from."""
+
     trace: LinkTrace
     description: str
     queue_packets: int = 100
     packet_exact: bool = False
+    layouts: dict[str, PipeLayout] = field(default_factory=dict)  # empty: the default
+    logs: dict[str, str] = field(default_factory=dict)  # direction -> log file name
+    once: bool = False
+    command_line: str = ""
+
+    def layout(self, direction: str) -> PipeLayout:
+        default = PipeLayout(queue=QueueSpec("droptail", packets=self.queue_packets))
+        return self.layouts.get(direction, default)
+
+    @property
+    def per_packet(self) -> bool:
+        """Whether the simulator follows this link packet by packet: its queue, stages or
+        schedule do what the analytic drop-tail model does not."""
+        layouts = [self.layout(d) for d in DIRECTIONS]
+        analytic = all(x.plain and x.queue.packets == self.queue_packets for x in layouts)
+        return self.packet_exact or self.once or not analytic
 
 
 @dataclass(frozen=True)
@@ -349,8 +379,19 @@ def _constant_trace(reader: _Reader) -> LinkTrace:
 
 
 def _link(reader: _Reader, base: Path) -> LinkSpec:
-    queue = reader.number("queue_packets", 100, 1, 100_000, integer=True)
+    command, mm_link = reader.get("mahimahi", str, None), reader.get("mm_link", str, None)
+    if command is not None or mm_link is not None:
+        return _mahimahi_link(reader, base, command, mm_link)
+    queue_packets = reader.number("queue_packets", None, 1, 100_000, integer=True)
+    queue_reader = reader.child("queue", None)
+    if queue_packets is not None and queue_reader is not None:
+        raise reader.fail("queue", "give queue or queue_packets, not both")
+    queue_packets = queue_packets or 100
+    queues = _queues(queue_reader) if queue_reader is not None else {}
     packet_exact = reader.get("packet_exact", bool, False)
+    once = reader.get("once", bool, False)
+    logs = {d: f"{d}link.log" for d in DIRECTIONS} if reader.get("log", bool, False) else {}
+    sources: dict[str, str] = {}
     try:
         constant = reader.child("constant", None)
         if constant is not None:
@@ -363,11 +404,12 @@ def _link(reader: _Reader, base: Path) -> LinkSpec:
                 raise reader.fail("trace", "give either trace or up/down, not both")
             if single:
                 trace, text = load_trace(_resolve(single, base)), single
+                sources = {"up": single, "down": single}
             elif up and down:
                 trace = _merge_directions(
-                    load_trace(_resolve(up, base)), load_trace(_resolve(down, base))
+                    _direction_trace(up, "up", base), _direction_trace(down, "down", base)
                 )
-                text = f"up {up}, down {down}"
+                text, sources = f"up {up}, down {down}", {"up": up, "down": down}
             else:
                 raise reader.fail("trace", "a link needs trace, up and down, or constant")
             if rtt:
@@ -379,9 +421,116 @@ def _link(reader: _Reader, base: Path) -> LinkSpec:
     rates = np.concatenate([trace.up["rate_mbps"], trace.down["rate_mbps"]])
     if np.any(rates[~np.isnan(rates)] < 0):
         raise reader.fail("trace", "negative rate")
-    if packet_exact and not trace.deliveries_ms:
+    if packet_exact:
+        _check_opportunities(reader, trace, sources)
+    layouts = {
+        d: PipeLayout(
+            _traced_stages(trace, d),
+            queues.get(d, QueueSpec("droptail", packets=queue_packets)),
+            once,
+        )
+        for d in DIRECTIONS
+    }
+    return LinkSpec(trace, text, queue_packets, packet_exact, layouts, logs, once)
+
+
+def _traced_stages(trace: LinkTrace, direction: str) -> tuple[tuple[str, float | None], ...]:
+    """Loss, the wire, delay: the first and last only where the trace gives them."""
+    series = getattr(trace, direction)
+    lossy = not np.isnan(series["loss_pct"]).all()
+    delayed = not (np.isnan(series["delay_ms"]).all() and np.isnan(series["jitter_ms"]).all())
+    return (
+        *((("loss", None),) if lossy else ()),
+        ("link", None),
+        *((("delay", None),) if delayed else ()),
+    )
+
+
+def _direction_trace(spec: str, direction: str, base: Path) -> LinkTrace:
+    """One direction's trace; a Mahimahi file is that direction's delivery opportunities,
+    whatever its name (Mahimahi users name them freely)."""
+    fmt, sep, path = spec.partition(":")
+    if sep and fmt == "mahimahi":
+        return mahimahi_link({direction: base / path})
+    return load_trace(_resolve(spec, base))
+
+
+def _check_opportunities(reader: _Reader, trace: LinkTrace, sources: dict[str, str]) -> None:
+    """Packet-exact replay needs a direction's delivery opportunities wherever it has rates."""
+    if not trace.deliveries_ms:
         raise reader.fail("packet_exact", "needs a mahimahi trace (delivery opportunities)")
-    return LinkSpec(trace, text, queue, packet_exact)
+    for direction in DIRECTIONS:
+        rated = not np.isnan(getattr(trace, direction)["rate_mbps"]).all()
+        if rated and direction not in trace.deliveries_ms:
+            name = "uplink" if direction == "up" else "downlink"
+            raise reader.fail(
+                "packet_exact",
+                f"the {name} ({sources.get(direction, 'its trace')}) has no delivery "
+                "opportunities: give it a mahimahi trace too",
+            )
+
+
+def _queues(reader: _Reader) -> dict[str, QueueSpec]:
+    """``queue: {kind: ..., ...}`` for both directions, or ``{up: {...}, down: {...}}``."""
+    if "up" in reader.data or "down" in reader.data:
+        queues = {d: _queue(reader.child(d)) for d in DIRECTIONS}  # type: ignore[arg-type]
+        reader.finish()
+        return queues
+    queue = _queue(reader)
+    return {d: queue for d in DIRECTIONS}
+
+
+def _queue(reader: _Reader) -> QueueSpec:
+    kind = reader.get("kind", str)
+    values: dict[str, Any] = {"packets": None}
+    for name in ("packets", "bytes"):
+        values[name] = reader.number(name, None, 1, 1e9, integer=True)
+    for name in ("target_ms", "interval_ms", "qdelay_ref_ms", "max_burst_ms"):
+        value = reader.number(name, None, 0, 1e6)
+        if value is not None:
+            values[name] = float(value)
+    reader.finish()
+    try:
+        return QueueSpec(kind, **values)
+    except QueueSpecError as exc:
+        raise reader.fail("kind", str(exc)) from exc
+
+
+def _mahimahi_link(
+    reader: _Reader, base: Path, command: str | None, mm_link: str | None
+) -> LinkSpec:
+    """A link from a Mahimahi command line (``mahimahi:``) or its split keys (``mm_link``,
+    ``mm_delay``, ``mm_loss``)."""
+    key = "mahimahi" if command is not None else "mm_link"
+    if command is not None and mm_link is not None:
+        raise reader.fail("mahimahi", "give mahimahi (the whole command) or mm_link, not both")
+    if mm_link is not None:
+        delay = reader.number("mm_delay", None, 0, 1e6)
+        losses = reader.child("mm_loss", None)
+        rates = {}
+        if losses is not None:
+            for name in ("uplink", "downlink"):
+                rate = losses.number(name, None, 0, 1)
+                if rate is not None:
+                    rates[name] = float(rate)
+            losses.finish()
+        command = split_form(mm_link, delay, rates)
+    assert command is not None
+    try:
+        parsed = parse_command(command)
+        trace = mahimahi_link({d: base / parsed.traces[d] for d in DIRECTIONS})
+    except (MahimahiCommandError, TraceError) as exc:
+        raise reader.fail(key, str(exc)) from exc
+    reader.finish()
+    return LinkSpec(
+        trace,
+        f"mahimahi: {command}",
+        packet_exact=True,
+        layouts=parsed.layouts,
+        logs=parsed.logs,
+        once=parsed.once,
+        command_line=command,
+    )
 
 
 def _merge_directions(up: LinkTrace, down: LinkTrace) -> LinkTrace:
@@ -395,6 +544,9 @@ def _merge_directions(up: LinkTrace, down: LinkTrace) -> LinkTrace:
         return series
 
     duration = max(up.duration_s, down.duration_s)
+    deliveries = {
+        d: t.deliveries_ms[d] for d, t in (("up", up), ("down", down)) if d in t.deliveries_ms
+    }
     up, down = up.loop(duration), down.loop(duration)
     times = np.union1d(up.times, down.times)
     iu = np.searchsorted(up.times, times, side="right") - 1
@@ -406,7 +558,7 @@ def _merge_directions(up: LinkTrace, down: LinkTrace) -> LinkTrace:
         "file": f"{up.meta.get('file')} / {down.meta.get('file')}",
         "derived": "uplink and downlink from separate traces",
     }
-    return LinkTrace(times, duration, up_series, down_series, meta)
+    return LinkTrace(times, duration, up_series, down_series, meta, deliveries)
 
 
 @dataclass

@@ -7,6 +7,8 @@ import shlex
 import subprocess
 from collections.abc import Iterator
 
+from emulator.net.shaping.control import DelayLineShaper, netns_launcher
+
 
 def sh(command: str) -> str:
     """Run one command line (split like a shell would); raise with its stderr on failure."""
@@ -39,3 +41,23 @@ def veth(left_ns: str, left: str, right_ns: str, right: str) -> None:
             shlex.split(f"ip netns exec {ns} ethtool -K {dev} tx off tso off gso off gro off"),
             capture_output=True,
         )
+
+
+EDGE_IP, CLOUD_IP = "10.79.0.1", "10.79.0.2"
+
+
+@contextlib.contextmanager
+def delay_line_between(tag: str) -> Iterator[tuple[DelayLineShaper, str, str]]:
+    """edge --veth-- middle (a delay line, no IP) --veth-- cloud, in three namespaces:
+    (the shaper, the edge's namespace, the cloud's)."""
+    edge, middle, cloud = (f"dsdsh-{role}{tag}" for role in "emc")
+    with namespaces(edge, middle, cloud):
+        veth(edge, "ve", middle, "me")
+        veth(middle, "mc", cloud, "vc")
+        sh(f"ip -n {edge} addr add {EDGE_IP}/24 dev ve")
+        sh(f"ip -n {cloud} addr add {CLOUD_IP}/24 dev vc")
+        shaper = DelayLineShaper(netns_launcher(middle), "me", "mc", f"test{tag}")
+        try:
+            yield shaper, edge, cloud
+        finally:
+            shaper.close()

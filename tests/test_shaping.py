@@ -11,14 +11,12 @@ import time
 
 import numpy as np
 import pytest
-from netns import namespaces, sh, veth
+from netns import CLOUD_IP, delay_line_between, namespaces, sh
 
 from emulator.net.shaping.base import ShapeParams
-from emulator.net.shaping.control import DelayLineShaper, ShaperError, netns_launcher
+from emulator.net.shaping.control import ShaperError
 from emulator.net.shaping.netem import tc_commands
 from emulator.net.shaping.probe import choose_backend, netem_available
-
-EDGE_IP, CLOUD_IP = "10.79.0.1", "10.79.0.2"
 
 
 def ping(
@@ -39,19 +37,8 @@ def ping(
 
 @pytest.fixture
 def delay_line():
-    """edge --veth-- middle (delay line, no IP) --veth-- cloud, in three namespaces."""
-    tag = os.getpid()
-    edge, middle, cloud = (f"dsdsh-{r}{tag}" for r in "emc")
-    with namespaces(edge, middle, cloud):
-        veth(edge, "ve", middle, "me")
-        veth(middle, "mc", cloud, "vc")
-        sh(f"ip -n {edge} addr add {EDGE_IP}/24 dev ve")
-        sh(f"ip -n {cloud} addr add {CLOUD_IP}/24 dev vc")
-        shaper = DelayLineShaper(netns_launcher(middle), "me", "mc", f"test{tag}")
-        try:
-            yield shaper, edge, cloud
-        finally:
-            shaper.close()
+    with delay_line_between(str(os.getpid())) as made:
+        yield made
 
 
 @pytest.mark.root
@@ -120,7 +107,7 @@ def test_bad_settings_are_refused_and_forwarding_goes_on(delay_line) -> None:
     with pytest.raises(ShaperError, match="refused"):
         shaper.set("sideways", ShapeParams())
     with pytest.raises(ShaperError, match="refused"):
-        shaper.set("up", ShapeParams(queue_packets=0))
+        shaper.set("up", ShapeParams(delay_ms=-1))
     assert ping(edge, 3)[1] == 0
 
 

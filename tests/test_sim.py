@@ -34,6 +34,7 @@ from emulator.sim.cpu import CoreShare, SharedCore
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, wire_bytes
 from emulator.sim.messages import Verify
+from emulator.sim.packet_links import PacketLink
 from emulator.sim.server import Session
 from emulator.sim.simulation import SimOptions, Simulation
 from emulator.sim.window_policies import simulated_window_policy
@@ -929,3 +930,40 @@ def test_a_round_after_a_fully_accepted_one_feeds_two_tokens_first(tmp_path) -> 
     # the first round feeds the target's first token; the second follows a whole round;
     # the third follows a rejection; the fourth follows a whole round again
     assert [r["draft_ms"] for r in rounds[:4]] == pytest.approx([20.0, 40.0, 20.0, 40.0])
+
+
+def test_a_link_followed_per_packet_times_rounds_as_the_analytic_one(tmp_path) -> None:
+    """A byte-limited drop-tail queue that never fills makes the simulator follow the link
+    packet by packet, through the delay line's own stages: the same round trips."""
+    link = {"constant": {"delay_ms": 5.0, "rate_mbps": 0.5}}
+    scenario, profile = write_scenario(tmp_path, link, verify=40.0)
+    analytic = rounds_of(simulate(scenario, profile))
+    per_packet = {**link, "queue": {"kind": "droptail", "bytes": 1_000_000}}
+    scenario, profile = write_scenario(tmp_path, per_packet, verify=40.0)
+    assert load_scenario(scenario).edges[0].link.per_packet
+    followed = rounds_of(simulate(scenario, profile))
+    assert [r["t_recv"] - r["t_send"] for r in followed] == pytest.approx(
+        [r["t_recv"] - r["t_send"] for r in analytic]
+    )
+
+
+def test_delivery_opportunities_carry_a_message_packet_by_packet(tmp_path) -> None:
+    """Opportunities every ms: a 3000-byte message is three packets (3165 IP bytes), out
+    with the third opportunity; one entering at 10.5 ms waits for the one at 11."""
+    (tmp_path / "every-ms").write_text("\n".join(str(t) for t in range(1, 1001)) + "\n")
+    spec = (
+        load_scenario(
+            write_scenario(
+                tmp_path, {"mm_link": f"{tmp_path / 'every-ms'} {tmp_path / 'every-ms'}"}
+            )[0]
+        )
+        .edges[0]
+        .link
+    )
+    engine = Engine()
+    link = PacketLink(engine, spec, "up", LinkSchedule(spec.trace, "up"), random.Random(0))
+    exits: list[float] = []
+    engine.at(0.5, lambda _: link.enter(3000, engine.now, exits.append))
+    engine.at(10.5, lambda _: link.enter(100, engine.now, exits.append))
+    engine.run()
+    assert exits == [3.0, 11.0]

@@ -171,8 +171,14 @@ class EmulatedNetwork:
         return names + ([WAN_SHAPER] if self.scenario.wan is not None else [])
 
     def _shape(self, link: str, shaper: str, spec: LinkSpec) -> ReplayedLink:
-        if spec.packet_exact and self.backend != "delayline":
-            raise ValueError(f"link {link}: packet_exact replay needs the delayline shaper")
+        if self.backend != "delayline":
+            if spec.packet_exact:
+                raise ValueError(f"link {link}: packet_exact replay needs the delayline shaper")
+            if spec.logs or spec.once or not all(spec.layout(d).plain for d in ("up", "down")):
+                raise ValueError(
+                    f"link {link}: Mahimahi's queues, stages, logs and once need the "
+                    "delayline shaper"
+                )
         host = self.host(shaper)
         edge_side, cloud_side = host.intfNames()[:2]
         instance: LinkShaper
@@ -193,7 +199,7 @@ class EmulatedNetwork:
                 host.cmd(f"ip link set {intf} master br0")
             tc_in_host = ["mnexec", "-a", str(host.pid), "tc"]
             instance = NetemShaper((tc_in_host, cloud_side), (tc_in_host, edge_side))
-        return ReplayedLink(link, instance, spec.trace, spec.queue_packets, spec.packet_exact)
+        return ReplayedLink(link, instance, spec)
 
     def stop(self) -> None:
         for link in self.links:
@@ -252,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setLogLevel("info")
     print(f"topology: shaping with {backend} ({why})")
-    with EmulatedNetwork(scenario, backend) as net, TraceReplayer(net.links, EventLog(None, "cli")):
+    logs = Path("packet-logs")  # where links that ask for Mahimahi-format logs write them
+    with (
+        EmulatedNetwork(scenario, backend) as net,
+        TraceReplayer(net.links, EventLog(None, "cli"), packet_logs=logs),
+    ):
         CLI(net.net)
     return 0
 

@@ -343,7 +343,8 @@ class Emulation:
             self._wait_for(self._start_watches(net), "watch: ready")
             replay_log = EventLog(self.out / "links.jsonl", "replay")
             sampler = ResourceSampler(self._sampled_processes(net), self.out / "resources.jsonl")
-            with TraceReplayer(net.links, replay_log) as replay, sampler:
+            replay = TraceReplayer(net.links, replay_log, packet_logs=self.out / "packet-logs")
+            with replay, sampler:
                 t_start = time.time()  # the traces' time zero, to within the replay start
                 for edge in edges:
                     os.kill(edge.process.pid, signal.SIGUSR1)

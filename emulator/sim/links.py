@@ -49,6 +49,15 @@ def wire_bytes(payload: int) -> tuple[int, int]:
     return framed + packets * PACKET_OVERHEAD_BYTES, packets
 
 
+def retransmit_wait_ms(delay_ms: float, attempt: int, rng: random.Random) -> float:
+    """Linux's wait before resending a lone lost segment (loss probe for one packet in
+    flight: 1.5 RTT + 200 ms, doubling on each further loss up to 120 s); RTT taken as
+    2 x delay. Each connection's timer also carries its own RTT variance: up to 25 % more,
+    drawn at random, so that senders that lost together do not retry in lockstep."""
+    wait = (3.0 * delay_ms + MIN_RTO_MS) * (2**attempt) * (1.0 + 0.25 * rng.random())
+    return min(wait, MAX_RTO_MS)
+
+
 class LinkSchedule:
     """One direction of a trace as plain lists, built once and shared by every link that
     replays the same trace (thousands of simulated edges may share one file)."""
@@ -73,6 +82,8 @@ class SimLink:
     ``shared``: fed by many senders (the WAN), so its drop-tail queue is tracked; an access
     link carries one message at a time each way, so its queue never fills.
     """
+
+    per_packet = False  # ``emulator.sim.packet_links.PacketLink`` is followed per packet
 
     def __init__(
         self,
@@ -132,12 +143,7 @@ class SimLink:
         return STRANDED
 
     def retransmit_wait_ms(self, delay_ms: float, attempt: int) -> float:
-        """Linux's wait before resending a lone lost segment (loss probe for one packet in
-        flight: 1.5 RTT + 200 ms, doubling on each further loss up to 120 s); RTT taken as
-        2 x delay. Each connection's timer also carries its own RTT variance: up to 25 %
-        more, drawn at random, so that senders that lost together do not retry in lockstep."""
-        wait = (3.0 * delay_ms + MIN_RTO_MS) * (2**attempt) * (1.0 + 0.25 * self.rng.random())
-        return min(wait, MAX_RTO_MS)
+        return retransmit_wait_ms(delay_ms, attempt, self.rng)
 
     def _admitted_at(self, at: float, packets: int, attempt: int) -> tuple[float, bool]:
         """(time, True) when the message gets past loss and the drop-tail queue, or
@@ -221,7 +227,9 @@ class SimPath:
     new, shorter delay or a retransmission lets overtake waits for those before it, as TCP
     holds data until the gap is filled)."""
 
-    def __init__(self, engine: Engine, links: list[SimLink]) -> None:
+    def __init__(self, engine: Engine, links: list[Any]) -> None:
+        """``links``: ``SimLink``s and ``PacketLink``s (entered by an event, calling back
+        when a message is through), in the order a message crosses them."""
         if not links:
             raise ValueError("a path needs at least one link")
         self.engine = engine
@@ -256,7 +264,15 @@ class SimPath:
         index, attempt, payload, deliver, message = item
         links = self.links
         while True:
-            at, through = links[index].transit(payload, at, attempt)
+            link = links[index]
+            if link.per_packet:
+                if at > self.engine.now:
+                    self.engine.at(at, self._hop, (index, 0, payload, deliver, message))
+                else:
+                    leave = functools.partial(self._leave, index, payload, deliver, message)
+                    link.enter(payload, at, leave)
+                return
+            at, through = link.transit(payload, at, attempt)
             if not through:
                 if at != STRANDED:
                     self.engine.at(at, self._hop, (index, attempt + 1, payload, deliver, message))
@@ -272,3 +288,10 @@ class SimPath:
 
     def _hop(self, item: tuple[int, int, int, Deliver, Any]) -> None:
         self._cross(item, self.engine.now)
+
+    def _leave(self, index: int, payload: int, deliver: Deliver, message: Any, at: float) -> None:
+        """A message came out of a link followed packet by packet at ``at``: on to the next."""
+        if index + 1 == len(self.links):
+            self.engine.at(at, deliver, message)
+        else:
+            self._cross((index + 1, 0, payload, deliver, message), at)

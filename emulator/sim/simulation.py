@@ -33,6 +33,7 @@ from emulator.sim.edge import EdgeSim, PromptModel
 from emulator.sim.engine import Engine
 from emulator.sim.links import LinkSchedule, SimLink, SimPath
 from emulator.sim.machine_profiles import machine_profile
+from emulator.sim.packet_links import PacketLink
 from emulator.sim.requests import request_draws
 from emulator.sim.server import TargetSim
 from emulator.sim.window_policies import simulated_window_policy
@@ -193,18 +194,18 @@ class Simulation:
             self.server = RoutedCloud(
                 self.engine, self.targets, table, log, self._fanout(hosts, seed)
             )
-        self.links: list[SimLink] = []
+        self.links: list[SimLink | PacketLink] = []
         self._schedules: dict[tuple[int, str], LinkSchedule] = {}
         wan_up = wan_down = None
         if scenario.wan is not None:
             wan_up, wan_down = self._link_pair(
-                scenario.wan, random_stream(seed, "wan"), shared=True
+                scenario.wan, random_stream(seed, "wan"), seed, "wan", shared=True
             )
         self.edges: list[EdgeSim] = []
         for host, group in hosts:
             profile = profiles[group.draft]
             rng = random_stream(seed, host)  # the edge's acceptance draws and its access link
-            up, down = self._link_pair(group.link, rng)
+            up, down = self._link_pair(group.link, rng, seed, host)
             draws = request_draws(workload, requests, seed, host)
             policy = policy_factory(group.policy)
             edge = EdgeSim(
@@ -350,14 +351,21 @@ class Simulation:
             )
 
     def _link_pair(
-        self, spec: LinkSpec, rng: random.Random, shared: bool = False
-    ) -> tuple[SimLink, SimLink]:
-        up, down = (
-            SimLink(self._schedule(spec, direction), spec.queue_packets, rng, shared)
-            for direction in ("up", "down")
-        )
-        self.links.extend((up, down))
-        return up, down
+        self, spec: LinkSpec, rng: random.Random, seed: int, name: str, shared: bool = False
+    ) -> tuple[SimLink | PacketLink, SimLink | PacketLink]:
+        """A link's two directions: analytic (drawing from ``rng``), or followed packet by
+        packet where its queue, stages or schedule need it (drawing from streams of their
+        own, so that the edge's acceptance draws stay those of the analytic case)."""
+        links: list[SimLink | PacketLink] = []
+        for direction in ("up", "down"):
+            schedule = self._schedule(spec, direction)
+            if spec.per_packet:
+                own = random_stream(seed, f"{name}:{direction}")
+                links.append(PacketLink(self.engine, spec, direction, schedule, own))
+            else:
+                links.append(SimLink(schedule, spec.queue_packets, rng, shared))
+        self.links.extend(links)
+        return links[0], links[1]
 
     def _schedule(self, spec: LinkSpec, direction: str) -> LinkSchedule:
         key = (id(spec.trace), direction)

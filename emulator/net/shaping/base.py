@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from emulator.link.pipe import PipeLayout
+
 DEFAULT_QUEUE_PACKETS = 100
 
 
@@ -51,12 +53,29 @@ class ShapeParams:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class PacketLogRequest:
+    """A Mahimahi-format packet log of one direction: where, and its header's names."""
+
+    path: str
+    link_name: str  # "Uplink" or "Downlink", as mm-link names them
+    trace_name: str
+    command_line: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
 class LinkShaper(Protocol):
     """Shapes both directions of one link; ``set`` may be called live, many times a second."""
 
     backend: str
 
     def set(self, direction: str, params: ShapeParams) -> None: ...
+
+    def configure(self, direction: str, layout: PipeLayout, log: PacketLogRequest | None) -> None:
+        """Build one direction as ``layout`` (stages, queue, once) before the replay starts."""
+        ...
 
     def set_deliveries(self, direction: str, deliveries_ms: np.ndarray | None) -> None:
         """Packet-exact replay of Mahimahi delivery opportunities (None: back to rates)."""

@@ -15,7 +15,9 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from emulator.net.shaping.base import ShapeParams
+from emulator.link.pipe import PipeLayout
+from emulator.net.shaping.base import PacketLogRequest, ShapeParams
+from emulator.net.shaping.delayline import LIVE
 from runtime.process import stop_child
 
 Launcher = Callable[[list[str]], subprocess.Popen]
@@ -101,7 +103,18 @@ class DelayLineShaper:
         return reply
 
     def set(self, direction: str, params: ShapeParams) -> None:
-        self._ask({"direction": direction, **params.to_dict()})
+        values = params.to_dict()
+        self._ask({"direction": direction, **{key: values[key] for key in LIVE}})
+
+    def configure(self, direction: str, layout: PipeLayout, log: PacketLogRequest | None) -> None:
+        """Rebuild one direction as ``layout``, logging its packets where ``log`` asks."""
+        self._ask(
+            {
+                "direction": direction,
+                "layout": layout.to_dict(),
+                "log": None if log is None else log.to_dict(),
+            }
+        )
 
     def set_deliveries(self, direction: str, deliveries_ms: np.ndarray | None) -> None:
         """Packet-exact replay of Mahimahi delivery opportunities on one direction."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 
-from emulator.net.shaping.base import ShapeParams
+from emulator.link.pipe import PipeLayout
+from emulator.net.shaping.base import PacketLogRequest, ShapeParams
 
 UNLIMITED_MBIT = 100_000  # htb needs a rate; 100 Gbit/s stands for "no limit"
 
@@ -87,6 +88,17 @@ class NetemShaper:
         for command in tc_commands(device, params, direction not in self.created, prefix):
             self.runner(command)
         self.created.add(direction)
+
+    def configure(self, direction: str, layout: PipeLayout, log: PacketLogRequest | None) -> None:
+        """netem has one layout (loss, a drop-tail packet queue at the rate, delay) and no
+        packet log; anything else needs the delay line."""
+        queue = layout.queue
+        plain = queue.kind == "droptail" and queue.bytes is None and queue.packets is not None
+        if layout.stages != PipeLayout().stages or not plain or layout.once or log is not None:
+            raise ValueError(
+                f"tc/netem shapes loss, a drop-tail packet queue and delay only (asked: "
+                f"{queue.describe()}); use the delayline shaper"
+            )
 
     def set_deliveries(self, direction: str, deliveries_ms: object) -> None:
         raise ValueError("tc cannot replay delivery opportunities; use the delayline shaper")

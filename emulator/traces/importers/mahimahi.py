@@ -9,6 +9,7 @@ the other direction, looped to the same length.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -56,31 +57,45 @@ def binned_rate(
 def import_mahimahi(
     path: str | Path, bin_s: float = 1.0, direction: str | None = None
 ) -> LinkTrace:
+    """One file, its direction from its suffix (``.up`` / ``.down``) or ``direction``; a
+    sibling file of the other direction fills that one."""
     path = Path(path)
-    if bin_s <= 0:
-        raise TraceError("bin must be positive")
     direction = direction or {".up": "up", ".down": "down"}.get(path.suffix)
     if direction is None:
         raise TraceError(f"{path}: cannot tell the direction from the name; pass --direction")
     other = "down" if direction == "up" else "up"
-    deliveries = {direction: read_deliveries(path)}
+    files = {direction: path}
     sibling = path.with_suffix("." + other)
     if sibling.is_file():
-        deliveries[other] = read_deliveries(sibling)
-    period_ms = int(deliveries[direction][-1])
+        files[other] = sibling
+    return mahimahi_link(files, bin_s, period_of=direction)
+
+
+def mahimahi_link(
+    files: Mapping[str, str | Path], bin_s: float = 1.0, period_of: str | None = None
+) -> LinkTrace:
+    """A link from a delivery file per direction (``{"up": X, "down": Y}``, either may be
+    missing), each direction's opportunities kept for packet-exact replay and binned into
+    its rate; the trace lasts ``period_of``'s period (default: the longest), the other
+    direction looped to it."""
+    if bin_s <= 0:
+        raise TraceError("bin must be positive")
+    deliveries = {direction: read_deliveries(path) for direction, path in files.items()}
+    periods = {direction: int(values[-1]) for direction, values in deliveries.items()}
+    period_ms = periods[period_of] if period_of else max(periods.values())
     duration_ms = float(period_ms)
     times = np.arange(0.0, duration_ms / 1000.0, bin_s)
     series = {}
     for name in ("up", "down"):
         rate = np.full(len(times), np.nan)
         if name in deliveries:
-            rate = binned_rate(deliveries[name], int(deliveries[name][-1]), duration_ms, bin_s)
+            rate = binned_rate(deliveries[name], periods[name], duration_ms, bin_s)
         nan = np.full(len(times), np.nan)
         series[name] = {"rate_mbps": rate, "delay_ms": nan, "jitter_ms": nan, "loss_pct": nan}
-    files = " + ".join(sorted(f.name for f in [path, sibling] if f.is_file()))
+    names = " + ".join(sorted({Path(f).name for f in files.values()}))
     meta = {
         "source": "mahimahi",
-        "file": files,
+        "file": names,
         "licence": LICENCE,
         "derived": f"rate = delivery opportunities x 1500 B per {bin_s:g} s bin; loops every "
         f"{period_ms} ms",
