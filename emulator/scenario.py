@@ -107,6 +107,7 @@ class LinkSpec:
     logs: dict[str, str] = field(default_factory=dict)  # direction -> log file name
     once: bool = False
     command_line: str = ""
+    trace_files: dict[str, str] = field(default_factory=dict)  # direction -> as given
 
     def layout(self, direction: str) -> PipeLayout:
         default = PipeLayout(queue=QueueSpec("droptail", packets=self.queue_packets))
@@ -431,7 +432,7 @@ def _link(reader: _Reader, base: Path) -> LinkSpec:
         )
         for d in DIRECTIONS
     }
-    return LinkSpec(trace, text, queue_packets, packet_exact, layouts, logs, once)
+    return LinkSpec(trace, text, queue_packets, packet_exact, layouts, logs, once, "", sources)
 
 
 def _traced_stages(trace: LinkTrace, direction: str) -> tuple[tuple[str, float | None], ...]:
@@ -530,6 +531,7 @@ def _mahimahi_link(
         logs=parsed.logs,
         once=parsed.once,
         command_line=command,
+        trace_files=parsed.traces,
     )
 
 

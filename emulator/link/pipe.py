@@ -139,11 +139,11 @@ class Opportunities:
 class LinkStage:
     """A queue discipline in front of the wire. The wire is a rate (Mbit/s of Ethernet
     frames; None: unlimited; 0: an outage, the queue held until the rate returns) or a
-    schedule of delivery opportunities, each carrying up to ``PACKET_SIZE`` bytes: a packet may span
-    several, several small ones may share one, and bytes an opportunity finds no packet for
-    are wasted (Mahimahi's byte accounting). The head packet leaves the queue as it starts
-    on the wire (a rate) or at the opportunity that starts it, which is when CoDel judges
-    its sojourn time."""
+    schedule of delivery opportunities, each carrying up to ``PACKET_SIZE`` bytes: a packet
+    may span several, several small ones may share one, and bytes an opportunity finds no
+    packet for are wasted (Mahimahi's byte accounting). The head packet leaves the queue as
+    it starts on the wire (a rate) or at the opportunity that starts it, which is when
+    CoDel judges its sojourn time."""
 
     def __init__(self, queue: QueueSpec, rng: random.Random, log: MahimahiLog | None = None):
         self.queue = queue.build(rng)
@@ -357,11 +357,14 @@ class PipeLayout:
     ``(kind, value)`` with ``value`` None where the stage follows the link's trace (its
     loss %, or delay and jitter, changed live) and a number where it is fixed (``mm-loss``'s
     rate as a fraction, ``mm-delay``'s ms); the queue in front of the wire; and whether a
-    schedule of delivery opportunities plays once rather than looping."""
+    schedule of delivery opportunities plays once rather than looping. ``seed``, where
+    given, fixes the stages' random draws (loss, jitter, PIE's drops) whatever stream the
+    builder is handed: both worlds then draw the same numbers for the same packets."""
 
     stages: tuple[tuple[str, float | None], ...] = (("loss", None), ("link", None), ("delay", None))
     queue: QueueSpec = field(default_factory=QueueSpec)
     once: bool = False
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         kinds = [kind for kind, _ in self.stages]
@@ -384,6 +387,7 @@ class PipeLayout:
             "stages": [list(stage) for stage in self.stages],
             "queue": self.queue.to_dict(),
             "once": self.once,
+            "seed": self.seed,
         }
 
     @staticmethod
@@ -392,10 +396,13 @@ class PipeLayout:
             tuple((str(kind), value) for kind, value in data["stages"]),
             QueueSpec(**data["queue"]),
             bool(data.get("once", False)),
+            data.get("seed"),
         )
 
     def build(self, rng: random.Random, log: MahimahiLog | None = None) -> Pipe:
         """A pipe of fresh stages; the trace-driven ones start unconstrained."""
+        if self.seed is not None:
+            rng = random.Random(self.seed)
         stages: list[Stage] = []
         for kind, value in self.stages:
             child = random.Random(rng.random())

@@ -268,22 +268,24 @@ class PieQueue(DropTailQueue):
         self.last_update: float | None = None
 
     def enqueue(self, packet: Packet, now: float) -> list[Packet]:
+        draw = self.rng.random()  # one per packet, used or not: the n-th packet's draw is
+        # the same whatever the queue did before it (the two worlds' drops then line up)
         self._update_probability(now)
         if not self.fits(self.size_bytes + packet[1], len(self.waiting) + 1):
             return [packet]
-        if self._drop_early():
+        if self._drop_early(draw):
             return [packet]
         self.accept(packet)
         return []
 
-    def _drop_early(self) -> bool:
+    def _drop_early(self, draw: float) -> bool:
         if self.burst_allowance > 0:
             return False
         if self.qdelay_old < self.qdelay_ref / 2 and self.drop_probability < 0.2:
             return False
         if self.size_bytes < 2 * PACKET_SIZE:
             return False
-        return self.rng.random() < self.drop_probability
+        return draw < self.drop_probability
 
     def dequeue(self, now: float) -> tuple[Packet | None, list[Packet]]:
         if not self.waiting:

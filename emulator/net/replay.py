@@ -112,7 +112,7 @@ class TraceReplayer:
         return PacketLogRequest(
             str(self.packet_logs / f"{link.name}-{Path(name).name}"),
             LINK_NAMES[direction],
-            link.trace.meta.get("file", link.spec.description),
+            link.spec.trace_files.get(direction, link.trace.meta.get("file", "")),
             link.spec.command_line or link.spec.description,
         )
 

@@ -64,7 +64,6 @@ class Direction:
     def __init__(self, out: socket.socket, rng: random.Random) -> None:
         self.out = out
         self.rng = rng
-        self.layout = PipeLayout()
         self.values: dict[str, Any] = {
             "rate_mbps": None,
             "delay_ms": 0.0,
@@ -72,14 +71,15 @@ class Direction:
             "loss_pct": 0.0,
         }
         self.log: MahimahiLog | None = None
-        self.pipe = self.layout.build(random.Random(rng.random()))
+        self.pipe = PipeLayout().build(random.Random(rng.random()))
         self.send_errors = 0
 
     def rebuild(self, layout: PipeLayout, log: MahimahiLog | None, now: float) -> None:
-        """A fresh pipe of this layout (frames still inside the old one are let go)."""
+        """A fresh pipe of this layout; frames still in the old one are dropped (a layout
+        is set before the traces start, while the link is idle)."""
         if self.log is not None:
             self.log.close()
-        self.layout, self.log = layout, log
+        self.log = log
         self.pipe = layout.build(random.Random(self.rng.random()), log)
         self.set_values(self.values, now)
 
