@@ -73,45 +73,53 @@ def serve(spec: QueueSpec, source, seconds: float, mbps: float = 12.0, seed: int
     return {"delivered": delivered, "drops": drops}
 
 
-def unresponsive(rate_pps: float):
-    """Constant-rate 1500-byte packets, whatever is dropped."""
+class Sender:
+    """1500-byte packets into a pipe, each ``gap`` ms after the one before (a subclass says
+    how long, from the drops the last one met); what came out is kept in ``released``."""
 
-    def run(pipe: Pipe, until: float):
-        t, gap = 0.0, 1000.0 / rate_pps
-        sent = []
+    def __init__(self) -> None:
+        self.released: list = []
+
+    def gap(self, t: float, drops: int) -> float:
+        raise NotImplementedError
+
+    def __call__(self, pipe: Pipe, until: float):
+        t = 0.0
         while t < until:
             dropped: list = []
             pipe.send((t, 1500, t), dropped)
             released, lost = pipe.advance(t)
-            sent += released
-            yield t, len(dropped) + len(lost)
+            self.released += released
+            drops = len(dropped) + len(lost)
+            gap = self.gap(t, drops)
+            yield t, drops
             t += gap
-        run.released = sent  # type: ignore[attr-defined]
-
-    return run
 
 
-def aimd(rtt_ms: float = 40.0):
+class Unresponsive(Sender):
+    """Constant-rate packets, whatever is dropped."""
+
+    def __init__(self, rate_pps: float) -> None:
+        super().__init__()
+        self.interval = 1000.0 / rate_pps
+
+    def gap(self, t: float, drops: int) -> float:
+        return self.interval
+
+
+class Aimd(Sender):
     """A TCP-like sender: a window of packets per RTT, one more each RTT, halved on a drop
     (at most once per RTT): what CoDel and PIE are built to hold."""
 
-    def run(pipe: Pipe, until: float):
-        t, window, last_cut = 0.0, 10.0, -1e9
-        sent = []
-        while t < until:
-            dropped: list = []
-            pipe.send((t, 1500, t), dropped)
-            released, lost = pipe.advance(t)
-            sent += released
-            dropped += lost
-            if dropped and t - last_cut > rtt_ms:
-                window, last_cut = max(1.0, window / 2), t
-            window += 1.0 / window
-            yield t, len(dropped)
-            t += rtt_ms / window
-        run.released = sent  # type: ignore[attr-defined]
+    def __init__(self, rtt_ms: float = 40.0) -> None:
+        super().__init__()
+        self.rtt, self.window, self.last_cut = rtt_ms, 10.0, -1e9
 
-    return run
+    def gap(self, t: float, drops: int) -> float:
+        if drops and t - self.last_cut > self.rtt:
+            self.window, self.last_cut = max(1.0, self.window / 2), t
+        self.window += 1.0 / self.window
+        return self.rtt / self.window
 
 
 def sojourns(source, after_ms: float) -> list[float]:
@@ -121,13 +129,13 @@ def sojourns(source, after_ms: float) -> list[float]:
 def test_codel_holds_the_sojourn_time_near_its_target_under_a_sustained_load() -> None:
     """A 12 Mbit/s link, a window-based sender that always wants more: drop-tail lets the
     queue fill (100 packets: ~100 ms), CoDel keeps the sojourn time near its 5 ms target."""
-    tail, codel = aimd(), aimd()
+    tail, codel = Aimd(), Aimd()
     serve(QueueSpec("droptail", packets=100), tail, 60)
     serve(QueueSpec("codel", packets=1000), codel, 60)
     assert statistics.mean(sojourns(tail, 15_000)) > 30
     kept = sojourns(codel, 15_000)
     assert statistics.mean(kept) < 2 * 5.0 and np.percentile(kept, 90) < 4 * 5.0
-    wide = aimd()
+    wide = Aimd()
     serve(QueueSpec("codel", packets=1000, target_ms=20.0), wide, 60)
     assert statistics.mean(sojourns(wide, 15_000)) > statistics.mean(kept)
 
@@ -137,7 +145,7 @@ def test_codel_drops_at_the_control_law_spacing() -> None:
     before (to within 2 ms: drops are seen at the sender's next packet, and made at the
     link's next dequeue, each about 1 ms apart)."""
     spec = QueueSpec("codel", packets=10_000, target_ms=5.0, interval_ms=100.0)
-    result = serve(spec, unresponsive(1050), 6)
+    result = serve(spec, Unresponsive(1050), 6)
     drops = result["drops"]
     assert drops, "CoDel never dropped under a 5 % overload"
     first = drops[0]
@@ -152,7 +160,7 @@ def test_pie_holds_the_queueing_delay_near_its_reference(reference_ms: float) ->
     """An unresponsive 1.5x overload: PIE's drop probability rises until the queueing delay
     sits near ``qdelay_ref`` (here: 24 ms at 15, 55 ms at 50), while drop-tail's queue of
     1000 packets stays full (about a second)."""
-    source, tail = unresponsive(1500), unresponsive(1500)
+    source, tail = Unresponsive(1500), Unresponsive(1500)
     serve(QueueSpec("pie", packets=1000, qdelay_ref_ms=reference_ms), source, 20)
     serve(QueueSpec("droptail", packets=1000), tail, 20)
     held = statistics.median(sojourns(source, 5000))

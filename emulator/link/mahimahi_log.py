@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 from typing import TextIO
 
-PACKET_SIZE = 1504
+from emulator.link.queues import PACKET_SIZE
 
 
 class MahimahiLog:

@@ -161,9 +161,8 @@ class LinkStage:
         self.departed: list[Packet] = []
 
     def set_rate(self, rate_mbps: float | None, now: float) -> None:
-        """A new rate from ``now`` (the stage was served up to ``now`` first)."""
-        if self.log is not None and self.opportunities is None:
-            self.log.capacity(self.rate_mbps, now)
+        """A new rate from ``now`` (the stage was served, and its capacity logged, up to
+        ``now`` first)."""
         if rate_mbps != self.rate_mbps:
             self.rate_since = now
         self.rate_mbps = rate_mbps

@@ -142,9 +142,6 @@ class SimLink:
             time_ms = self._span_end
         return STRANDED
 
-    def retransmit_wait_ms(self, delay_ms: float, attempt: int) -> float:
-        return retransmit_wait_ms(delay_ms, attempt, self.rng)
-
     def _admitted_at(self, at: float, packets: int, attempt: int) -> tuple[float, bool]:
         """(time, True) when the message gets past loss and the drop-tail queue, or
         (time of the next try, False) after a loss on a shared link, whose retries must
@@ -157,7 +154,7 @@ class SimLink:
                 return at, True
             else:
                 self.counters["queue_drops"] += 1
-            at += self.retransmit_wait_ms(delay, attempt)
+            at += retransmit_wait_ms(delay, attempt, self.rng)
             attempt += 1
             if self.shared:
                 return at, False
